@@ -1,0 +1,151 @@
+//! Application wiring: `Application::build(config)` opens the store (and migrates), the blob
+//! store, binds the listener (port 0 allowed) and assembles the router; `run(shutdown)` serves
+//! until the token is cancelled, drains in-flight requests within the grace period, then closes
+//! the store. Used alike by main and by the tests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::blob::BlobStore;
+use crate::config::Config;
+use crate::domain::clock::{SharedClock, SystemClock};
+use crate::store::Store;
+
+/// Shared state handed to every handler.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    config: Config,
+    store: Store,
+    blobs: BlobStore,
+    clock: SharedClock,
+    started: Instant,
+    /// Cancelled when shutdown begins; /readyz turns 503 so balancers stop sending traffic.
+    draining: CancellationToken,
+    /// Background loops register here so shutdown can wait for their current batch.
+    tasks: TaskTracker,
+}
+
+impl AppState {
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+    pub fn blobs(&self) -> &BlobStore {
+        &self.inner.blobs
+    }
+    pub fn clock(&self) -> &SharedClock {
+        &self.inner.clock
+    }
+    pub fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+    pub fn uptime(&self) -> Duration {
+        self.inner.started.elapsed()
+    }
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.is_cancelled()
+    }
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.inner.tasks
+    }
+}
+
+/// A built, bound, not yet serving application.
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+}
+
+impl Application {
+    /// Build with the system clock.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Build with an injected clock (tests move time without sleeping).
+    pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Application> {
+        config.validate()?;
+        let store = Store::open(&config).await?;
+        let report = store.migrate().await.context("applying migrations")?;
+        if !report.applied.is_empty() {
+            tracing::info!(applied = ?report.applied, version = report.current, "migrations applied");
+        }
+        let blobs = BlobStore::filesystem(config.data_dir.join("blobs"))
+            .await
+            .with_context(|| format!("opening blob storage under {}", config.data_dir.display()))?;
+        let listener = TcpListener::bind(config.bind).await.with_context(|| format!("binding {}", config.bind))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(store = %store.describe(), blobs = blobs.kind(), "ready");
+        let state = AppState {
+            inner: Arc::new(Shared {
+                config,
+                store,
+                blobs,
+                clock,
+                started: Instant::now(),
+                draining: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+            }),
+        };
+        Ok(Application { listener, addr, state })
+    }
+
+    /// The bound address (the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serve until `shutdown` is cancelled; then stop accepting, let in-flight requests finish
+    /// within the grace period, wait for background loops, and close the store.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Application { listener, addr, state } = self;
+        let grace = state.config().server.shutdown_grace;
+        let app = crate::http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        tracing::info!(%addr, "listening");
+
+        let draining = state.inner.draining.clone();
+        let signal = {
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.cancelled().await;
+                draining.cancel();
+            }
+        };
+        let server = axum::serve(listener, app).with_graceful_shutdown(signal).into_future();
+        let mut server = std::pin::pin!(server);
+        tokio::select! {
+            res = &mut server => res.context("server failed")?,
+            _ = shutdown.cancelled() => {
+                tracing::info!(grace = ?grace, "shutdown: draining in-flight requests");
+                match tokio::time::timeout(grace, &mut server).await {
+                    Ok(res) => res.context("server failed while draining")?,
+                    Err(_) => tracing::warn!("shutdown: grace period over; closing remaining connections"),
+                }
+            }
+        }
+        state.inner.tasks.close();
+        if tokio::time::timeout(grace, state.inner.tasks.wait()).await.is_err() {
+            tracing::warn!("shutdown: background tasks did not finish within the grace period");
+        }
+        state.store().close();
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}

@@ -1,0 +1,219 @@
+//! The blob storage seam: bytes by key, chosen at startup (filesystem now; S3 later). Owns key
+//! validation, durable writes (temp file, fsync, atomic rename), ranged streaming reads, delete
+//! and listing for reconciliation. Knows nothing of clips, SQL or HTTP.
+
+pub mod fs;
+
+use std::fmt;
+use std::ops::Range;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::{Stream, StreamExt};
+
+/// Everything that can go wrong with blob storage.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("blob not found")]
+    NotFound,
+    #[error("invalid blob key: {0}")]
+    InvalidKey(String),
+    #[error("range {start}..{end} is outside a blob of {size} bytes")]
+    RangeNotSatisfiable { start: u64, end: u64, size: u64 },
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error("source stream failed: {0}")]
+    Source(String),
+}
+
+impl BlobError {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BlobError {
+        let context = context.into();
+        move |source| BlobError::Io { context, source }
+    }
+}
+
+/// A validated blob key: `/`-separated segments of `[A-Za-z0-9_-]` with inner dots, so it can
+/// never name a parent directory, an absolute path or a hidden file.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlobKey(String);
+
+impl BlobKey {
+    pub const MAX_LEN: usize = 200;
+    pub const MAX_SEGMENTS: usize = 8;
+
+    pub fn parse(raw: &str) -> Result<BlobKey, BlobError> {
+        let bad = |why: &str| BlobError::InvalidKey(format!("{why}: {:?}", raw.chars().take(64).collect::<String>()));
+        if raw.is_empty() || raw.len() > Self::MAX_LEN {
+            return Err(bad("length must be 1..=200"));
+        }
+        let segments: Vec<&str> = raw.split('/').collect();
+        if segments.len() > Self::MAX_SEGMENTS {
+            return Err(bad("too many segments"));
+        }
+        for seg in segments {
+            let ok_chars = seg.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            if seg.is_empty() || !ok_chars || seg.starts_with('.') || seg.ends_with('.') || seg.contains("..") {
+                return Err(bad("each segment must be [A-Za-z0-9_-] with inner dots"));
+            }
+        }
+        Ok(BlobKey(raw.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub(crate) fn segments(&self) -> impl Iterator<Item = &str> {
+        self.0.split('/')
+    }
+}
+
+impl fmt::Debug for BlobKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BlobKey({})", self.0)
+    }
+}
+
+impl fmt::Display for BlobKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Size and SHA-256 of a committed blob, computed while its bytes went by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobMeta {
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// A ranged read: the stream yields exactly `range` of a blob of `total_size` bytes.
+pub struct BlobRead {
+    pub total_size: u64,
+    pub range: Range<u64>,
+    pub stream: BoxStream<'static, std::io::Result<Bytes>>,
+}
+
+/// The blob store chosen at startup.
+#[derive(Clone, Debug)]
+pub enum BlobStore {
+    Fs(fs::FsBlobStore),
+}
+
+/// An in-progress write; nothing is visible under the key until `commit`. Dropping it
+/// uncommitted discards the bytes.
+pub enum BlobWriter {
+    Fs(fs::FsWriter),
+}
+
+impl BlobStore {
+    /// The filesystem store rooted at `root` (created if missing).
+    pub async fn filesystem(root: PathBuf) -> Result<BlobStore, BlobError> {
+        Ok(BlobStore::Fs(fs::FsBlobStore::open(root).await?))
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BlobStore::Fs(_) => "fs",
+        }
+    }
+
+    pub async fn writer(&self, key: &BlobKey) -> Result<BlobWriter, BlobError> {
+        match self {
+            BlobStore::Fs(s) => Ok(BlobWriter::Fs(s.writer(key).await?)),
+        }
+    }
+
+    /// Write a whole stream under `key`, durably, replacing any previous blob atomically.
+    pub async fn put_stream<S, E>(&self, key: &BlobKey, stream: S) -> Result<BlobMeta, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: fmt::Display,
+    {
+        let mut writer = self.writer(key).await?;
+        let mut stream = std::pin::pin!(stream);
+        while let Some(item) = stream.next().await {
+            let bytes = item.map_err(|e| BlobError::Source(e.to_string()))?;
+            writer.write(&bytes).await?;
+        }
+        writer.commit().await
+    }
+
+    /// Stream `range` (or the whole blob) of `key`.
+    pub async fn read(&self, key: &BlobKey, range: Option<Range<u64>>) -> Result<BlobRead, BlobError> {
+        match self {
+            BlobStore::Fs(s) => s.read(key, range).await,
+        }
+    }
+
+    /// Size of the blob, or `None` when absent.
+    pub async fn size(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {
+        match self {
+            BlobStore::Fs(s) => s.size(key).await,
+        }
+    }
+
+    /// Remove the blob; `false` when it was already gone.
+    pub async fn delete(&self, key: &BlobKey) -> Result<bool, BlobError> {
+        match self {
+            BlobStore::Fs(s) => s.delete(key).await,
+        }
+    }
+
+    /// Every key under `prefix` (a whole segment path, or "" for all), for reconciliation.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<BlobKey>, BlobError> {
+        match self {
+            BlobStore::Fs(s) => s.list(prefix).await,
+        }
+    }
+
+    /// A real write-and-remove probe, for health checks.
+    pub async fn check(&self) -> Result<(), BlobError> {
+        match self {
+            BlobStore::Fs(s) => s.check().await,
+        }
+    }
+}
+
+impl BlobWriter {
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), BlobError> {
+        match self {
+            BlobWriter::Fs(w) => w.write(bytes).await,
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        match self {
+            BlobWriter::Fs(w) => w.written(),
+        }
+    }
+
+    /// Make the bytes durable and visible under the key.
+    pub async fn commit(self) -> Result<BlobMeta, BlobError> {
+        match self {
+            BlobWriter::Fs(w) => w.commit().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_cannot_escape_or_hide() {
+        for ok in ["a", "clips/AB/ABCDEFGHIJ", "chunks/0123456789ABCDEF/7", "x.bin", "a-b_c/d.e.f"] {
+            assert!(BlobKey::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "..", "../etc/passwd", "a/../b", "/abs", "a//b", "a/", ".hidden", "a/.tmp/x", "a\\b", "a\0b",
+            "a b", "é", "a..b", "trailing.", "1/2/3/4/5/6/7/8/9",
+        ] {
+            assert!(BlobKey::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert!(BlobKey::parse(&"a".repeat(201)).is_err());
+    }
+}

@@ -1,0 +1,357 @@
+//! Typed configuration: the embedded `config/default.toml`, then an optional file, then
+//! `FERRY_*` environment variables (nested keys joined with `__`), validated once at startup.
+//! Owns parsing and validation only; it must not open files other than the config file, and
+//! secrets it holds never print (their `Debug` is redacted).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The defaults, embedded so the binary runs with no file at all.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub database_url: Option<Secret>,
+    #[serde(default)]
+    pub public_url: Option<String>,
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ServerConfig {
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    pub json_body_limit: ByteSize,
+    #[serde(with = "humantime_serde")]
+    pub health_check_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct StoreConfig {
+    pub pool_size: usize,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    pub sqlite_connections: usize,
+    #[serde(with = "humantime_serde")]
+    pub sqlite_busy_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Why the configuration could not be used; `Display` is the one line printed at startup.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Parse(String),
+    #[error("configuration: unknown key `{0}` (see config/default.toml for the keys)")]
+    UnknownKey(String),
+    #[error("configuration: `{key}` {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+/// Where configuration comes from besides the embedded defaults.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    pub file: Option<PathBuf>,
+    /// Read `FERRY_*` (and `DATABASE_URL`) from the process environment.
+    pub env: bool,
+}
+
+impl Config {
+    /// Defaults only: what tests start from before overriding fields.
+    pub fn defaults() -> Config {
+        Config::load(&Sources::default()).expect("embedded default.toml is valid")
+    }
+
+    pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(path) = &sources.file {
+            if !path.is_file() {
+                return Err(ConfigError::Parse(format!(
+                    "config file {} does not exist or is not a file",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        if sources.env {
+            // DATABASE_URL is the common convention; FERRY_DATABASE_URL wins over it.
+            figment = figment.merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database_url".into()));
+            figment = figment.merge(
+                Env::prefixed("FERRY_")
+                    // The test suite's own variables are not server settings.
+                    .filter(|key| !key.as_str().starts_with("test_"))
+                    .split("__"),
+            );
+        }
+        reject_unknown_keys(&figment)?;
+        let config: Config = figment.extract().map_err(|e| ConfigError::Parse(one_line(&e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+            ConfigError::Invalid { key, problem: problem.into() }
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must not be empty"));
+        }
+        if let Some(url) = &self.database_url {
+            let url = url.expose();
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(invalid("database_url", "must start with postgres:// or postgresql://"));
+            }
+            tokio_postgres::Config::from_str(url)
+                .map_err(|e| invalid("database_url", format!("is not a valid PostgreSQL URL ({e})")))?;
+        }
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+                return Err(invalid("public_url", "must be an absolute http:// or https:// URL"));
+            }
+        }
+        if self.server.request_timeout.is_zero() {
+            return Err(invalid("server.request_timeout", "must be greater than zero"));
+        }
+        if self.server.health_check_timeout.is_zero() {
+            return Err(invalid("server.health_check_timeout", "must be greater than zero"));
+        }
+        if self.server.json_body_limit.0 < 1024 {
+            return Err(invalid("server.json_body_limit", "must be at least 1KiB"));
+        }
+        if !(1..=1024).contains(&self.store.pool_size) {
+            return Err(invalid("store.pool_size", "must be between 1 and 1024"));
+        }
+        if !(1..=64).contains(&self.store.sqlite_connections) {
+            return Err(invalid("store.sqlite_connections", "must be between 1 and 64"));
+        }
+        if self.store.connect_timeout.is_zero() || self.store.acquire_timeout.is_zero() {
+            return Err(invalid("store.connect_timeout", "and store.acquire_timeout must be greater than zero"));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| invalid("log.level", format!("is not a valid filter ({e})")))?;
+        Ok(())
+    }
+
+    /// Public URL without a trailing slash, if configured.
+    pub fn public_base(&self) -> Option<&str> {
+        self.public_url.as_deref().map(|u| u.trim_end_matches('/'))
+    }
+}
+
+/// A typo in a file or variable name must not be silently ignored: every key given has to be
+/// one the typed struct knows.
+fn reject_unknown_keys(figment: &Figment) -> Result<(), ConfigError> {
+    let known = serde_json::to_value(Config::defaults_unchecked()).expect("config serialises");
+    let given: figment::value::Dict = figment.extract().map_err(|e| ConfigError::Parse(one_line(&e)))?;
+    fn walk(prefix: &str, given: &figment::value::Dict, known: &serde_json::Value) -> Result<(), ConfigError> {
+        for (key, value) in given {
+            let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+            let known_child = known.get(key);
+            // Optional top-level keys are absent from the serialised defaults.
+            let optional = prefix.is_empty() && matches!(key.as_str(), "database_url" | "public_url");
+            match (known_child, value) {
+                (None, _) if optional => {}
+                (None, _) => return Err(ConfigError::UnknownKey(path)),
+                (Some(child @ serde_json::Value::Object(_)), figment::value::Value::Dict(_, dict)) => {
+                    walk(&path, dict, child)?
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+    walk("", &given, &known)
+}
+
+impl Config {
+    fn defaults_unchecked() -> Config {
+        Figment::from(Toml::string(DEFAULT_TOML)).extract().expect("embedded default.toml parses")
+    }
+}
+
+fn one_line(e: &figment::Error) -> String {
+    // figment's Display spans several lines for nested errors; startup prints exactly one.
+    let mut parts = Vec::new();
+    for err in e.clone() {
+        let key = err.path.join(".");
+        let source = err
+            .metadata
+            .as_ref()
+            .map(|m| match &m.source {
+                Some(src) => format!(" (from {} {src})", m.name),
+                None => format!(" (from {})", m.name),
+            })
+            .unwrap_or_default();
+        if key.is_empty() {
+            parts.push(format!("{}{source}", err.kind));
+        } else {
+            parts.push(format!("`{key}`: {}{source}", err.kind));
+        }
+    }
+    parts.join("; ")
+}
+
+/// A string that must never reach a log: `Debug` and `Display` print a placeholder.
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A byte count read from either an integer or a string with a unit ("5MiB", "512 KiB", "1GB").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn bytes(self) -> u64 {
+        self.0
+    }
+}
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (digits, unit) = s.split_at(split);
+        let n: u64 = digits.parse().map_err(|_| format!("`{s}` is not a size like 5MiB"))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" => 1000,
+            "kib" => 1 << 10,
+            "m" | "mb" => 1_000_000,
+            "mib" => 1 << 20,
+            "g" | "gb" => 1_000_000_000,
+            "gib" => 1 << 30,
+            "t" | "tb" => 1_000_000_000_000,
+            "tib" => 1 << 40,
+            other => return Err(format!("unknown size unit `{other}`")),
+        };
+        n.checked_mul(mult).map(ByteSize).ok_or_else(|| format!("`{s}` is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes_parse_with_and_without_units() {
+        assert_eq!("5MiB".parse::<ByteSize>().unwrap(), ByteSize(5 * 1024 * 1024));
+        assert_eq!("512 KiB".parse::<ByteSize>().unwrap(), ByteSize(512 * 1024));
+        assert_eq!("1GB".parse::<ByteSize>().unwrap(), ByteSize(1_000_000_000));
+        assert_eq!("42".parse::<ByteSize>().unwrap(), ByteSize(42));
+        assert!("5 parsecs".parse::<ByteSize>().is_err());
+        assert!("99999999999TiB".parse::<ByteSize>().is_err());
+    }
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let c = Config::defaults();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert!(c.database_url.is_none());
+        assert_eq!(c.server.json_body_limit, ByteSize(1 << 20));
+    }
+
+    #[test]
+    fn a_file_overrides_defaults_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.toml");
+        std::fs::write(&good, "bind = \"127.0.0.1:9999\"\n[server]\nshutdown_grace = \"3s\"\n").unwrap();
+        let c = Config::load(&Sources { file: Some(good), env: false }).unwrap();
+        assert_eq!(c.bind.port(), 9999);
+        assert_eq!(c.server.shutdown_grace, Duration::from_secs(3));
+
+        let typo = dir.path().join("typo.toml");
+        std::fs::write(&typo, "[server]\nshutdown_grase = \"3s\"\n").unwrap();
+        let err = Config::load(&Sources { file: Some(typo), env: false }).unwrap_err().to_string();
+        assert!(err.contains("server.shutdown_grase"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_their_key_on_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "[store]\npool_size = \"lots\"\n").unwrap();
+        let err = Config::load(&Sources { file: Some(bad), env: false }).unwrap_err().to_string();
+        assert!(err.contains("store.pool_size"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+
+        let zero = dir.path().join("zero.toml");
+        std::fs::write(&zero, "[store]\npool_size = 0\n").unwrap();
+        let err = Config::load(&Sources { file: Some(zero), env: false }).unwrap_err().to_string();
+        assert!(err.contains("store.pool_size"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let mut c = Config::defaults();
+        c.database_url = Some(Secret::new("postgres://u:hunter2@h/db"));
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+    }
+}

@@ -1,0 +1,123 @@
+//! Health probes: `/health` (real checks of store and blob storage), `/api/health` (no
+//! dependency checks), `/ping`, `/livez`, `/readyz`. Never rate limited, never cached.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+use super::error::{ApiError, HEALTHY_STATUS};
+use crate::app::AppState;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Outcome of one dependency check.
+struct Check {
+    name: &'static str,
+    ok: bool,
+    latency_ms: u128,
+}
+
+async fn timed<F>(name: &'static str, timeout: std::time::Duration, check: F) -> Check
+where
+    F: Future<Output = Result<(), String>>,
+{
+    let started = Instant::now();
+    let ok = match tokio::time::timeout(timeout, check).await {
+        Ok(Ok(())) => true,
+        Ok(Err(cause)) => {
+            tracing::warn!(check = name, %cause, "health check failed");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(check = name, "health check timed out");
+            false
+        }
+    };
+    Check { name, ok, latency_ms: started.elapsed().as_millis() }
+}
+
+async fn run_checks(state: &AppState) -> Vec<Check> {
+    let timeout = state.config().server.health_check_timeout;
+    let (db, storage) = tokio::join!(
+        timed("database", timeout, async { state.store().ping().await.map_err(|e| e.to_string()) }),
+        timed("storage", timeout, async { state.blobs().check().await.map_err(|e| e.to_string()) }),
+    );
+    vec![db, storage]
+}
+
+fn checks_json(checks: &[Check]) -> Value {
+    let mut map = serde_json::Map::new();
+    for c in checks {
+        map.insert(
+            c.name.into(),
+            json!({ "status": if c.ok { "ok" } else { "error" }, "latencyMs": c.latency_ms }),
+        );
+    }
+    Value::Object(map)
+}
+
+fn failing(checks: &[Check]) -> Vec<&'static str> {
+    checks.iter().filter(|c| !c.ok).map(|c| c.name).collect()
+}
+
+/// GET /health — Qopy's shape plus the per-check detail.
+pub async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let checks = run_checks(&state).await;
+    let failing = failing(&checks);
+    let db_ok = !failing.contains(&"database");
+    let mut body = json!({
+        "status": if failing.is_empty() { "OK" } else { "ERROR" },
+        "uptime": state.uptime().as_secs_f64(),
+        "timestamp": state.now_ms(),
+        "version": VERSION,
+        "database": if db_ok { "connected" } else { "disconnected" },
+        "store": state.store().kind(),
+        "storage": state.blobs().kind(),
+        "checks": checks_json(&checks),
+    });
+    if failing.is_empty() {
+        Ok((HEALTHY_STATUS, Json(body)))
+    } else {
+        body["failing"] = json!(failing);
+        Err(ApiError::Unhealthy(body))
+    }
+}
+
+/// GET /api/health — liveness in Qopy's shape, no dependency checks.
+pub async fn api_health(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "status": "OK",
+        "uptime": state.uptime().as_secs_f64(),
+        "timestamp": state.now_ms(),
+        "version": VERSION,
+    }))
+}
+
+/// GET /ping
+pub async fn ping(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "pong": true, "timestamp": state.now_ms() }))
+}
+
+/// GET /livez — the process is up and serving.
+pub async fn livez() -> Json<Value> {
+    Json(json!({ "status": "OK" }))
+}
+
+/// GET /readyz — ready for traffic: dependencies answer and shutdown has not begun.
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    if state.is_draining() {
+        return Err(ApiError::Unhealthy(json!({ "status": "draining", "failing": ["shutdown"] })));
+    }
+    let checks = run_checks(&state).await;
+    let failing = failing(&checks);
+    if failing.is_empty() {
+        Ok(Json(json!({ "status": "ready", "checks": checks_json(&checks) })))
+    } else {
+        Err(ApiError::Unhealthy(json!({
+            "status": "not ready", "failing": failing, "checks": checks_json(&checks)
+        })))
+    }
+}

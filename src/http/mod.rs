@@ -1,0 +1,76 @@
+//! The HTTP edge: the axum router and its tower-http layers (request ids, tracing, timeouts,
+//! body limits, JSON error bodies). Handlers here parse, call one service, and map the result;
+//! they hold no business rules, SQL or file paths.
+
+pub mod error;
+pub mod health;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue};
+use axum::routing::get;
+use tower::ServiceBuilder;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::app::AppState;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Random 16-hex-digit request ids.
+#[derive(Clone, Copy, Default)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _req: &axum::http::Request<B>) -> Option<RequestId> {
+        HeaderValue::from_str(&format!("{:016x}", rand::random::<u64>())).ok().map(RequestId::new)
+    }
+}
+
+/// The span of one request. It names the route template, never the concrete path: a clip id
+/// in a URL is a capability and must not reach logs; nor do client addresses.
+fn request_span(req: &Request) -> tracing::Span {
+    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+    let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        route = route.as_deref().unwrap_or("(unmatched)"),
+        request_id = ?id,
+    )
+}
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    let config = state.config();
+    let timeout: Duration = config.server.request_timeout;
+    let body_limit = config.server.json_body_limit.bytes() as usize;
+
+    let probes = Router::new()
+        .route("/health", get(health::health))
+        .route("/api/health", get(health::api_health))
+        .route("/ping", get(health::ping))
+        .route("/livez", get(health::livez))
+        .route("/readyz", get(health::readyz));
+
+    Router::new()
+        .merge(probes)
+        .fallback(error::not_found)
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
+                .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(
+                    DefaultOnResponse::new().level(Level::INFO).latency_unit(tower_http::LatencyUnit::Millis),
+                ))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(axum::middleware::from_fn(error::json_error_bodies))
+                .layer(TimeoutLayer::with_status_code(error::TIMEOUT_STATUS, timeout)),
+        )
+        .with_state(state)
+}

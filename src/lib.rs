@@ -1,0 +1,17 @@
+//! ferry: a self-hosted, temporary clip and file sharing server speaking Qopy's wire API.
+
+/// Application wiring: build (bind, open stores) and run until shutdown.
+pub mod app;
+/// Blob storage seam (filesystem backend).
+pub mod blob;
+/// Typed configuration: defaults, file, `FERRY_*` environment.
+pub mod config;
+/// Domain types and rules, free of HTTP, SQL and files.
+pub mod domain;
+/// The HTTP edge: router, layers, handlers, the one error map.
+pub mod http;
+/// Metadata store seam (embedded SQLite or PostgreSQL) and migrations.
+pub mod store;
+
+pub use app::{AppState, Application};
+pub use config::Config;

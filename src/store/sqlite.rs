@@ -1,0 +1,228 @@
+//! The embedded store: SQLite (bundled) in WAL mode under the data directory. Owns a small
+//! pool of connections; every call runs on the blocking thread pool, never on the async
+//! runtime, bounded by a semaphore sized to the pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::migrate::{self, MigrationReport};
+use super::StoreError;
+use crate::config::StoreConfig;
+
+/// Statements whose plans the tests check against the partial indexes. `?1`.. are parameters.
+pub mod queries {
+    /// A live clip by code (uses `clips_live_code_idx`).
+    pub const LIVE_CLIP_BY_CODE: &str = "SELECT id, code, kind, blob_key, filename, mime_type, size, sha256, \
+         created_at, expires_at, one_time, max_downloads, download_count, access_code_hash, quick_share \
+         FROM clips WHERE code = ?1 AND consumed_at IS NULL AND deleted_at IS NULL AND expires_at > ?2";
+    /// The sweep's batch of expired live clips (uses `clips_live_expiry_idx`).
+    pub const EXPIRED_CLIPS_BATCH: &str = "SELECT id, blob_key FROM clips \
+         WHERE expires_at <= ?1 AND consumed_at IS NULL AND deleted_at IS NULL \
+         ORDER BY expires_at LIMIT ?2";
+    /// Abandoned upload sessions (uses `upload_sessions_abandoned_idx`).
+    pub const ABANDONED_UPLOADS_BATCH: &str = "SELECT id FROM upload_sessions \
+         WHERE status = 'uploading' AND last_activity <= ?1 ORDER BY last_activity LIMIT ?2";
+    /// Runnable jobs in due order (uses `jobs_runnable_idx`).
+    pub const RUNNABLE_JOBS_BATCH: &str = "SELECT id, kind, payload FROM jobs \
+         WHERE status = 'pending' AND run_at <= ?1 ORDER BY run_at LIMIT ?2";
+}
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
+}
+
+/// Returns the connection to the pool however the closure ends (including a panic), and only
+/// then releases the permit, so permits and connections always match.
+struct Lease {
+    inner: Arc<Inner>,
+    conn: Option<Connection>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.inner.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        }
+    }
+}
+
+impl SqliteStore {
+    pub async fn open(path: &Path, config: &StoreConfig) -> Result<SqliteStore, StoreError> {
+        let path = path.to_path_buf();
+        let n = config.sqlite_connections;
+        let busy = config.sqlite_busy_timeout;
+        let opened = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || -> Result<Vec<Connection>, StoreError> {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                        context: format!("create data directory {}", dir.display()),
+                        source,
+                    })?;
+                }
+                (0..n)
+                    .map(|_| {
+                        let conn = Connection::open_with_flags(
+                            &path,
+                            OpenFlags::SQLITE_OPEN_READ_WRITE
+                                | OpenFlags::SQLITE_OPEN_CREATE
+                                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                        )?;
+                        conn.busy_timeout(busy)?;
+                        // WAL lets readers run beside the one writer; NORMAL sync is durable
+                        // across process crashes, and blobs are fsynced before rows commit.
+                        conn.pragma_update(None, "journal_mode", "WAL")?;
+                        conn.pragma_update(None, "synchronous", "NORMAL")?;
+                        conn.pragma_update(None, "foreign_keys", "ON")?;
+                        Ok(conn)
+                    })
+                    .collect()
+            })
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))??
+        };
+        Ok(SqliteStore {
+            inner: Arc::new(Inner { path, idle: Mutex::new(opened), permits: Arc::new(Semaphore::new(n)) }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Run `f` with a pooled connection on the blocking pool.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let permit = self.inner.permits.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
+        let inner = self.inner.clone();
+        // The lease lives inside the blocking task, so a caller that goes away (a client
+        // disconnect drops the handler) cannot strand the connection.
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let mut lease = Lease { inner: inner.clone(), conn, _permit: permit };
+            let conn = lease.conn.as_mut().ok_or(StoreError::Closed)?;
+            f(conn)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.call(|conn| {
+            // Reads the schema table, so a missing or unreadable file fails here.
+            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn migrate(&self) -> Result<MigrationReport, StoreError> {
+        self.call(|conn| {
+            // IMMEDIATE takes the write lock up front, so two processes migrating at once
+            // serialise here and the second sees the first's work.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute_batch(
+                "CREATE TABLE IF NOT EXISTS ferry_migrations (
+                     version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+                     checksum TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+            )?;
+            let recorded: Vec<(i64, String)> = tx
+                .prepare("SELECT version, checksum FROM ferry_migrations ORDER BY version")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            let todo = migrate::plan(migrate::SQLITE, &recorded)?;
+            let mut report = MigrationReport::default();
+            for m in todo {
+                tx.execute_batch(m.sql)
+                    .map_err(|e| StoreError::Migration(format!("V{} ({}): {e}", m.version, m.name)))?;
+                tx.execute(
+                    "INSERT INTO ferry_migrations (version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4)",
+                    rusqlite::params![m.version, m.name, m.checksum(), crate::domain::clock::system_now_ms()],
+                )?;
+                report.applied.push(m.version);
+            }
+            report.current = tx.query_row("SELECT coalesce(max(version), 0) FROM ferry_migrations", [], |r| r.get(0))?;
+            tx.commit()?;
+            Ok(report)
+        })
+        .await
+    }
+
+    pub fn close(&self) {
+        self.inner.permits.close();
+        self.inner.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    async fn fresh() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db"), &Config::defaults().store).await.unwrap();
+        store.migrate().await.unwrap();
+        (dir, store)
+    }
+
+    async fn plan_of(store: &SqliteStore, sql: &'static str) -> String {
+        store
+            .call(move |conn| {
+                let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                let rows: Vec<String> = stmt
+                    .query_map(rusqlite::params![1_i64, 100_i64], |r| r.get::<_, String>(3))?
+                    .collect::<Result<_, _>>()?;
+                Ok(rows.join(" | "))
+            })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn hot_queries_use_their_partial_indexes() {
+        let (_dir, store) = fresh().await;
+        for (sql, index) in [
+            (queries::LIVE_CLIP_BY_CODE, "clips_live_code_idx"),
+            (queries::EXPIRED_CLIPS_BATCH, "clips_live_expiry_idx"),
+            (queries::ABANDONED_UPLOADS_BATCH, "upload_sessions_abandoned_idx"),
+            (queries::RUNNABLE_JOBS_BATCH, "jobs_runnable_idx"),
+        ] {
+            let plan = plan_of(&store, sql).await;
+            assert!(plan.contains(index), "expected {index} in plan: {plan}");
+        }
+    }
+
+    #[tokio::test]
+    async fn migrating_twice_applies_nothing_the_second_time() {
+        let (_dir, store) = fresh().await;
+        let again = store.migrate().await.unwrap();
+        assert!(again.applied.is_empty());
+        assert_eq!(again.current, migrate::SQLITE.last().unwrap().version);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_call_does_not_lose_its_connection() {
+        let (_dir, store) = fresh().await;
+        let n = Config::defaults().store.sqlite_connections;
+        for _ in 0..n + 1 {
+            let r = store.call(|_conn| -> Result<(), StoreError> { panic!("boom") }).await;
+            assert!(matches!(r, Err(StoreError::Task(_))));
+        }
+        store.ping().await.unwrap();
+    }
+}
