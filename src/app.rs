@@ -76,7 +76,10 @@ impl Application {
     }
 
     /// Build with an injected clock (tests move time without sleeping).
-    pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Application> {
+    pub async fn build_with_clock(
+        config: Config,
+        clock: SharedClock,
+    ) -> anyhow::Result<Application> {
         config.validate()?;
         let store = Store::open(&config).await?;
         let report = store.migrate().await.context("applying migrations")?;
@@ -86,7 +89,9 @@ impl Application {
         let blobs = BlobStore::filesystem(config.data_dir.join("blobs"))
             .await
             .with_context(|| format!("opening blob storage under {}", config.data_dir.display()))?;
-        let listener = TcpListener::bind(config.bind).await.with_context(|| format!("binding {}", config.bind))?;
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("binding {}", config.bind))?;
         let addr = listener.local_addr()?;
         tracing::info!(store = %store.describe(), blobs = blobs.kind(), "ready");
         let state = AppState {
@@ -100,7 +105,11 @@ impl Application {
                 tasks: TaskTracker::new(),
             }),
         };
-        Ok(Application { listener, addr, state })
+        Ok(Application {
+            listener,
+            addr,
+            state,
+        })
     }
 
     /// The bound address (the real port when 0 was asked for).
@@ -115,9 +124,14 @@ impl Application {
     /// Serve until `shutdown` is cancelled; then stop accepting, let in-flight requests finish
     /// within the grace period, wait for background loops, and close the store.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Application { listener, addr, state } = self;
+        let Application {
+            listener,
+            addr,
+            state,
+        } = self;
         let grace = state.config().server.shutdown_grace;
-        let app = crate::http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app =
+            crate::http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         tracing::info!(%addr, "listening");
 
         let draining = state.inner.draining.clone();
@@ -128,7 +142,9 @@ impl Application {
                 draining.cancel();
             }
         };
-        let server = axum::serve(listener, app).with_graceful_shutdown(signal).into_future();
+        let server = axum::serve(listener, app)
+            .with_graceful_shutdown(signal)
+            .into_future();
         let mut server = std::pin::pin!(server);
         tokio::select! {
             res = &mut server => res.context("server failed")?,
@@ -141,7 +157,10 @@ impl Application {
             }
         }
         state.inner.tasks.close();
-        if tokio::time::timeout(grace, state.inner.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(grace, state.inner.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("shutdown: background tasks did not finish within the grace period");
         }
         state.store().close();

@@ -103,7 +103,11 @@ impl Config {
         }
         if sources.env {
             // DATABASE_URL is the common convention; FERRY_DATABASE_URL wins over it.
-            figment = figment.merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database_url".into()));
+            figment = figment.merge(
+                Env::raw()
+                    .only(&["DATABASE_URL"])
+                    .map(|_| "database_url".into()),
+            );
             figment = figment.merge(
                 Env::prefixed("FERRY_")
                     // The test suite's own variables are not server settings.
@@ -112,14 +116,19 @@ impl Config {
             );
         }
         reject_unknown_keys(&figment)?;
-        let config: Config = figment.extract().map_err(|e| ConfigError::Parse(one_line(&e)))?;
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Parse(one_line(&e)))?;
         config.validate()?;
         Ok(config)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
-            ConfigError::Invalid { key, problem: problem.into() }
+            ConfigError::Invalid {
+                key,
+                problem: problem.into(),
+            }
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must not be empty"));
@@ -127,21 +136,37 @@ impl Config {
         if let Some(url) = &self.database_url {
             let url = url.expose();
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                return Err(invalid("database_url", "must start with postgres:// or postgresql://"));
+                return Err(invalid(
+                    "database_url",
+                    "must start with postgres:// or postgresql://",
+                ));
             }
-            tokio_postgres::Config::from_str(url)
-                .map_err(|e| invalid("database_url", format!("is not a valid PostgreSQL URL ({e})")))?;
+            tokio_postgres::Config::from_str(url).map_err(|e| {
+                invalid(
+                    "database_url",
+                    format!("is not a valid PostgreSQL URL ({e})"),
+                )
+            })?;
         }
         if let Some(url) = &self.public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
-                return Err(invalid("public_url", "must be an absolute http:// or https:// URL"));
+                return Err(invalid(
+                    "public_url",
+                    "must be an absolute http:// or https:// URL",
+                ));
             }
         }
         if self.server.request_timeout.is_zero() {
-            return Err(invalid("server.request_timeout", "must be greater than zero"));
+            return Err(invalid(
+                "server.request_timeout",
+                "must be greater than zero",
+            ));
         }
         if self.server.health_check_timeout.is_zero() {
-            return Err(invalid("server.health_check_timeout", "must be greater than zero"));
+            return Err(invalid(
+                "server.health_check_timeout",
+                "must be greater than zero",
+            ));
         }
         if self.server.json_body_limit.0 < 1024 {
             return Err(invalid("server.json_body_limit", "must be at least 1KiB"));
@@ -150,10 +175,16 @@ impl Config {
             return Err(invalid("store.pool_size", "must be between 1 and 1024"));
         }
         if !(1..=64).contains(&self.store.sqlite_connections) {
-            return Err(invalid("store.sqlite_connections", "must be between 1 and 64"));
+            return Err(invalid(
+                "store.sqlite_connections",
+                "must be between 1 and 64",
+            ));
         }
         if self.store.connect_timeout.is_zero() || self.store.acquire_timeout.is_zero() {
-            return Err(invalid("store.connect_timeout", "and store.acquire_timeout must be greater than zero"));
+            return Err(invalid(
+                "store.connect_timeout",
+                "and store.acquire_timeout must be greater than zero",
+            ));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid("log.level", format!("is not a valid filter ({e})")))?;
@@ -170,19 +201,31 @@ impl Config {
 /// one the typed struct knows.
 fn reject_unknown_keys(figment: &Figment) -> Result<(), ConfigError> {
     let known = serde_json::to_value(Config::defaults_unchecked()).expect("config serialises");
-    let given: figment::value::Dict = figment.extract().map_err(|e| ConfigError::Parse(one_line(&e)))?;
-    fn walk(prefix: &str, given: &figment::value::Dict, known: &serde_json::Value) -> Result<(), ConfigError> {
+    let given: figment::value::Dict = figment
+        .extract()
+        .map_err(|e| ConfigError::Parse(one_line(&e)))?;
+    fn walk(
+        prefix: &str,
+        given: &figment::value::Dict,
+        known: &serde_json::Value,
+    ) -> Result<(), ConfigError> {
         for (key, value) in given {
-            let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
             let known_child = known.get(key);
             // Optional top-level keys are absent from the serialised defaults.
-            let optional = prefix.is_empty() && matches!(key.as_str(), "database_url" | "public_url");
+            let optional =
+                prefix.is_empty() && matches!(key.as_str(), "database_url" | "public_url");
             match (known_child, value) {
                 (None, _) if optional => {}
                 (None, _) => return Err(ConfigError::UnknownKey(path)),
-                (Some(child @ serde_json::Value::Object(_)), figment::value::Value::Dict(_, dict)) => {
-                    walk(&path, dict, child)?
-                }
+                (
+                    Some(child @ serde_json::Value::Object(_)),
+                    figment::value::Value::Dict(_, dict),
+                ) => walk(&path, dict, child)?,
                 _ => {}
             }
         }
@@ -193,7 +236,9 @@ fn reject_unknown_keys(figment: &Figment) -> Result<(), ConfigError> {
 
 impl Config {
     fn defaults_unchecked() -> Config {
-        Figment::from(Toml::string(DEFAULT_TOML)).extract().expect("embedded default.toml parses")
+        Figment::from(Toml::string(DEFAULT_TOML))
+            .extract()
+            .expect("embedded default.toml parses")
     }
 }
 
@@ -262,7 +307,9 @@ impl FromStr for ByteSize {
         let s = s.trim();
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (digits, unit) = s.split_at(split);
-        let n: u64 = digits.parse().map_err(|_| format!("`{s}` is not a size like 5MiB"))?;
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("`{s}` is not a size like 5MiB"))?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "k" | "kb" => 1000,
@@ -275,7 +322,9 @@ impl FromStr for ByteSize {
             "tib" => 1 << 40,
             other => return Err(format!("unknown size unit `{other}`")),
         };
-        n.checked_mul(mult).map(ByteSize).ok_or_else(|| format!("`{s}` is too large"))
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("`{s}` is too large"))
     }
 }
 
@@ -300,7 +349,10 @@ mod tests {
 
     #[test]
     fn byte_sizes_parse_with_and_without_units() {
-        assert_eq!("5MiB".parse::<ByteSize>().unwrap(), ByteSize(5 * 1024 * 1024));
+        assert_eq!(
+            "5MiB".parse::<ByteSize>().unwrap(),
+            ByteSize(5 * 1024 * 1024)
+        );
         assert_eq!("512 KiB".parse::<ByteSize>().unwrap(), ByteSize(512 * 1024));
         assert_eq!("1GB".parse::<ByteSize>().unwrap(), ByteSize(1_000_000_000));
         assert_eq!("42".parse::<ByteSize>().unwrap(), ByteSize(42));
@@ -321,14 +373,27 @@ mod tests {
     fn a_file_overrides_defaults_and_unknown_keys_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let good = dir.path().join("good.toml");
-        std::fs::write(&good, "bind = \"127.0.0.1:9999\"\n[server]\nshutdown_grace = \"3s\"\n").unwrap();
-        let c = Config::load(&Sources { file: Some(good), env: false }).unwrap();
+        std::fs::write(
+            &good,
+            "bind = \"127.0.0.1:9999\"\n[server]\nshutdown_grace = \"3s\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&Sources {
+            file: Some(good),
+            env: false,
+        })
+        .unwrap();
         assert_eq!(c.bind.port(), 9999);
         assert_eq!(c.server.shutdown_grace, Duration::from_secs(3));
 
         let typo = dir.path().join("typo.toml");
         std::fs::write(&typo, "[server]\nshutdown_grase = \"3s\"\n").unwrap();
-        let err = Config::load(&Sources { file: Some(typo), env: false }).unwrap_err().to_string();
+        let err = Config::load(&Sources {
+            file: Some(typo),
+            env: false,
+        })
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("server.shutdown_grase"), "{err}");
     }
 
@@ -337,13 +402,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bad = dir.path().join("bad.toml");
         std::fs::write(&bad, "[store]\npool_size = \"lots\"\n").unwrap();
-        let err = Config::load(&Sources { file: Some(bad), env: false }).unwrap_err().to_string();
+        let err = Config::load(&Sources {
+            file: Some(bad),
+            env: false,
+        })
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("store.pool_size"), "{err}");
         assert!(!err.contains('\n'), "{err}");
 
         let zero = dir.path().join("zero.toml");
         std::fs::write(&zero, "[store]\npool_size = 0\n").unwrap();
-        let err = Config::load(&Sources { file: Some(zero), env: false }).unwrap_err().to_string();
+        let err = Config::load(&Sources {
+            file: Some(zero),
+            env: false,
+        })
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("store.pool_size"), "{err}");
     }
 

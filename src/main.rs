@@ -41,7 +41,10 @@ fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(ansi);
     match config.log.format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -52,13 +55,14 @@ fn init_tracing(config: &Config) {
 fn on_signal(token: CancellationToken) {
     tokio::spawn(async move {
         let ctrl_c = tokio::signal::ctrl_c();
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => tracing::info!("SIGINT received"),
             _ = term.recv() => tracing::info!("SIGTERM received"),
@@ -70,7 +74,10 @@ fn on_signal(token: CancellationToken) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(&Sources { file: cli.config.clone(), env: true }) {
+    let config = match Config::load(&Sources {
+        file: cli.config.clone(),
+        env: true,
+    }) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ferry: {e}");
@@ -101,7 +108,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 async fn migrate(config: Config) -> anyhow::Result<()> {
     let store = Store::open(&config).await?;
     let report = store.migrate().await?;
-    println!("{}: applied {:?}, schema version {}", store.describe(), report.applied, report.current);
+    println!(
+        "{}: applied {:?}, schema version {}",
+        store.describe(),
+        report.applied,
+        report.current
+    );
     store.close();
     Ok(())
 }

@@ -25,10 +25,18 @@ pub struct FsBlobStore {
 impl FsBlobStore {
     pub async fn open(root: PathBuf) -> Result<FsBlobStore, BlobError> {
         let tmp = root.join(TMP_DIR);
-        fs::create_dir_all(&tmp).await.map_err(BlobError::io(format!("create {}", tmp.display())))?;
+        fs::create_dir_all(&tmp)
+            .await
+            .map_err(BlobError::io(format!("create {}", tmp.display())))?;
         // Temp files left by a crash are never committed; start clean.
-        let mut entries = fs::read_dir(&tmp).await.map_err(BlobError::io("read temp dir"))?;
-        while let Some(e) = entries.next_entry().await.map_err(BlobError::io("read temp dir"))? {
+        let mut entries = fs::read_dir(&tmp)
+            .await
+            .map_err(BlobError::io("read temp dir"))?;
+        while let Some(e) = entries
+            .next_entry()
+            .await
+            .map_err(BlobError::io("read temp dir"))?
+        {
             let _ = fs::remove_file(e.path()).await;
         }
         Ok(FsBlobStore { root })
@@ -45,7 +53,11 @@ impl FsBlobStore {
     }
 
     fn temp_path(&self) -> PathBuf {
-        self.root.join(TMP_DIR).join(format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>()))
+        self.root.join(TMP_DIR).join(format!(
+            "{:016x}{:016x}",
+            rand::random::<u64>(),
+            rand::random::<u64>()
+        ))
     }
 
     pub async fn writer(&self, key: &BlobKey) -> Result<FsWriter, BlobError> {
@@ -56,33 +68,65 @@ impl FsBlobStore {
             .open(&tmp)
             .await
             .map_err(BlobError::io("create temp blob"))?;
-        Ok(FsWriter { file: Some(file), tmp, dest: self.path_of(key), hasher: Sha256::new(), written: 0 })
+        Ok(FsWriter {
+            file: Some(file),
+            tmp,
+            dest: self.path_of(key),
+            hasher: Sha256::new(),
+            written: 0,
+        })
     }
 
-    pub async fn read(&self, key: &BlobKey, range: Option<Range<u64>>) -> Result<BlobRead, BlobError> {
+    pub async fn read(
+        &self,
+        key: &BlobKey,
+        range: Option<Range<u64>>,
+    ) -> Result<BlobRead, BlobError> {
         let mut file = match File::open(self.path_of(key)).await {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::NotFound),
-            Err(e) => return Err(BlobError::Io { context: "open blob".into(), source: e }),
+            Err(e) => {
+                return Err(BlobError::Io {
+                    context: "open blob".into(),
+                    source: e,
+                });
+            }
         };
-        let size = file.metadata().await.map_err(BlobError::io("stat blob"))?.len();
+        let size = file
+            .metadata()
+            .await
+            .map_err(BlobError::io("stat blob"))?
+            .len();
         let range = range.unwrap_or(0..size);
         if range.start > range.end || range.end > size {
-            return Err(BlobError::RangeNotSatisfiable { start: range.start, end: range.end, size });
+            return Err(BlobError::RangeNotSatisfiable {
+                start: range.start,
+                end: range.end,
+                size,
+            });
         }
         if range.start > 0 {
-            file.seek(SeekFrom::Start(range.start)).await.map_err(BlobError::io("seek blob"))?;
+            file.seek(SeekFrom::Start(range.start))
+                .await
+                .map_err(BlobError::io("seek blob"))?;
         }
         let limited = file.take(range.end - range.start);
         let stream = ReaderStream::with_capacity(limited, READ_BUF).boxed();
-        Ok(BlobRead { total_size: size, range, stream })
+        Ok(BlobRead {
+            total_size: size,
+            range,
+            stream,
+        })
     }
 
     pub async fn size(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {
         match fs::metadata(self.path_of(key)).await {
             Ok(m) => Ok(Some(m.len())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(BlobError::Io { context: "stat blob".into(), source: e }),
+            Err(e) => Err(BlobError::Io {
+                context: "stat blob".into(),
+                source: e,
+            }),
         }
     }
 
@@ -90,12 +134,19 @@ impl FsBlobStore {
         match fs::remove_file(self.path_of(key)).await {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(BlobError::Io { context: "delete blob".into(), source: e }),
+            Err(e) => Err(BlobError::Io {
+                context: "delete blob".into(),
+                source: e,
+            }),
         }
     }
 
     pub async fn list(&self, prefix: &str) -> Result<Vec<BlobKey>, BlobError> {
-        let start = if prefix.is_empty() { self.root.clone() } else { self.path_of(&BlobKey::parse(prefix)?) };
+        let start = if prefix.is_empty() {
+            self.root.clone()
+        } else {
+            self.path_of(&BlobKey::parse(prefix)?)
+        };
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || {
             let mut keys = Vec::new();
@@ -104,7 +155,12 @@ impl FsBlobStore {
                 let entries = match std::fs::read_dir(&dir) {
                     Ok(e) => e,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(BlobError::Io { context: format!("list {}", dir.display()), source: e }),
+                    Err(e) => {
+                        return Err(BlobError::Io {
+                            context: format!("list {}", dir.display()),
+                            source: e,
+                        });
+                    }
                 };
                 for entry in entries {
                     let entry = entry.map_err(BlobError::io("list blobs"))?;
@@ -116,7 +172,12 @@ impl FsBlobStore {
                     if ty.is_dir() {
                         stack.push(entry.path());
                     } else if ty.is_file() {
-                        let rel = entry.path().strip_prefix(&root).expect("under root").to_string_lossy().into_owned();
+                        let rel = entry
+                            .path()
+                            .strip_prefix(&root)
+                            .expect("under root")
+                            .to_string_lossy()
+                            .into_owned();
                         // Files that are not valid keys were not written by ferry; skip them.
                         if let Ok(key) = BlobKey::parse(&rel) {
                             keys.push(key);
@@ -133,7 +194,9 @@ impl FsBlobStore {
 
     pub async fn check(&self) -> Result<(), BlobError> {
         let probe = self.temp_path();
-        fs::write(&probe, b"ferry health probe").await.map_err(BlobError::io("write probe"))?;
+        fs::write(&probe, b"ferry health probe")
+            .await
+            .map_err(BlobError::io("write probe"))?;
         let back = fs::read(&probe).await.map_err(BlobError::io("read probe"));
         let _ = fs::remove_file(&probe).await;
         match back? {
@@ -155,7 +218,9 @@ pub struct FsWriter {
 impl FsWriter {
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), BlobError> {
         let file = self.file.as_mut().expect("writer used after commit");
-        file.write_all(bytes).await.map_err(BlobError::io("write blob"))?;
+        file.write_all(bytes)
+            .await
+            .map_err(BlobError::io("write blob"))?;
         self.hasher.update(bytes);
         self.written += bytes.len() as u64;
         Ok(())
@@ -170,16 +235,31 @@ impl FsWriter {
         file.flush().await.map_err(BlobError::io("flush blob"))?;
         file.sync_all().await.map_err(BlobError::io("fsync blob"))?;
         drop(file);
-        let parent = self.dest.parent().expect("blob paths have a parent").to_path_buf();
-        fs::create_dir_all(&parent).await.map_err(BlobError::io("create blob dir"))?;
-        fs::rename(&self.tmp, &self.dest).await.map_err(BlobError::io("rename blob into place"))?;
+        let parent = self
+            .dest
+            .parent()
+            .expect("blob paths have a parent")
+            .to_path_buf();
+        fs::create_dir_all(&parent)
+            .await
+            .map_err(BlobError::io("create blob dir"))?;
+        fs::rename(&self.tmp, &self.dest)
+            .await
+            .map_err(BlobError::io("rename blob into place"))?;
         // The rename is durable only once the directory entry is.
-        let dir = File::open(&parent).await.map_err(BlobError::io("open blob dir"))?;
-        dir.sync_all().await.map_err(BlobError::io("fsync blob dir"))?;
+        let dir = File::open(&parent)
+            .await
+            .map_err(BlobError::io("open blob dir"))?;
+        dir.sync_all()
+            .await
+            .map_err(BlobError::io("fsync blob dir"))?;
         let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
         // Mark done so Drop leaves the (now renamed) path alone.
         self.tmp = PathBuf::new();
-        Ok(BlobMeta { size: self.written, sha256 })
+        Ok(BlobMeta {
+            size: self.written,
+            sha256,
+        })
     }
 }
 
@@ -200,7 +280,9 @@ mod tests {
 
     async fn store() -> (tempfile::TempDir, BlobStore) {
         let dir = tempfile::tempdir().unwrap();
-        let s = BlobStore::filesystem(dir.path().join("blobs")).await.unwrap();
+        let s = BlobStore::filesystem(dir.path().join("blobs"))
+            .await
+            .unwrap();
         (dir, s)
     }
 
@@ -221,21 +303,42 @@ mod tests {
     async fn a_put_blob_reads_back_whole_and_in_ranges_with_its_sha256() {
         let (_d, s) = store().await;
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        let parts: Vec<Result<Bytes, std::io::Error>> = data.chunks(7_000).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-        let meta = s.put_stream(&key("clips/AB/ABCDEFGHIJ"), futures_util::stream::iter(parts)).await.unwrap();
+        let parts: Vec<Result<Bytes, std::io::Error>> = data
+            .chunks(7_000)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let meta = s
+            .put_stream(
+                &key("clips/AB/ABCDEFGHIJ"),
+                futures_util::stream::iter(parts),
+            )
+            .await
+            .unwrap();
         assert_eq!(meta.size, data.len() as u64);
         assert_eq!(meta.sha256, hex::encode(Sha256::digest(&data)));
-        assert_eq!(collect(s.read(&key("clips/AB/ABCDEFGHIJ"), None).await.unwrap()).await, data);
-        let mid = s.read(&key("clips/AB/ABCDEFGHIJ"), Some(1000..1010)).await.unwrap();
+        assert_eq!(
+            collect(s.read(&key("clips/AB/ABCDEFGHIJ"), None).await.unwrap()).await,
+            data
+        );
+        let mid = s
+            .read(&key("clips/AB/ABCDEFGHIJ"), Some(1000..1010))
+            .await
+            .unwrap();
         assert_eq!(mid.total_size, data.len() as u64);
         assert_eq!(collect(mid).await, &data[1000..1010]);
-        let tail = s.read(&key("clips/AB/ABCDEFGHIJ"), Some(199_990..200_000)).await.unwrap();
+        let tail = s
+            .read(&key("clips/AB/ABCDEFGHIJ"), Some(199_990..200_000))
+            .await
+            .unwrap();
         assert_eq!(collect(tail).await, &data[199_990..]);
         assert!(matches!(
             s.read(&key("clips/AB/ABCDEFGHIJ"), Some(10..200_001)).await,
             Err(BlobError::RangeNotSatisfiable { .. })
         ));
-        assert_eq!(s.size(&key("clips/AB/ABCDEFGHIJ")).await.unwrap(), Some(200_000));
+        assert_eq!(
+            s.size(&key("clips/AB/ABCDEFGHIJ")).await.unwrap(),
+            Some(200_000)
+        );
     }
 
     #[tokio::test]
@@ -245,11 +348,22 @@ mod tests {
             let mut w = s.writer(&key("x/y")).await.unwrap();
             w.write(b"partial").await.unwrap();
         }
-        let failing = futures_util::stream::iter(vec![Ok(Bytes::from_static(b"abc")), Err("client went away")]);
-        assert!(matches!(s.put_stream(&key("x/z"), failing).await, Err(BlobError::Source(_))));
-        assert!(matches!(s.read(&key("x/y"), None).await, Err(BlobError::NotFound)));
+        let failing = futures_util::stream::iter(vec![
+            Ok(Bytes::from_static(b"abc")),
+            Err("client went away"),
+        ]);
+        assert!(matches!(
+            s.put_stream(&key("x/z"), failing).await,
+            Err(BlobError::Source(_))
+        ));
+        assert!(matches!(
+            s.read(&key("x/y"), None).await,
+            Err(BlobError::NotFound)
+        ));
         assert!(s.list("").await.unwrap().is_empty());
-        let tmp_left = std::fs::read_dir(d.path().join("blobs/.tmp")).unwrap().count();
+        let tmp_left = std::fs::read_dir(d.path().join("blobs/.tmp"))
+            .unwrap()
+            .count();
         assert_eq!(tmp_left, 0);
     }
 
@@ -262,8 +376,14 @@ mod tests {
         }
         let it = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"uno"))]);
         s.put_stream(&key("a/1"), it).await.unwrap();
-        assert_eq!(collect(s.read(&key("a/1"), None).await.unwrap()).await, b"uno");
-        assert_eq!(s.list("").await.unwrap(), vec![key("a/1"), key("a/2"), key("b/1")]);
+        assert_eq!(
+            collect(s.read(&key("a/1"), None).await.unwrap()).await,
+            b"uno"
+        );
+        assert_eq!(
+            s.list("").await.unwrap(),
+            vec![key("a/1"), key("a/2"), key("b/1")]
+        );
         assert_eq!(s.list("a").await.unwrap(), vec![key("a/1"), key("a/2")]);
         assert!(s.delete(&key("a/2")).await.unwrap());
         assert!(!s.delete(&key("a/2")).await.unwrap());

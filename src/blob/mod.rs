@@ -22,7 +22,10 @@ pub enum BlobError {
     #[error("range {start}..{end} is outside a blob of {size} bytes")]
     RangeNotSatisfiable { start: u64, end: u64, size: u64 },
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
     #[error("source stream failed: {0}")]
     Source(String),
 }
@@ -44,7 +47,12 @@ impl BlobKey {
     pub const MAX_SEGMENTS: usize = 8;
 
     pub fn parse(raw: &str) -> Result<BlobKey, BlobError> {
-        let bad = |why: &str| BlobError::InvalidKey(format!("{why}: {:?}", raw.chars().take(64).collect::<String>()));
+        let bad = |why: &str| {
+            BlobError::InvalidKey(format!(
+                "{why}: {:?}",
+                raw.chars().take(64).collect::<String>()
+            ))
+        };
         if raw.is_empty() || raw.len() > Self::MAX_LEN {
             return Err(bad("length must be 1..=200"));
         }
@@ -53,8 +61,15 @@ impl BlobKey {
             return Err(bad("too many segments"));
         }
         for seg in segments {
-            let ok_chars = seg.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-            if seg.is_empty() || !ok_chars || seg.starts_with('.') || seg.ends_with('.') || seg.contains("..") {
+            let ok_chars = seg
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            if seg.is_empty()
+                || !ok_chars
+                || seg.starts_with('.')
+                || seg.ends_with('.')
+                || seg.contains("..")
+            {
                 return Err(bad("each segment must be [A-Za-z0-9_-] with inner dots"));
             }
         }
@@ -142,7 +157,11 @@ impl BlobStore {
     }
 
     /// Stream `range` (or the whole blob) of `key`.
-    pub async fn read(&self, key: &BlobKey, range: Option<Range<u64>>) -> Result<BlobRead, BlobError> {
+    pub async fn read(
+        &self,
+        key: &BlobKey,
+        range: Option<Range<u64>>,
+    ) -> Result<BlobRead, BlobError> {
         match self {
             BlobStore::Fs(s) => s.read(key, range).await,
         }
@@ -205,12 +224,32 @@ mod tests {
 
     #[test]
     fn keys_cannot_escape_or_hide() {
-        for ok in ["a", "clips/AB/ABCDEFGHIJ", "chunks/0123456789ABCDEF/7", "x.bin", "a-b_c/d.e.f"] {
+        for ok in [
+            "a",
+            "clips/AB/ABCDEFGHIJ",
+            "chunks/0123456789ABCDEF/7",
+            "x.bin",
+            "a-b_c/d.e.f",
+        ] {
             assert!(BlobKey::parse(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "..", "../etc/passwd", "a/../b", "/abs", "a//b", "a/", ".hidden", "a/.tmp/x", "a\\b", "a\0b",
-            "a b", "é", "a..b", "trailing.", "1/2/3/4/5/6/7/8/9",
+            "",
+            "..",
+            "../etc/passwd",
+            "a/../b",
+            "/abs",
+            "a//b",
+            "a/",
+            ".hidden",
+            "a/.tmp/x",
+            "a\\b",
+            "a\0b",
+            "a b",
+            "é",
+            "a..b",
+            "trailing.",
+            "1/2/3/4/5/6/7/8/9",
         ] {
             assert!(BlobKey::parse(bad).is_err(), "{bad:?} should be refused");
         }

@@ -48,15 +48,27 @@ impl ApiError {
     fn body(&self) -> Value {
         let (error, message, code) = match self {
             ApiError::NotFound => ("Not found", "No such route or resource.", "not_found"),
-            ApiError::MethodNotAllowed => {
-                ("Method not allowed", "This route does not accept that HTTP method.", "method_not_allowed")
-            }
-            ApiError::PayloadTooLarge => {
-                ("Payload too large", "The request body exceeds the configured limit.", "payload_too_large")
-            }
-            ApiError::Timeout => ("Request timeout", "The request took longer than the server allows.", "timeout"),
+            ApiError::MethodNotAllowed => (
+                "Method not allowed",
+                "This route does not accept that HTTP method.",
+                "method_not_allowed",
+            ),
+            ApiError::PayloadTooLarge => (
+                "Payload too large",
+                "The request body exceeds the configured limit.",
+                "payload_too_large",
+            ),
+            ApiError::Timeout => (
+                "Request timeout",
+                "The request took longer than the server allows.",
+                "timeout",
+            ),
             ApiError::Unhealthy(report) => return report.clone(),
-            ApiError::Internal(_) => ("Internal server error", "Something went wrong on our side.", "internal"),
+            ApiError::Internal(_) => (
+                "Internal server error",
+                "Something went wrong on our side.",
+                "internal",
+            ),
         };
         json!({ "error": error, "message": message, "code": code })
     }
@@ -98,7 +110,10 @@ pub async fn json_error_bodies(req: Request, next: Next) -> Response {
         // Keep the status and headers the layer chose (Allow, Retry-After, request id).
         *replaced.status_mut() = status;
         parts.headers.remove(header::CONTENT_LENGTH);
-        parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         let (_, body) = replaced.into_parts();
         return Response::from_parts(parts, body);
     }

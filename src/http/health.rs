@@ -36,14 +36,22 @@ where
             false
         }
     };
-    Check { name, ok, latency_ms: started.elapsed().as_millis() }
+    Check {
+        name,
+        ok,
+        latency_ms: started.elapsed().as_millis(),
+    }
 }
 
 async fn run_checks(state: &AppState) -> Vec<Check> {
     let timeout = state.config().server.health_check_timeout;
     let (db, storage) = tokio::join!(
-        timed("database", timeout, async { state.store().ping().await.map_err(|e| e.to_string()) }),
-        timed("storage", timeout, async { state.blobs().check().await.map_err(|e| e.to_string()) }),
+        timed("database", timeout, async {
+            state.store().ping().await.map_err(|e| e.to_string())
+        }),
+        timed("storage", timeout, async {
+            state.blobs().check().await.map_err(|e| e.to_string())
+        }),
     );
     vec![db, storage]
 }
@@ -109,12 +117,16 @@ pub async fn livez() -> Json<Value> {
 /// GET /readyz — ready for traffic: dependencies answer and shutdown has not begun.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     if state.is_draining() {
-        return Err(ApiError::Unhealthy(json!({ "status": "draining", "failing": ["shutdown"] })));
+        return Err(ApiError::Unhealthy(
+            json!({ "status": "draining", "failing": ["shutdown"] }),
+        ));
     }
     let checks = run_checks(&state).await;
     let failing = failing(&checks);
     if failing.is_empty() {
-        Ok(Json(json!({ "status": "ready", "checks": checks_json(&checks) })))
+        Ok(Json(
+            json!({ "status": "ready", "checks": checks_json(&checks) }),
+        ))
     } else {
         Err(ApiError::Unhealthy(json!({
             "status": "not ready", "failing": failing, "checks": checks_json(&checks)

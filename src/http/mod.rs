@@ -13,7 +13,9 @@ use axum::http::{HeaderName, HeaderValue};
 use axum::routing::get;
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -28,15 +30,24 @@ struct RandomRequestId;
 
 impl MakeRequestId for RandomRequestId {
     fn make_request_id<B>(&mut self, _req: &axum::http::Request<B>) -> Option<RequestId> {
-        HeaderValue::from_str(&format!("{:016x}", rand::random::<u64>())).ok().map(RequestId::new)
+        HeaderValue::from_str(&format!("{:016x}", rand::random::<u64>()))
+            .ok()
+            .map(RequestId::new)
     }
 }
 
 /// The span of one request. It names the route template, never the concrete path: a clip id
 /// in a URL is a capability and must not reach logs; nor do client addresses.
 fn request_span(req: &Request) -> tracing::Span {
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
-    let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
     tracing::info_span!(
         "request",
         method = %req.method(),
@@ -65,12 +76,21 @@ pub fn router(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
-                .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(
-                    DefaultOnResponse::new().level(Level::INFO).latency_unit(tower_http::LatencyUnit::Millis),
-                ))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_span)
+                        .on_response(
+                            DefaultOnResponse::new()
+                                .level(Level::INFO)
+                                .latency_unit(tower_http::LatencyUnit::Millis),
+                        ),
+                )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(axum::middleware::from_fn(error::json_error_bodies))
-                .layer(TimeoutLayer::with_status_code(error::TIMEOUT_STATUS, timeout)),
+                .layer(TimeoutLayer::with_status_code(
+                    error::TIMEOUT_STATUS,
+                    timeout,
+                )),
         )
         .with_state(state)
 }

@@ -30,7 +30,10 @@ pub enum StoreError {
     #[error("store task failed: {0}")]
     Task(String),
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
@@ -55,8 +58,12 @@ impl Store {
     /// otherwise SQLite under the data directory. Does not migrate.
     pub async fn open(config: &Config) -> Result<Store, StoreError> {
         match &config.database_url {
-            Some(url) => Ok(Store::Postgres(postgres::PgStore::connect(url, &config.store).await?)),
-            None => Ok(Store::Embedded(sqlite::SqliteStore::open(&Self::sqlite_path(config), &config.store).await?)),
+            Some(url) => Ok(Store::Postgres(
+                postgres::PgStore::connect(url, &config.store).await?,
+            )),
+            None => Ok(Store::Embedded(
+                sqlite::SqliteStore::open(&Self::sqlite_path(config), &config.store).await?,
+            )),
         }
     }
 

@@ -7,8 +7,8 @@ use std::str::FromStr;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
-use super::migrate::{self, MigrationReport};
 use super::StoreError;
+use super::migrate::{self, MigrationReport};
 use crate::config::{Secret, StoreConfig};
 
 /// Statements whose plans the tests check against the partial indexes.
@@ -32,7 +32,7 @@ pub mod queries {
 }
 
 /// Key of the advisory lock held while migrating ("ferry" in ASCII).
-const MIGRATION_LOCK_KEY: i64 = 0x6665_7272_79;
+const MIGRATION_LOCK_KEY: i64 = 0x0066_6572_7279;
 
 #[derive(Clone)]
 pub struct PgStore {
@@ -51,21 +51,34 @@ fn describe(config: &tokio_postgres::Config) -> String {
         })
         .unwrap_or_else(|| "localhost".into());
     let port = config.get_ports().first().copied().unwrap_or(5432);
-    let db = config.get_dbname().or(config.get_user()).unwrap_or("postgres");
+    let db = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or("postgres");
     format!("{host}:{port}/{db}")
 }
 
 impl PgStore {
     /// Build the pool and prove the server answers, within the connect timeout.
     pub async fn connect(url: &Secret, config: &StoreConfig) -> Result<PgStore, StoreError> {
-        let mut pg = tokio_postgres::Config::from_str(url.expose())
-            .map_err(|e| StoreError::Unreachable { target: "(unparseable URL)".into(), cause: e.to_string() })?;
+        let mut pg = tokio_postgres::Config::from_str(url.expose()).map_err(|e| {
+            StoreError::Unreachable {
+                target: "(unparseable URL)".into(),
+                cause: e.to_string(),
+            }
+        })?;
         pg.connect_timeout(config.connect_timeout);
         if pg.get_application_name().is_none() {
             pg.application_name("ferry");
         }
         let target = describe(&pg);
-        let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
         let pool = Pool::builder(manager)
             .max_size(config.pool_size)
             .runtime(Runtime::Tokio1)
@@ -78,7 +91,10 @@ impl PgStore {
         let deadline = config.connect_timeout + std::time::Duration::from_millis(500);
         match tokio::time::timeout(deadline, store.ping()).await {
             Ok(Ok(())) => Ok(store),
-            Ok(Err(e)) => Err(StoreError::Unreachable { target: store.target.clone(), cause: root_cause(&e) }),
+            Ok(Err(e)) => Err(StoreError::Unreachable {
+                target: store.target.clone(),
+                cause: root_cause(&e),
+            }),
             Err(_) => Err(StoreError::Unreachable {
                 target: store.target.clone(),
                 cause: format!("no answer within {:?}", config.connect_timeout),
@@ -105,9 +121,11 @@ impl PgStore {
         let tx = client.transaction().await?;
         // Held until commit: a second instance starting at the same moment waits here, then
         // finds the migrations recorded and applies nothing.
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY]).await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
+            .await?;
         // "already exists, skipping" notices are expected on every start; keep them out of logs.
-        tx.batch_execute("SET LOCAL client_min_messages = warning").await?;
+        tx.batch_execute("SET LOCAL client_min_messages = warning")
+            .await?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS ferry_migrations (
                  version BIGINT PRIMARY KEY, name TEXT NOT NULL,
@@ -115,7 +133,10 @@ impl PgStore {
         )
         .await?;
         let recorded: Vec<(i64, String)> = tx
-            .query("SELECT version, checksum FROM ferry_migrations ORDER BY version", &[])
+            .query(
+                "SELECT version, checksum FROM ferry_migrations ORDER BY version",
+                &[],
+            )
             .await?
             .iter()
             .map(|r| (r.get(0), r.get(1)))
@@ -123,9 +144,14 @@ impl PgStore {
         let todo = migrate::plan(migrate::POSTGRES, &recorded)?;
         let mut report = MigrationReport::default();
         for m in todo {
-            tx.batch_execute(m.sql)
-                .await
-                .map_err(|e| StoreError::Migration(format!("V{} ({}): {}", m.version, m.name, root_cause(&e.into()))))?;
+            tx.batch_execute(m.sql).await.map_err(|e| {
+                StoreError::Migration(format!(
+                    "V{} ({}): {}",
+                    m.version,
+                    m.name,
+                    root_cause(&e.into())
+                ))
+            })?;
             tx.execute(
                 "INSERT INTO ferry_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)",
                 &[&m.version, &m.name, &m.checksum(), &crate::domain::clock::system_now_ms()],
@@ -133,7 +159,13 @@ impl PgStore {
             .await?;
             report.applied.push(m.version);
         }
-        report.current = tx.query_one("SELECT coalesce(max(version), 0) FROM ferry_migrations", &[]).await?.get(0);
+        report.current = tx
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM ferry_migrations",
+                &[],
+            )
+            .await?
+            .get(0);
         tx.commit().await?;
         Ok(report)
     }
@@ -171,7 +203,9 @@ mod tests {
 
     #[test]
     fn the_target_never_contains_credentials() {
-        let cfg = tokio_postgres::Config::from_str("postgres://alice:hunter2@db.internal:6543/clips").unwrap();
+        let cfg =
+            tokio_postgres::Config::from_str("postgres://alice:hunter2@db.internal:6543/clips")
+                .unwrap();
         let d = describe(&cfg);
         assert_eq!(d, "db.internal:6543/clips");
         assert!(!d.contains("hunter2") && !d.contains("alice"));

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::migrate::{self, MigrationReport};
 use super::StoreError;
+use super::migrate::{self, MigrationReport};
 use crate::config::StoreConfig;
 
 /// Statements whose plans the tests check against the partial indexes. `?1`.. are parameters.
@@ -52,7 +52,11 @@ struct Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            self.inner.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            self.inner
+                .idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
         }
     }
 }
@@ -93,7 +97,11 @@ impl SqliteStore {
             .map_err(|e| StoreError::Task(e.to_string()))??
         };
         Ok(SqliteStore {
-            inner: Arc::new(Inner { path, idle: Mutex::new(opened), permits: Arc::new(Semaphore::new(n)) }),
+            inner: Arc::new(Inner {
+                path,
+                idle: Mutex::new(opened),
+                permits: Arc::new(Semaphore::new(n)),
+            }),
         })
     }
 
@@ -107,13 +115,23 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let permit = self.inner.permits.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
+        let permit = self
+            .inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         let inner = self.inner.clone();
         // The lease lives inside the blocking task, so a caller that goes away (a client
         // disconnect drops the handler) cannot strand the connection.
         tokio::task::spawn_blocking(move || {
             let conn = inner.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            let mut lease = Lease { inner: inner.clone(), conn, _permit: permit };
+            let mut lease = Lease {
+                inner: inner.clone(),
+                conn,
+                _permit: permit,
+            };
             let conn = lease.conn.as_mut().ok_or(StoreError::Closed)?;
             f(conn)
         })
@@ -124,7 +142,9 @@ impl SqliteStore {
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.call(|conn| {
             // Reads the schema table, so a missing or unreadable file fails here.
-            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))?;
+            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            })?;
             Ok(())
         })
         .await
@@ -164,7 +184,11 @@ impl SqliteStore {
 
     pub fn close(&self) {
         self.inner.permits.close();
-        self.inner.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.inner
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 }
 
@@ -175,7 +199,9 @@ mod tests {
 
     async fn fresh() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("t.db"), &Config::defaults().store).await.unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db"), &Config::defaults().store)
+            .await
+            .unwrap();
         store.migrate().await.unwrap();
         (dir, store)
     }
@@ -199,7 +225,10 @@ mod tests {
         for (sql, index) in [
             (queries::LIVE_CLIP_BY_CODE, "clips_live_code_idx"),
             (queries::EXPIRED_CLIPS_BATCH, "clips_live_expiry_idx"),
-            (queries::ABANDONED_UPLOADS_BATCH, "upload_sessions_abandoned_idx"),
+            (
+                queries::ABANDONED_UPLOADS_BATCH,
+                "upload_sessions_abandoned_idx",
+            ),
             (queries::RUNNABLE_JOBS_BATCH, "jobs_runnable_idx"),
         ] {
             let plan = plan_of(&store, sql).await;
@@ -220,7 +249,9 @@ mod tests {
         let (_dir, store) = fresh().await;
         let n = Config::defaults().store.sqlite_connections;
         for _ in 0..n + 1 {
-            let r = store.call(|_conn| -> Result<(), StoreError> { panic!("boom") }).await;
+            let r = store
+                .call(|_conn| -> Result<(), StoreError> { panic!("boom") })
+                .await;
             assert!(matches!(r, Err(StoreError::Task(_))));
         }
         store.ping().await.unwrap();
