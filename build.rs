@@ -22,10 +22,7 @@ fn scan(dir: &Path) -> BTreeMap<u32, (String, String)> {
             .unwrap_or_else(|_| panic!("migration {file}: bad version"));
         let abs = path.canonicalize().unwrap().to_string_lossy().into_owned();
         if out.insert(version, (name.to_string(), abs)).is_some() {
-            panic!(
-                "migration version {version} appears twice in {}",
-                dir.display()
-            );
+            panic!("migration version {version} appears twice in {}", dir.display());
         }
     }
     out
@@ -53,7 +50,11 @@ fn main() {
     for (name, set) in [("POSTGRES", &pg), ("SQLITE", &lite)] {
         writeln!(code, "pub static {name}: &[Migration] = &[").unwrap();
         for (version, (mname, path)) in set {
-            writeln!(code, "    Migration {{ version: {version}, name: {mname:?}, sql: include_str!({path:?}) }},").unwrap();
+            writeln!(
+                code,
+                "    Migration {{ version: {version}, name: {mname:?}, sql: include_str!({path:?}) }},"
+            )
+            .unwrap();
         }
         writeln!(code, "];").unwrap();
     }

@@ -14,7 +14,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::blob::BlobStore;
 use crate::config::Config;
+use crate::domain::access::AccessHasher;
 use crate::domain::clock::{SharedClock, SystemClock};
+use crate::domain::locks::KeyedLocks;
+use crate::domain::{Deps, Limits};
 use crate::store::Store;
 
 /// Shared state handed to every handler.
@@ -25,6 +28,7 @@ pub struct AppState {
 
 struct Shared {
     config: Config,
+    deps: Deps,
     store: Store,
     blobs: BlobStore,
     clock: SharedClock,
@@ -38,6 +42,9 @@ struct Shared {
 impl AppState {
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+    pub fn deps(&self) -> &Deps {
+        &self.inner.deps
     }
     pub fn store(&self) -> &Store {
         &self.inner.store
@@ -76,10 +83,7 @@ impl Application {
     }
 
     /// Build with an injected clock (tests move time without sleeping).
-    pub async fn build_with_clock(
-        config: Config,
-        clock: SharedClock,
-    ) -> anyhow::Result<Application> {
+    pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Application> {
         config.validate()?;
         let store = Store::open(&config).await?;
         let report = store.migrate().await.context("applying migrations")?;
@@ -94,9 +98,18 @@ impl Application {
             .with_context(|| format!("binding {}", config.bind))?;
         let addr = listener.local_addr()?;
         tracing::info!(store = %store.describe(), blobs = blobs.kind(), "ready");
+        let deps = Deps {
+            store: store.clone(),
+            blobs: blobs.clone(),
+            clock: clock.clone(),
+            limits: Limits::from_config(&config),
+            access: AccessHasher::new(config.upload.access_code_concurrency),
+            complete_locks: KeyedLocks::default(),
+        };
         let state = AppState {
             inner: Arc::new(Shared {
                 config,
+                deps,
                 store,
                 blobs,
                 clock,
@@ -105,11 +118,7 @@ impl Application {
                 tasks: TaskTracker::new(),
             }),
         };
-        Ok(Application {
-            listener,
-            addr,
-            state,
-        })
+        Ok(Application { listener, addr, state })
     }
 
     /// The bound address (the real port when 0 was asked for).
@@ -124,14 +133,9 @@ impl Application {
     /// Serve until `shutdown` is cancelled; then stop accepting, let in-flight requests finish
     /// within the grace period, wait for background loops, and close the store.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Application {
-            listener,
-            addr,
-            state,
-        } = self;
+        let Application { listener, addr, state } = self;
         let grace = state.config().server.shutdown_grace;
-        let app =
-            crate::http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app = crate::http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         tracing::info!(%addr, "listening");
 
         let draining = state.inner.draining.clone();
@@ -142,9 +146,7 @@ impl Application {
                 draining.cancel();
             }
         };
-        let server = axum::serve(listener, app)
-            .with_graceful_shutdown(signal)
-            .into_future();
+        let server = axum::serve(listener, app).with_graceful_shutdown(signal).into_future();
         let mut server = std::pin::pin!(server);
         tokio::select! {
             res = &mut server => res.context("server failed")?,
@@ -157,10 +159,7 @@ impl Application {
             }
         }
         state.inner.tasks.close();
-        if tokio::time::timeout(grace, state.inner.tasks.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(grace, state.inner.tasks.wait()).await.is_err() {
             tracing::warn!("shutdown: background tasks did not finish within the grace period");
         }
         state.store().close();

@@ -25,6 +25,8 @@ pub struct Config {
     #[serde(default)]
     pub public_url: Option<String>,
     pub server: ServerConfig,
+    pub limits: LimitsConfig,
+    pub upload: UploadConfig,
     pub store: StoreConfig,
     pub log: LogConfig,
 }
@@ -38,6 +40,19 @@ pub struct ServerConfig {
     pub json_body_limit: ByteSize,
     #[serde(with = "humantime_serde")]
     pub health_check_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct LimitsConfig {
+    pub chunk_size: ByteSize,
+    pub max_upload_size: ByteSize,
+    pub max_text_size: ByteSize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct UploadConfig {
+    pub assembly_concurrency: usize,
+    pub access_code_concurrency: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -103,11 +118,7 @@ impl Config {
         }
         if sources.env {
             // DATABASE_URL is the common convention; FERRY_DATABASE_URL wins over it.
-            figment = figment.merge(
-                Env::raw()
-                    .only(&["DATABASE_URL"])
-                    .map(|_| "database_url".into()),
-            );
+            figment = figment.merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database_url".into()));
             figment = figment.merge(
                 Env::prefixed("FERRY_")
                     // The test suite's own variables are not server settings.
@@ -116,9 +127,7 @@ impl Config {
             );
         }
         reject_unknown_keys(&figment)?;
-        let config: Config = figment
-            .extract()
-            .map_err(|e| ConfigError::Parse(one_line(&e)))?;
+        let config: Config = figment.extract().map_err(|e| ConfigError::Parse(one_line(&e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -136,49 +145,51 @@ impl Config {
         if let Some(url) = &self.database_url {
             let url = url.expose();
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                return Err(invalid(
-                    "database_url",
-                    "must start with postgres:// or postgresql://",
-                ));
+                return Err(invalid("database_url", "must start with postgres:// or postgresql://"));
             }
-            tokio_postgres::Config::from_str(url).map_err(|e| {
-                invalid(
-                    "database_url",
-                    format!("is not a valid PostgreSQL URL ({e})"),
-                )
-            })?;
+            tokio_postgres::Config::from_str(url)
+                .map_err(|e| invalid("database_url", format!("is not a valid PostgreSQL URL ({e})")))?;
         }
         if let Some(url) = &self.public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
-                return Err(invalid(
-                    "public_url",
-                    "must be an absolute http:// or https:// URL",
-                ));
+                return Err(invalid("public_url", "must be an absolute http:// or https:// URL"));
             }
         }
         if self.server.request_timeout.is_zero() {
-            return Err(invalid(
-                "server.request_timeout",
-                "must be greater than zero",
-            ));
+            return Err(invalid("server.request_timeout", "must be greater than zero"));
         }
         if self.server.health_check_timeout.is_zero() {
-            return Err(invalid(
-                "server.health_check_timeout",
-                "must be greater than zero",
-            ));
+            return Err(invalid("server.health_check_timeout", "must be greater than zero"));
         }
         if self.server.json_body_limit.0 < 1024 {
             return Err(invalid("server.json_body_limit", "must be at least 1KiB"));
+        }
+        if !(1024..=(1 << 30)).contains(&self.limits.chunk_size.0) {
+            return Err(invalid("limits.chunk_size", "must be between 1KiB and 1GiB"));
+        }
+        if self.limits.max_upload_size.0 == 0 {
+            return Err(invalid("limits.max_upload_size", "must be greater than zero"));
+        }
+        if self.limits.max_upload_size.0 / self.limits.chunk_size.0 > 1_000_000 {
+            return Err(invalid(
+                "limits.max_upload_size",
+                "needs more than a million chunks; raise limits.chunk_size",
+            ));
+        }
+        if self.limits.max_text_size.0 == 0 {
+            return Err(invalid("limits.max_text_size", "must be greater than zero"));
+        }
+        if !(1..=64).contains(&self.upload.assembly_concurrency) {
+            return Err(invalid("upload.assembly_concurrency", "must be between 1 and 64"));
+        }
+        if !(1..=64).contains(&self.upload.access_code_concurrency) {
+            return Err(invalid("upload.access_code_concurrency", "must be between 1 and 64"));
         }
         if !(1..=1024).contains(&self.store.pool_size) {
             return Err(invalid("store.pool_size", "must be between 1 and 1024"));
         }
         if !(1..=64).contains(&self.store.sqlite_connections) {
-            return Err(invalid(
-                "store.sqlite_connections",
-                "must be between 1 and 64",
-            ));
+            return Err(invalid("store.sqlite_connections", "must be between 1 and 64"));
         }
         if self.store.connect_timeout.is_zero() || self.store.acquire_timeout.is_zero() {
             return Err(invalid(
@@ -201,14 +212,8 @@ impl Config {
 /// one the typed struct knows.
 fn reject_unknown_keys(figment: &Figment) -> Result<(), ConfigError> {
     let known = serde_json::to_value(Config::defaults_unchecked()).expect("config serialises");
-    let given: figment::value::Dict = figment
-        .extract()
-        .map_err(|e| ConfigError::Parse(one_line(&e)))?;
-    fn walk(
-        prefix: &str,
-        given: &figment::value::Dict,
-        known: &serde_json::Value,
-    ) -> Result<(), ConfigError> {
+    let given: figment::value::Dict = figment.extract().map_err(|e| ConfigError::Parse(one_line(&e)))?;
+    fn walk(prefix: &str, given: &figment::value::Dict, known: &serde_json::Value) -> Result<(), ConfigError> {
         for (key, value) in given {
             let path = if prefix.is_empty() {
                 key.clone()
@@ -217,15 +222,13 @@ fn reject_unknown_keys(figment: &Figment) -> Result<(), ConfigError> {
             };
             let known_child = known.get(key);
             // Optional top-level keys are absent from the serialised defaults.
-            let optional =
-                prefix.is_empty() && matches!(key.as_str(), "database_url" | "public_url");
+            let optional = prefix.is_empty() && matches!(key.as_str(), "database_url" | "public_url");
             match (known_child, value) {
                 (None, _) if optional => {}
                 (None, _) => return Err(ConfigError::UnknownKey(path)),
-                (
-                    Some(child @ serde_json::Value::Object(_)),
-                    figment::value::Value::Dict(_, dict),
-                ) => walk(&path, dict, child)?,
+                (Some(child @ serde_json::Value::Object(_)), figment::value::Value::Dict(_, dict)) => {
+                    walk(&path, dict, child)?
+                }
                 _ => {}
             }
         }
@@ -307,9 +310,7 @@ impl FromStr for ByteSize {
         let s = s.trim();
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (digits, unit) = s.split_at(split);
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| format!("`{s}` is not a size like 5MiB"))?;
+        let n: u64 = digits.parse().map_err(|_| format!("`{s}` is not a size like 5MiB"))?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "k" | "kb" => 1000,
@@ -349,10 +350,7 @@ mod tests {
 
     #[test]
     fn byte_sizes_parse_with_and_without_units() {
-        assert_eq!(
-            "5MiB".parse::<ByteSize>().unwrap(),
-            ByteSize(5 * 1024 * 1024)
-        );
+        assert_eq!("5MiB".parse::<ByteSize>().unwrap(), ByteSize(5 * 1024 * 1024));
         assert_eq!("512 KiB".parse::<ByteSize>().unwrap(), ByteSize(512 * 1024));
         assert_eq!("1GB".parse::<ByteSize>().unwrap(), ByteSize(1_000_000_000));
         assert_eq!("42".parse::<ByteSize>().unwrap(), ByteSize(42));
@@ -373,11 +371,7 @@ mod tests {
     fn a_file_overrides_defaults_and_unknown_keys_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let good = dir.path().join("good.toml");
-        std::fs::write(
-            &good,
-            "bind = \"127.0.0.1:9999\"\n[server]\nshutdown_grace = \"3s\"\n",
-        )
-        .unwrap();
+        std::fs::write(&good, "bind = \"127.0.0.1:9999\"\n[server]\nshutdown_grace = \"3s\"\n").unwrap();
         let c = Config::load(&Sources {
             file: Some(good),
             env: false,

@@ -23,6 +23,9 @@ CREATE TABLE clips (
     upload_id          TEXT
 );
 
+-- One clip per upload session: makes completion idempotent without a transaction.
+CREATE UNIQUE INDEX clips_upload_idx ON clips (upload_id);
+
 -- The hot lookup: a live clip by its code. Codes are unique among live clips only; a retired
 -- row keeps its code until the sweep removes it.
 CREATE UNIQUE INDEX clips_live_code_idx ON clips (code)
@@ -51,6 +54,8 @@ CREATE TABLE upload_sessions (
     status         TEXT    NOT NULL DEFAULT 'uploading'
                            CHECK (status IN ('uploading', 'assembling', 'complete')),
     clip_code      TEXT,
+    -- Returned again by repeated completes; the clip itself keeps only its hash.
+    delete_token   TEXT    NOT NULL,
     created_at     BIGINT  NOT NULL,
     last_activity  BIGINT  NOT NULL
 );

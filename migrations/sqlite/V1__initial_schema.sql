@@ -23,6 +23,9 @@ CREATE TABLE clips (
     upload_id          TEXT
 );
 
+-- One clip per upload session: makes completion idempotent without a transaction.
+CREATE UNIQUE INDEX clips_upload_idx ON clips (upload_id);
+
 CREATE UNIQUE INDEX clips_live_code_idx ON clips (code)
     WHERE consumed_at IS NULL AND deleted_at IS NULL;
 CREATE INDEX clips_live_expiry_idx ON clips (expires_at)
@@ -47,6 +50,8 @@ CREATE TABLE upload_sessions (
     status         TEXT    NOT NULL DEFAULT 'uploading'
                            CHECK (status IN ('uploading', 'assembling', 'complete')),
     clip_code      TEXT,
+    -- Returned again by repeated completes; the clip itself keeps only its hash.
+    delete_token   TEXT    NOT NULL,
     created_at     INTEGER NOT NULL,
     last_activity  INTEGER NOT NULL
 );

@@ -12,7 +12,7 @@ use tokio::fs::{self, File, OpenOptions};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
-use super::{BlobError, BlobKey, BlobMeta, BlobRead};
+use super::{BlobError, BlobKey, BlobMeta, BlobRead, Durability};
 
 const TMP_DIR: &str = ".tmp";
 const READ_BUF: usize = 64 * 1024;
@@ -29,14 +29,8 @@ impl FsBlobStore {
             .await
             .map_err(BlobError::io(format!("create {}", tmp.display())))?;
         // Temp files left by a crash are never committed; start clean.
-        let mut entries = fs::read_dir(&tmp)
-            .await
-            .map_err(BlobError::io("read temp dir"))?;
-        while let Some(e) = entries
-            .next_entry()
-            .await
-            .map_err(BlobError::io("read temp dir"))?
-        {
+        let mut entries = fs::read_dir(&tmp).await.map_err(BlobError::io("read temp dir"))?;
+        while let Some(e) = entries.next_entry().await.map_err(BlobError::io("read temp dir"))? {
             let _ = fs::remove_file(e.path()).await;
         }
         Ok(FsBlobStore { root })
@@ -53,11 +47,9 @@ impl FsBlobStore {
     }
 
     fn temp_path(&self) -> PathBuf {
-        self.root.join(TMP_DIR).join(format!(
-            "{:016x}{:016x}",
-            rand::random::<u64>(),
-            rand::random::<u64>()
-        ))
+        self.root
+            .join(TMP_DIR)
+            .join(format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>()))
     }
 
     pub async fn writer(&self, key: &BlobKey) -> Result<FsWriter, BlobError> {
@@ -77,11 +69,7 @@ impl FsBlobStore {
         })
     }
 
-    pub async fn read(
-        &self,
-        key: &BlobKey,
-        range: Option<Range<u64>>,
-    ) -> Result<BlobRead, BlobError> {
+    pub async fn read(&self, key: &BlobKey, range: Option<Range<u64>>) -> Result<BlobRead, BlobError> {
         let mut file = match File::open(self.path_of(key)).await {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::NotFound),
@@ -92,11 +80,7 @@ impl FsBlobStore {
                 });
             }
         };
-        let size = file
-            .metadata()
-            .await
-            .map_err(BlobError::io("stat blob"))?
-            .len();
+        let size = file.metadata().await.map_err(BlobError::io("stat blob"))?.len();
         let range = range.unwrap_or(0..size);
         if range.start > range.end || range.end > size {
             return Err(BlobError::RangeNotSatisfiable {
@@ -192,6 +176,17 @@ impl FsBlobStore {
         .map_err(|e| BlobError::Source(e.to_string()))?
     }
 
+    pub async fn delete_prefix(&self, prefix: &BlobKey) -> Result<(), BlobError> {
+        match fs::remove_dir_all(self.path_of(prefix)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(BlobError::Io {
+                context: "delete blob prefix".into(),
+                source: e,
+            }),
+        }
+    }
+
     pub async fn check(&self) -> Result<(), BlobError> {
         let probe = self.temp_path();
         fs::write(&probe, b"ferry health probe")
@@ -218,9 +213,7 @@ pub struct FsWriter {
 impl FsWriter {
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), BlobError> {
         let file = self.file.as_mut().expect("writer used after commit");
-        file.write_all(bytes)
-            .await
-            .map_err(BlobError::io("write blob"))?;
+        file.write_all(bytes).await.map_err(BlobError::io("write blob"))?;
         self.hasher.update(bytes);
         self.written += bytes.len() as u64;
         Ok(())
@@ -230,29 +223,29 @@ impl FsWriter {
         self.written
     }
 
-    pub async fn commit(mut self) -> Result<BlobMeta, BlobError> {
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(self.hasher.clone().finalize())
+    }
+
+    pub async fn commit(mut self, durability: Durability) -> Result<BlobMeta, BlobError> {
         let mut file = self.file.take().expect("writer committed twice");
         file.flush().await.map_err(BlobError::io("flush blob"))?;
-        file.sync_all().await.map_err(BlobError::io("fsync blob"))?;
+        if durability == Durability::Fsync {
+            file.sync_all().await.map_err(BlobError::io("fsync blob"))?;
+        }
         drop(file);
-        let parent = self
-            .dest
-            .parent()
-            .expect("blob paths have a parent")
-            .to_path_buf();
+        let parent = self.dest.parent().expect("blob paths have a parent").to_path_buf();
         fs::create_dir_all(&parent)
             .await
             .map_err(BlobError::io("create blob dir"))?;
         fs::rename(&self.tmp, &self.dest)
             .await
             .map_err(BlobError::io("rename blob into place"))?;
-        // The rename is durable only once the directory entry is.
-        let dir = File::open(&parent)
-            .await
-            .map_err(BlobError::io("open blob dir"))?;
-        dir.sync_all()
-            .await
-            .map_err(BlobError::io("fsync blob dir"))?;
+        if durability == Durability::Fsync {
+            // The rename is durable only once the directory entry is.
+            let dir = File::open(&parent).await.map_err(BlobError::io("open blob dir"))?;
+            dir.sync_all().await.map_err(BlobError::io("fsync blob dir"))?;
+        }
         let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
         // Mark done so Drop leaves the (now renamed) path alone.
         self.tmp = PathBuf::new();
@@ -280,9 +273,7 @@ mod tests {
 
     async fn store() -> (tempfile::TempDir, BlobStore) {
         let dir = tempfile::tempdir().unwrap();
-        let s = BlobStore::filesystem(dir.path().join("blobs"))
-            .await
-            .unwrap();
+        let s = BlobStore::filesystem(dir.path().join("blobs")).await.unwrap();
         (dir, s)
     }
 
@@ -303,15 +294,10 @@ mod tests {
     async fn a_put_blob_reads_back_whole_and_in_ranges_with_its_sha256() {
         let (_d, s) = store().await;
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        let parts: Vec<Result<Bytes, std::io::Error>> = data
-            .chunks(7_000)
-            .map(|c| Ok(Bytes::copy_from_slice(c)))
-            .collect();
+        let parts: Vec<Result<Bytes, std::io::Error>> =
+            data.chunks(7_000).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
         let meta = s
-            .put_stream(
-                &key("clips/AB/ABCDEFGHIJ"),
-                futures_util::stream::iter(parts),
-            )
+            .put_stream(&key("clips/AB/ABCDEFGHIJ"), futures_util::stream::iter(parts))
             .await
             .unwrap();
         assert_eq!(meta.size, data.len() as u64);
@@ -320,10 +306,7 @@ mod tests {
             collect(s.read(&key("clips/AB/ABCDEFGHIJ"), None).await.unwrap()).await,
             data
         );
-        let mid = s
-            .read(&key("clips/AB/ABCDEFGHIJ"), Some(1000..1010))
-            .await
-            .unwrap();
+        let mid = s.read(&key("clips/AB/ABCDEFGHIJ"), Some(1000..1010)).await.unwrap();
         assert_eq!(mid.total_size, data.len() as u64);
         assert_eq!(collect(mid).await, &data[1000..1010]);
         let tail = s
@@ -335,10 +318,7 @@ mod tests {
             s.read(&key("clips/AB/ABCDEFGHIJ"), Some(10..200_001)).await,
             Err(BlobError::RangeNotSatisfiable { .. })
         ));
-        assert_eq!(
-            s.size(&key("clips/AB/ABCDEFGHIJ")).await.unwrap(),
-            Some(200_000)
-        );
+        assert_eq!(s.size(&key("clips/AB/ABCDEFGHIJ")).await.unwrap(), Some(200_000));
     }
 
     #[tokio::test]
@@ -348,22 +328,14 @@ mod tests {
             let mut w = s.writer(&key("x/y")).await.unwrap();
             w.write(b"partial").await.unwrap();
         }
-        let failing = futures_util::stream::iter(vec![
-            Ok(Bytes::from_static(b"abc")),
-            Err("client went away"),
-        ]);
+        let failing = futures_util::stream::iter(vec![Ok(Bytes::from_static(b"abc")), Err("client went away")]);
         assert!(matches!(
             s.put_stream(&key("x/z"), failing).await,
             Err(BlobError::Source(_))
         ));
-        assert!(matches!(
-            s.read(&key("x/y"), None).await,
-            Err(BlobError::NotFound)
-        ));
+        assert!(matches!(s.read(&key("x/y"), None).await, Err(BlobError::NotFound)));
         assert!(s.list("").await.unwrap().is_empty());
-        let tmp_left = std::fs::read_dir(d.path().join("blobs/.tmp"))
-            .unwrap()
-            .count();
+        let tmp_left = std::fs::read_dir(d.path().join("blobs/.tmp")).unwrap().count();
         assert_eq!(tmp_left, 0);
     }
 
@@ -376,14 +348,8 @@ mod tests {
         }
         let it = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"uno"))]);
         s.put_stream(&key("a/1"), it).await.unwrap();
-        assert_eq!(
-            collect(s.read(&key("a/1"), None).await.unwrap()).await,
-            b"uno"
-        );
-        assert_eq!(
-            s.list("").await.unwrap(),
-            vec![key("a/1"), key("a/2"), key("b/1")]
-        );
+        assert_eq!(collect(s.read(&key("a/1"), None).await.unwrap()).await, b"uno");
+        assert_eq!(s.list("").await.unwrap(), vec![key("a/1"), key("a/2"), key("b/1")]);
         assert_eq!(s.list("a").await.unwrap(), vec![key("a/1"), key("a/2")]);
         assert!(s.delete(&key("a/2")).await.unwrap());
         assert!(!s.delete(&key("a/2")).await.unwrap());

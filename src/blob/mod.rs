@@ -22,10 +22,7 @@ pub enum BlobError {
     #[error("range {start}..{end} is outside a blob of {size} bytes")]
     RangeNotSatisfiable { start: u64, end: u64, size: u64 },
     #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    Io { context: String, source: std::io::Error },
     #[error("source stream failed: {0}")]
     Source(String),
 }
@@ -47,12 +44,7 @@ impl BlobKey {
     pub const MAX_SEGMENTS: usize = 8;
 
     pub fn parse(raw: &str) -> Result<BlobKey, BlobError> {
-        let bad = |why: &str| {
-            BlobError::InvalidKey(format!(
-                "{why}: {:?}",
-                raw.chars().take(64).collect::<String>()
-            ))
-        };
+        let bad = |why: &str| BlobError::InvalidKey(format!("{why}: {:?}", raw.chars().take(64).collect::<String>()));
         if raw.is_empty() || raw.len() > Self::MAX_LEN {
             return Err(bad("length must be 1..=200"));
         }
@@ -64,12 +56,7 @@ impl BlobKey {
             let ok_chars = seg
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-            if seg.is_empty()
-                || !ok_chars
-                || seg.starts_with('.')
-                || seg.ends_with('.')
-                || seg.contains("..")
-            {
+            if seg.is_empty() || !ok_chars || seg.starts_with('.') || seg.ends_with('.') || seg.contains("..") {
                 return Err(bad("each segment must be [A-Za-z0-9_-] with inner dots"));
             }
         }
@@ -109,6 +96,16 @@ pub struct BlobRead {
     pub total_size: u64,
     pub range: Range<u64>,
     pub stream: BoxStream<'static, std::io::Result<Bytes>>,
+}
+
+/// How hard a commit works to survive power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync the data and the directory entry: for blobs that back a committed row.
+    Fsync,
+    /// Atomic rename only: for upload chunks, whose sizes are re-checked at assembly and which
+    /// a client can resend.
+    Atomic,
 }
 
 /// The blob store chosen at startup.
@@ -153,15 +150,11 @@ impl BlobStore {
             let bytes = item.map_err(|e| BlobError::Source(e.to_string()))?;
             writer.write(&bytes).await?;
         }
-        writer.commit().await
+        writer.commit(Durability::Fsync).await
     }
 
     /// Stream `range` (or the whole blob) of `key`.
-    pub async fn read(
-        &self,
-        key: &BlobKey,
-        range: Option<Range<u64>>,
-    ) -> Result<BlobRead, BlobError> {
+    pub async fn read(&self, key: &BlobKey, range: Option<Range<u64>>) -> Result<BlobRead, BlobError> {
         match self {
             BlobStore::Fs(s) => s.read(key, range).await,
         }
@@ -188,6 +181,13 @@ impl BlobStore {
         }
     }
 
+    /// Remove every blob under `prefix` (a whole segment path).
+    pub async fn delete_prefix(&self, prefix: &BlobKey) -> Result<(), BlobError> {
+        match self {
+            BlobStore::Fs(s) => s.delete_prefix(prefix).await,
+        }
+    }
+
     /// A real write-and-remove probe, for health checks.
     pub async fn check(&self) -> Result<(), BlobError> {
         match self {
@@ -210,10 +210,17 @@ impl BlobWriter {
         }
     }
 
-    /// Make the bytes durable and visible under the key.
-    pub async fn commit(self) -> Result<BlobMeta, BlobError> {
+    /// SHA-256 (hex) of the bytes written so far.
+    pub fn sha256_hex(&self) -> String {
         match self {
-            BlobWriter::Fs(w) => w.commit().await,
+            BlobWriter::Fs(w) => w.sha256_hex(),
+        }
+    }
+
+    /// Make the bytes visible under the key, as durable as asked.
+    pub async fn commit(self, durability: Durability) -> Result<BlobMeta, BlobError> {
+        match self {
+            BlobWriter::Fs(w) => w.commit(durability).await,
         }
     }
 }

@@ -1,4 +1,68 @@
-//! Domain types and rules: newtypes parsed at the edge and the services built on them. Knows
-//! nothing of HTTP, SQL or files.
+//! Domain types and rules: newtypes parsed at the edge and the services built on them
+//! (uploads, clips, access codes). Knows nothing of HTTP; reaches data only through the
+//! `Store` and `BlobStore` seams.
 
+pub mod access;
+pub mod clips;
 pub mod clock;
+pub mod error;
+pub mod locks;
+pub mod range;
+pub mod types;
+pub mod uploads;
+
+use crate::blob::BlobStore;
+use crate::config::Config;
+use crate::store::Store;
+
+pub use error::{DomainError, FieldError, Location};
+
+/// Size rules the services enforce, from configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub chunk_size: u64,
+    pub max_upload: u64,
+    pub max_text: u64,
+    pub assembly_concurrency: usize,
+    /// An assembly claimed longer ago than this is presumed dead and may be taken over.
+    pub stale_assembly_ms: i64,
+}
+
+impl Limits {
+    /// Bytes a chunk may exceed `chunk_size` by (client-side encryption overhead).
+    pub const CHUNK_SLACK: u64 = 1024;
+
+    pub fn from_config(c: &Config) -> Limits {
+        Limits {
+            chunk_size: c.limits.chunk_size.bytes(),
+            max_upload: c.limits.max_upload_size.bytes(),
+            max_text: c.limits.max_text_size.bytes(),
+            assembly_concurrency: c.upload.assembly_concurrency,
+            stale_assembly_ms: (c.server.request_timeout.as_millis() as i64).saturating_mul(2),
+        }
+    }
+
+    pub fn max_for(&self, kind: types::ClipKind) -> u64 {
+        match kind {
+            types::ClipKind::Text => self.max_text.min(self.max_upload),
+            types::ClipKind::File => self.max_upload,
+        }
+    }
+}
+
+/// What the services need, built once at startup.
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Store,
+    pub blobs: BlobStore,
+    pub clock: clock::SharedClock,
+    pub limits: Limits,
+    pub access: access::AccessHasher,
+    pub complete_locks: locks::KeyedLocks,
+}
+
+impl Deps {
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}

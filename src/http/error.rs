@@ -8,6 +8,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::domain::DomainError;
+use crate::store::StoreError;
+
 /// Errors a handler can return.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -19,6 +22,16 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("request timed out")]
     Timeout,
+    /// The body is not the JSON object the route takes.
+    #[error("bad json: {0}")]
+    BadJson(String),
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// `GET /api/file/:id`: content is only served to POST, so previews cannot spend it.
+    #[error("use POST")]
+    UsePost,
+    #[error(transparent)]
+    Domain(#[from] DomainError),
     /// A health probe found a required dependency down; the body is the probe's report.
     #[error("unhealthy")]
     Unhealthy(Value),
@@ -42,6 +55,10 @@ impl ApiError {
             ApiError::Timeout => TIMEOUT_STATUS,
             ApiError::Unhealthy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::BadJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::UsePost => StatusCode::GONE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Domain(e) => domain_status(e),
         }
     }
 
@@ -64,11 +81,21 @@ impl ApiError {
                 "timeout",
             ),
             ApiError::Unhealthy(report) => return report.clone(),
-            ApiError::Internal(_) => (
-                "Internal server error",
-                "Something went wrong on our side.",
-                "internal",
+            ApiError::Internal(_) => ("Internal server error", "Something went wrong on our side.", "internal"),
+            ApiError::BadJson(why) => {
+                return json!({ "error": "Invalid JSON", "message": why, "code": "invalid_json" });
+            }
+            ApiError::UnsupportedMediaType => (
+                "Unsupported media type",
+                "Send application/octet-stream or multipart/form-data as this route expects.",
+                "unsupported_media_type",
             ),
+            ApiError::UsePost => (
+                "Use POST",
+                "Content is served to POST /api/file/:id (or GET /raw/:id for public clips) so link previews cannot consume it.",
+                "use_post",
+            ),
+            ApiError::Domain(e) => return domain_body(e),
         };
         json!({ "error": error, "message": message, "code": code })
     }
@@ -80,7 +107,126 @@ impl ApiError {
             StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
             TIMEOUT_STATUS => ApiError::Timeout,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
             other => ApiError::Internal(format!("bare {other} from a layer")),
+        }
+    }
+}
+
+fn store_is_down(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::Pool(_) | StoreError::Unreachable { .. } | StoreError::Closed
+    )
+}
+
+fn domain_status(e: &DomainError) -> StatusCode {
+    match e {
+        DomainError::Validation(_)
+        | DomainError::UploadIncomplete { .. }
+        | DomainError::SizeMismatch { .. }
+        | DomainError::ChecksumMismatch
+        | DomainError::BadBody(_) => StatusCode::BAD_REQUEST,
+        DomainError::UploadNotFound | DomainError::ClipNotFound => StatusCode::NOT_FOUND,
+        DomainError::UploadCompleted => StatusCode::CONFLICT,
+        DomainError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        DomainError::ClipGone => StatusCode::GONE,
+        DomainError::AccessCodeRequired | DomainError::AccessCodeInvalid | DomainError::DeleteTokenRequired => {
+            StatusCode::UNAUTHORIZED
+        }
+        DomainError::RawNotAllowed | DomainError::DeleteTokenInvalid => StatusCode::FORBIDDEN,
+        DomainError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+        DomainError::Store(s) if store_is_down(s) => StatusCode::SERVICE_UNAVAILABLE,
+        DomainError::Store(_) | DomainError::Blob(_) | DomainError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn domain_body(e: &DomainError) -> Value {
+    let simple = |error: &str, message: &str, code: &str| json!({ "error": error, "message": message, "code": code });
+    match e {
+        DomainError::Validation(details) => json!({
+            "error": "Validation failed",
+            "message": details.iter().map(|d| format!("{} {}", d.path, d.msg)).collect::<Vec<_>>().join("; "),
+            "code": "validation",
+            "details": details.iter().map(|d| json!({ "path": d.path, "msg": d.msg, "location": d.location.as_str() })).collect::<Vec<_>>(),
+        }),
+        DomainError::UploadNotFound => simple(
+            "Upload not found",
+            "No such upload session, or it expired.",
+            "upload_not_found",
+        ),
+        DomainError::UploadCompleted => simple(
+            "Upload completed",
+            "This upload is completed or being completed; it takes no more changes.",
+            "upload_completed",
+        ),
+        DomainError::UploadIncomplete { missing } => json!({
+            "error": "Upload incomplete",
+            "message": format!("{} chunk(s) missing; send them and complete again.", missing.len()),
+            "code": "upload_incomplete",
+            "missingChunks": missing,
+        }),
+        DomainError::SizeMismatch { declared, actual } => json!({
+            "error": "Size mismatch",
+            "message": format!("The chunks add up to {actual} bytes but filesize declared {declared}."),
+            "code": "size_mismatch",
+        }),
+        DomainError::ChecksumMismatch => simple(
+            "Checksum mismatch",
+            "The chunk's SHA-256 differs from X-Chunk-Sha256; it was not stored.",
+            "checksum_mismatch",
+        ),
+        DomainError::TooLarge { limit } => json!({
+            "error": "Payload too large",
+            "message": format!("The body exceeds the limit of {limit} bytes."),
+            "code": "payload_too_large",
+        }),
+        DomainError::ClipNotFound => simple(
+            "Clip not found",
+            "No such clip, or it expired or was already used.",
+            "clip_not_found",
+        ),
+        DomainError::ClipGone => simple("Clip gone", "This clip has no downloads left.", "clip_gone"),
+        DomainError::AccessCodeRequired => json!({
+            "error": "Access code required", "message": "This clip is protected by an access code.",
+            "code": "access_code_required", "requiresAccessCode": true,
+        }),
+        DomainError::AccessCodeInvalid => json!({
+            "error": "Invalid access code", "message": "The access code is wrong.",
+            "code": "access_code_invalid", "requiresAccessCode": true,
+        }),
+        DomainError::RawNotAllowed => simple(
+            "Not available here",
+            "Protected, one-time and download-limited clips are only served to POST /api/file/:id.",
+            "raw_not_allowed",
+        ),
+        DomainError::DeleteTokenRequired => simple(
+            "Delete token required",
+            "Send the clip's delete token in X-Delete-Token.",
+            "delete_token_required",
+        ),
+        DomainError::DeleteTokenInvalid => simple(
+            "Invalid delete token",
+            "The delete token is wrong.",
+            "invalid_delete_token",
+        ),
+        DomainError::RangeNotSatisfiable { .. } => simple(
+            "Range not satisfiable",
+            "The requested range lies outside the content.",
+            "range_not_satisfiable",
+        ),
+        DomainError::BadBody(_) => simple(
+            "Bad request body",
+            "The request body ended early or was malformed.",
+            "bad_body",
+        ),
+        DomainError::Store(s) if store_is_down(s) => simple(
+            "Service unavailable",
+            "The database is not answering; try again shortly.",
+            "unavailable",
+        ),
+        DomainError::Store(_) | DomainError::Blob(_) | DomainError::Internal(_) => {
+            simple("Internal server error", "Something went wrong on our side.", "internal")
         }
     }
 }
@@ -88,10 +234,16 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if let ApiError::Internal(cause) = &self {
-            tracing::error!(%cause, "request failed");
+        if status.is_server_error() && !matches!(self, ApiError::Unhealthy(_)) {
+            tracing::error!(cause = %self, "request failed");
         }
-        (status, axum::Json(self.body())).into_response()
+        let mut response = (status, axum::Json(self.body())).into_response();
+        if let ApiError::Domain(DomainError::RangeNotSatisfiable { size }) = &self
+            && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
+        {
+            response.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+        response
     }
 }
 
@@ -110,10 +262,9 @@ pub async fn json_error_bodies(req: Request, next: Next) -> Response {
         // Keep the status and headers the layer chose (Allow, Retry-After, request id).
         *replaced.status_mut() = status;
         parts.headers.remove(header::CONTENT_LENGTH);
-        parts.headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        parts
+            .headers
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let (_, body) = replaced.into_parts();
         return Response::from_parts(parts, body);
     }

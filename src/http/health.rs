@@ -124,9 +124,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
     let checks = run_checks(&state).await;
     let failing = failing(&checks);
     if failing.is_empty() {
-        Ok(Json(
-            json!({ "status": "ready", "checks": checks_json(&checks) }),
-        ))
+        Ok(Json(json!({ "status": "ready", "checks": checks_json(&checks) })))
     } else {
         Err(ApiError::Unhealthy(json!({
             "status": "not ready", "failing": failing, "checks": checks_json(&checks)

@@ -2,20 +2,24 @@
 //! body limits, JSON error bodies). Handlers here parse, call one service, and map the result;
 //! they hold no business rules, SQL or file paths.
 
+pub mod clips;
+pub mod download;
 pub mod error;
 pub mod health;
+pub mod input;
+pub mod oneshot;
+pub mod upload;
 
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -39,10 +43,7 @@ impl MakeRequestId for RandomRequestId {
 /// The span of one request. It names the route template, never the concrete path: a clip id
 /// in a URL is a capability and must not reach logs; nor do client addresses.
 fn request_span(req: &Request) -> tracing::Span {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
     let id = req
         .headers()
         .get(REQUEST_ID)
@@ -69,28 +70,48 @@ pub fn router(state: AppState) -> Router {
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz));
 
+    // JSON routes: small bodies, refused past the limit before any handler runs.
+    let json = Router::new()
+        .route("/api/upload/initiate", post(upload::initiate))
+        .route("/api/upload/complete/{upload_id}", post(upload::complete))
+        .route("/api/upload/{upload_id}/status", get(upload::status))
+        .route("/api/upload/{upload_id}", axum::routing::delete(upload::cancel))
+        .route("/api/clip/{id}/info", get(clips::info))
+        .route(
+            "/api/clip/{id}",
+            get(clips::read).post(clips::read_with_code).delete(clips::delete),
+        )
+        .route("/api/file/{id}/info", get(clips::file_info))
+        .route("/api/file/{id}", get(clips::file_get).post(download::download))
+        .route("/raw/{id}", get(download::raw))
+        .route("/raw/{id}/{name}", get(download::raw))
+        .layer(RequestBodyLimitLayer::new(body_limit));
+    // Streaming uploads: the services enforce chunk and clip size limits as bytes arrive.
+    let streams = Router::new()
+        .route("/api/upload/chunk/{upload_id}/{chunk}", post(upload::chunk))
+        .route("/api/clips", post(oneshot::post))
+        .route("/api/clips/", put(oneshot::put_without_name))
+        .route("/api/clips/{filename}", put(oneshot::put))
+        .layer(DefaultBodyLimit::disable());
+
     Router::new()
         .merge(probes)
+        .merge(json)
+        .merge(streams)
         .fallback(error::not_found)
-        .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
                 .layer(
-                    TraceLayer::new_for_http()
-                        .make_span_with(request_span)
-                        .on_response(
-                            DefaultOnResponse::new()
-                                .level(Level::INFO)
-                                .latency_unit(tower_http::LatencyUnit::Millis),
-                        ),
+                    TraceLayer::new_for_http().make_span_with(request_span).on_response(
+                        DefaultOnResponse::new()
+                            .level(Level::INFO)
+                            .latency_unit(tower_http::LatencyUnit::Millis),
+                    ),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(axum::middleware::from_fn(error::json_error_bodies))
-                .layer(TimeoutLayer::with_status_code(
-                    error::TIMEOUT_STATUS,
-                    timeout,
-                )),
+                .layer(TimeoutLayer::with_status_code(error::TIMEOUT_STATUS, timeout)),
         )
         .with_state(state)
 }

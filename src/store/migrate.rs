@@ -33,10 +33,7 @@ pub struct MigrationReport {
 
 /// Given what the database has recorded, decide which embedded migrations to run.
 /// Applied versions must match the embedded text byte for byte (append-only rule).
-pub fn plan<'a>(
-    embedded: &'a [Migration],
-    recorded: &[(i64, String)],
-) -> Result<Vec<&'a Migration>, StoreError> {
+pub fn plan<'a>(embedded: &'a [Migration], recorded: &[(i64, String)]) -> Result<Vec<&'a Migration>, StoreError> {
     for (version, checksum) in recorded {
         match embedded.iter().find(|m| m.version == *version) {
             Some(m) if &m.checksum() != checksum => {

@@ -4,6 +4,8 @@
 
 pub mod migrate;
 pub mod postgres;
+pub mod records;
+pub mod sql;
 pub mod sqlite;
 
 use std::path::PathBuf;
@@ -11,6 +13,9 @@ use std::path::PathBuf;
 use crate::config::Config;
 
 pub use migrate::{Migration, MigrationReport};
+pub use records::{ChunkRecord, ClipRecord, NewClip, UploadRecord};
+
+use records::{Decode, P};
 
 /// Everything that can go wrong talking to a metadata store.
 #[derive(Debug, thiserror::Error)]
@@ -30,10 +35,7 @@ pub enum StoreError {
     #[error("store task failed: {0}")]
     Task(String),
     #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    Io { context: String, source: std::io::Error },
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
@@ -58,9 +60,7 @@ impl Store {
     /// otherwise SQLite under the data directory. Does not migrate.
     pub async fn open(config: &Config) -> Result<Store, StoreError> {
         match &config.database_url {
-            Some(url) => Ok(Store::Postgres(
-                postgres::PgStore::connect(url, &config.store).await?,
-            )),
+            Some(url) => Ok(Store::Postgres(postgres::PgStore::connect(url, &config.store).await?)),
             None => Ok(Store::Embedded(
                 sqlite::SqliteStore::open(&Self::sqlite_path(config), &config.store).await?,
             )),
@@ -110,5 +110,191 @@ impl Store {
             Store::Embedded(s) => s.close(),
             Store::Postgres(s) => s.close(),
         }
+    }
+}
+
+/// Generic execution, dispatched to the backend.
+impl Store {
+    async fn query<T: Send + 'static>(
+        &self,
+        sql: &'static str,
+        params: Vec<P>,
+        decode: Decode<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        match self {
+            Store::Embedded(s) => s.query(sql, params, decode).await,
+            Store::Postgres(s) => s.query(sql, params, decode).await,
+        }
+    }
+
+    async fn query_opt<T: Send + 'static>(
+        &self,
+        sql: &'static str,
+        params: Vec<P>,
+        decode: Decode<T>,
+    ) -> Result<Option<T>, StoreError> {
+        Ok(self.query(sql, params, decode).await?.into_iter().next())
+    }
+
+    async fn execute(&self, sql: &'static str, params: Vec<P>) -> Result<u64, StoreError> {
+        match self {
+            Store::Embedded(s) => s.execute(sql, params).await,
+            Store::Postgres(s) => s.execute(sql, params).await,
+        }
+    }
+}
+
+fn text(s: &str) -> P {
+    P::Text(s.to_string())
+}
+
+/// Upload sessions and their chunks.
+impl Store {
+    pub async fn insert_upload(&self, u: &UploadRecord) -> Result<(), StoreError> {
+        let params = vec![
+            text(&u.id),
+            text(&u.filename),
+            P::OptI64(u.filesize),
+            P::I32(u.total_chunks),
+            P::I64(u.chunk_size),
+            P::OptText(u.mime_type.clone()),
+            text(&u.kind),
+            P::I64(u.expiry_ms),
+            P::Bool(u.one_time),
+            P::Bool(u.has_password),
+            P::Bool(u.quick_share),
+            P::Bool(u.is_text),
+            P::OptI32(u.max_downloads),
+            P::I64(u.created_at),
+            text(&u.delete_token),
+        ];
+        self.execute(sql::INSERT_UPLOAD, params).await.map(|_| ())
+    }
+
+    pub async fn upload(&self, id: &str) -> Result<Option<UploadRecord>, StoreError> {
+        self.query_opt(sql::UPLOAD_BY_ID, vec![text(id)], UploadRecord::decode)
+            .await
+    }
+
+    /// Record a received chunk (replacing an earlier one); `false` when the session no
+    /// longer accepts chunks.
+    pub async fn record_chunk(
+        &self,
+        id: &str,
+        index: u32,
+        size: u64,
+        sha256: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let params = vec![
+            text(id),
+            P::I32(index as i32),
+            P::I64(size as i64),
+            text(sha256),
+            P::I64(now),
+        ];
+        let recorded = self.execute(sql::RECORD_CHUNK, params).await? == 1;
+        if recorded {
+            self.execute(sql::TOUCH_UPLOAD, vec![text(id), P::I64(now)]).await?;
+        }
+        Ok(recorded)
+    }
+
+    pub async fn chunks(&self, id: &str) -> Result<Vec<ChunkRecord>, StoreError> {
+        self.query(sql::LIST_CHUNKS, vec![text(id)], ChunkRecord::decode).await
+    }
+
+    pub async fn forget_chunk(&self, id: &str, index: u32) -> Result<(), StoreError> {
+        self.execute(sql::DELETE_CHUNK_ROW, vec![text(id), P::I32(index as i32)])
+            .await
+            .map(|_| ())
+    }
+
+    /// Take the assembly lock; `None` when another caller holds it or the session is not
+    /// waiting for assembly.
+    pub async fn begin_assembly(
+        &self,
+        id: &str,
+        now: i64,
+        stale_before: i64,
+    ) -> Result<Option<UploadRecord>, StoreError> {
+        self.query_opt(
+            sql::BEGIN_ASSEMBLY,
+            vec![text(id), P::I64(now), P::I64(stale_before)],
+            UploadRecord::decode,
+        )
+        .await
+    }
+
+    pub async fn abort_assembly(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        self.execute(sql::ABORT_ASSEMBLY, vec![text(id), P::I64(now)])
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn mark_upload_complete(&self, id: &str, code: &str, now: i64) -> Result<(), StoreError> {
+        self.execute(sql::MARK_UPLOAD_COMPLETE, vec![text(id), text(code), P::I64(now)])
+            .await
+            .map(|_| ())
+    }
+
+    /// Remove a session and its chunk rows; `false` when there was none.
+    pub async fn delete_upload(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.execute(sql::DELETE_UPLOAD, vec![text(id)]).await? > 0)
+    }
+}
+
+/// Clips.
+impl Store {
+    /// Insert a clip; `None` when its code collides with a live clip or its upload already
+    /// produced one.
+    pub async fn insert_clip(&self, c: &NewClip) -> Result<Option<ClipRecord>, StoreError> {
+        let params = vec![
+            text(&c.code),
+            text(&c.kind),
+            text(&c.blob_key),
+            P::OptText(c.filename.clone()),
+            P::OptText(c.mime_type.clone()),
+            P::I64(c.size),
+            text(&c.sha256),
+            P::I64(c.created_at),
+            P::I64(c.expires_at),
+            P::Bool(c.one_time),
+            P::OptI32(c.max_downloads),
+            P::OptText(c.access_code_hash.clone()),
+            P::Bool(c.quick_share),
+            text(&c.delete_token_hash),
+            P::OptText(c.upload_id.clone()),
+        ];
+        self.query_opt(sql::INSERT_CLIP, params, ClipRecord::decode).await
+    }
+
+    pub async fn clip_by_upload(&self, upload_id: &str) -> Result<Option<ClipRecord>, StoreError> {
+        self.query_opt(sql::CLIP_BY_UPLOAD, vec![text(upload_id)], ClipRecord::decode)
+            .await
+    }
+
+    /// The clip with this code if it is live at `now` (not expired, consumed or deleted).
+    pub async fn live_clip(&self, code: &str, now: i64) -> Result<Option<ClipRecord>, StoreError> {
+        self.query_opt(
+            sql::LIVE_CLIP_BY_CODE,
+            vec![text(code), P::I64(now)],
+            ClipRecord::decode,
+        )
+        .await
+    }
+
+    /// Atomically take one download of a one-time or limited clip; `None` when none is left.
+    pub async fn claim_download(&self, id: i64, now: i64) -> Result<Option<ClipRecord>, StoreError> {
+        self.query_opt(sql::CLAIM_DOWNLOAD, vec![P::I64(id), P::I64(now)], ClipRecord::decode)
+            .await
+    }
+
+    /// Retire a live clip; `false` when it was not live.
+    pub async fn mark_clip_deleted(&self, id: i64, now: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .execute(sql::MARK_CLIP_DELETED, vec![P::I64(id), P::I64(now)])
+            .await?
+            > 0)
     }
 }

@@ -9,27 +9,8 @@ use tokio_postgres::NoTls;
 
 use super::StoreError;
 use super::migrate::{self, MigrationReport};
+use super::records::{Decode, P};
 use crate::config::{Secret, StoreConfig};
-
-/// Statements whose plans the tests check against the partial indexes.
-pub mod queries {
-    /// A live clip by code (uses `clips_live_code_idx`).
-    pub const LIVE_CLIP_BY_CODE: &str = "SELECT id, code, kind, blob_key, filename, mime_type, size, sha256, \
-         created_at, expires_at, one_time, max_downloads, download_count, access_code_hash, quick_share \
-         FROM clips WHERE code = $1 AND consumed_at IS NULL AND deleted_at IS NULL AND expires_at > $2";
-    /// The sweep's batch of expired live clips (uses `clips_live_expiry_idx`); SKIP LOCKED lets
-    /// several instances sweep without taking the same rows.
-    pub const EXPIRED_CLIPS_BATCH: &str = "SELECT id, blob_key FROM clips \
-         WHERE expires_at <= $1 AND consumed_at IS NULL AND deleted_at IS NULL \
-         ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED";
-    /// Abandoned upload sessions (uses `upload_sessions_abandoned_idx`).
-    pub const ABANDONED_UPLOADS_BATCH: &str = "SELECT id FROM upload_sessions \
-         WHERE status = 'uploading' AND last_activity <= $1 ORDER BY last_activity LIMIT $2 \
-         FOR UPDATE SKIP LOCKED";
-    /// Runnable jobs in due order (uses `jobs_runnable_idx`).
-    pub const RUNNABLE_JOBS_BATCH: &str = "SELECT id, kind, payload FROM jobs \
-         WHERE status = 'pending' AND run_at <= $1 ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED";
-}
 
 /// Key of the advisory lock held while migrating ("ferry" in ASCII).
 const MIGRATION_LOCK_KEY: i64 = 0x0066_6572_7279;
@@ -51,21 +32,16 @@ fn describe(config: &tokio_postgres::Config) -> String {
         })
         .unwrap_or_else(|| "localhost".into());
     let port = config.get_ports().first().copied().unwrap_or(5432);
-    let db = config
-        .get_dbname()
-        .or(config.get_user())
-        .unwrap_or("postgres");
+    let db = config.get_dbname().or(config.get_user()).unwrap_or("postgres");
     format!("{host}:{port}/{db}")
 }
 
 impl PgStore {
     /// Build the pool and prove the server answers, within the connect timeout.
     pub async fn connect(url: &Secret, config: &StoreConfig) -> Result<PgStore, StoreError> {
-        let mut pg = tokio_postgres::Config::from_str(url.expose()).map_err(|e| {
-            StoreError::Unreachable {
-                target: "(unparseable URL)".into(),
-                cause: e.to_string(),
-            }
+        let mut pg = tokio_postgres::Config::from_str(url.expose()).map_err(|e| StoreError::Unreachable {
+            target: "(unparseable URL)".into(),
+            cause: e.to_string(),
         })?;
         pg.connect_timeout(config.connect_timeout);
         if pg.get_application_name().is_none() {
@@ -110,6 +86,23 @@ impl PgStore {
         &self.pool
     }
 
+    /// Run one (cached, prepared) statement and decode every row it returns.
+    pub async fn query<T>(&self, sql: &'static str, params: Vec<P>, decode: Decode<T>) -> Result<Vec<T>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(sql).await?;
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|p| p as _).collect();
+        let rows = client.query(&stmt, &refs).await?;
+        rows.iter().map(|r| decode(r)).collect()
+    }
+
+    /// Run one statement; the number of rows it changed.
+    pub async fn execute(&self, sql: &'static str, params: Vec<P>) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(sql).await?;
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|p| p as _).collect();
+        Ok(client.execute(&stmt, &refs).await?)
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
         client.query_one("SELECT 1", &[]).await?;
@@ -124,8 +117,7 @@ impl PgStore {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
             .await?;
         // "already exists, skipping" notices are expected on every start; keep them out of logs.
-        tx.batch_execute("SET LOCAL client_min_messages = warning")
-            .await?;
+        tx.batch_execute("SET LOCAL client_min_messages = warning").await?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS ferry_migrations (
                  version BIGINT PRIMARY KEY, name TEXT NOT NULL,
@@ -133,10 +125,7 @@ impl PgStore {
         )
         .await?;
         let recorded: Vec<(i64, String)> = tx
-            .query(
-                "SELECT version, checksum FROM ferry_migrations ORDER BY version",
-                &[],
-            )
+            .query("SELECT version, checksum FROM ferry_migrations ORDER BY version", &[])
             .await?
             .iter()
             .map(|r| (r.get(0), r.get(1)))
@@ -145,25 +134,22 @@ impl PgStore {
         let mut report = MigrationReport::default();
         for m in todo {
             tx.batch_execute(m.sql).await.map_err(|e| {
-                StoreError::Migration(format!(
-                    "V{} ({}): {}",
-                    m.version,
-                    m.name,
-                    root_cause(&e.into())
-                ))
+                StoreError::Migration(format!("V{} ({}): {}", m.version, m.name, root_cause(&e.into())))
             })?;
             tx.execute(
                 "INSERT INTO ferry_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)",
-                &[&m.version, &m.name, &m.checksum(), &crate::domain::clock::system_now_ms()],
+                &[
+                    &m.version,
+                    &m.name,
+                    &m.checksum(),
+                    &crate::domain::clock::system_now_ms(),
+                ],
             )
             .await?;
             report.applied.push(m.version);
         }
         report.current = tx
-            .query_one(
-                "SELECT coalesce(max(version), 0) FROM ferry_migrations",
-                &[],
-            )
+            .query_one("SELECT coalesce(max(version), 0) FROM ferry_migrations", &[])
             .await?
             .get(0);
         tx.commit().await?;
@@ -203,9 +189,7 @@ mod tests {
 
     #[test]
     fn the_target_never_contains_credentials() {
-        let cfg =
-            tokio_postgres::Config::from_str("postgres://alice:hunter2@db.internal:6543/clips")
-                .unwrap();
+        let cfg = tokio_postgres::Config::from_str("postgres://alice:hunter2@db.internal:6543/clips").unwrap();
         let d = describe(&cfg);
         assert_eq!(d, "db.internal:6543/clips");
         assert!(!d.contains("hunter2") && !d.contains("alice"));

@@ -10,24 +10,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::StoreError;
 use super::migrate::{self, MigrationReport};
+use super::records::{Decode, P};
 use crate::config::StoreConfig;
 
-/// Statements whose plans the tests check against the partial indexes. `?1`.. are parameters.
-pub mod queries {
-    /// A live clip by code (uses `clips_live_code_idx`).
-    pub const LIVE_CLIP_BY_CODE: &str = "SELECT id, code, kind, blob_key, filename, mime_type, size, sha256, \
-         created_at, expires_at, one_time, max_downloads, download_count, access_code_hash, quick_share \
-         FROM clips WHERE code = ?1 AND consumed_at IS NULL AND deleted_at IS NULL AND expires_at > ?2";
-    /// The sweep's batch of expired live clips (uses `clips_live_expiry_idx`).
-    pub const EXPIRED_CLIPS_BATCH: &str = "SELECT id, blob_key FROM clips \
-         WHERE expires_at <= ?1 AND consumed_at IS NULL AND deleted_at IS NULL \
-         ORDER BY expires_at LIMIT ?2";
-    /// Abandoned upload sessions (uses `upload_sessions_abandoned_idx`).
-    pub const ABANDONED_UPLOADS_BATCH: &str = "SELECT id FROM upload_sessions \
-         WHERE status = 'uploading' AND last_activity <= ?1 ORDER BY last_activity LIMIT ?2";
-    /// Runnable jobs in due order (uses `jobs_runnable_idx`).
-    pub const RUNNABLE_JOBS_BATCH: &str = "SELECT id, kind, payload FROM jobs \
-         WHERE status = 'pending' AND run_at <= ?1 ORDER BY run_at LIMIT ?2";
+/// SQLite spells PostgreSQL's `$n` placeholders `?n`.
+pub fn lite(sql: &str) -> String {
+    sql.replace('$', "?")
 }
 
 #[derive(Clone)]
@@ -52,11 +40,7 @@ struct Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            self.inner
-                .idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(conn);
+            self.inner.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
         }
     }
 }
@@ -139,12 +123,39 @@ impl SqliteStore {
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
+    /// Run one statement and decode every row it returns.
+    pub async fn query<T: Send + 'static>(
+        &self,
+        sql: &'static str,
+        params: Vec<P>,
+        decode: Decode<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(&lite(sql))?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(decode(row)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Run one statement; the number of rows it changed.
+    pub async fn execute(&self, sql: &'static str, params: Vec<P>) -> Result<u64, StoreError> {
+        self.call(move |conn| {
+            Ok(conn
+                .prepare_cached(&lite(sql))?
+                .execute(rusqlite::params_from_iter(params.iter()))? as u64)
+        })
+        .await
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.call(|conn| {
             // Reads the schema table, so a missing or unreadable file fails here.
-            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
-                r.get::<_, i64>(0)
-            })?;
+            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))?;
             Ok(())
         })
         .await
@@ -175,7 +186,9 @@ impl SqliteStore {
                 )?;
                 report.applied.push(m.version);
             }
-            report.current = tx.query_row("SELECT coalesce(max(version), 0) FROM ferry_migrations", [], |r| r.get(0))?;
+            report.current = tx.query_row("SELECT coalesce(max(version), 0) FROM ferry_migrations", [], |r| {
+                r.get(0)
+            })?;
             tx.commit()?;
             Ok(report)
         })
@@ -184,11 +197,7 @@ impl SqliteStore {
 
     pub fn close(&self) {
         self.inner.permits.close();
-        self.inner
-            .idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.inner.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
 
@@ -209,9 +218,9 @@ mod tests {
     async fn plan_of(store: &SqliteStore, sql: &'static str) -> String {
         store
             .call(move |conn| {
-                let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {}", lite(sql)))?;
                 let rows: Vec<String> = stmt
-                    .query_map(rusqlite::params![1_i64, 100_i64], |r| r.get::<_, String>(3))?
+                    .query_map(rusqlite::params!["AAAAAAAAAA", 100_i64], |r| r.get::<_, String>(3))?
                     .collect::<Result<_, _>>()?;
                 Ok(rows.join(" | "))
             })
@@ -222,14 +231,13 @@ mod tests {
     #[tokio::test]
     async fn hot_queries_use_their_partial_indexes() {
         let (_dir, store) = fresh().await;
+        use crate::store::sql;
         for (sql, index) in [
-            (queries::LIVE_CLIP_BY_CODE, "clips_live_code_idx"),
-            (queries::EXPIRED_CLIPS_BATCH, "clips_live_expiry_idx"),
-            (
-                queries::ABANDONED_UPLOADS_BATCH,
-                "upload_sessions_abandoned_idx",
-            ),
-            (queries::RUNNABLE_JOBS_BATCH, "jobs_runnable_idx"),
+            (sql::LIVE_CLIP_BY_CODE, "clips_live_code_idx"),
+            (sql::CLIP_BY_UPLOAD, "clips_upload_idx"),
+            (sql::EXPIRED_CLIPS_BATCH, "clips_live_expiry_idx"),
+            (sql::ABANDONED_UPLOADS_BATCH, "upload_sessions_abandoned_idx"),
+            (sql::RUNNABLE_JOBS_BATCH, "jobs_runnable_idx"),
         ] {
             let plan = plan_of(&store, sql).await;
             assert!(plan.contains(index), "expected {index} in plan: {plan}");
@@ -249,9 +257,7 @@ mod tests {
         let (_dir, store) = fresh().await;
         let n = Config::defaults().store.sqlite_connections;
         for _ in 0..n + 1 {
-            let r = store
-                .call(|_conn| -> Result<(), StoreError> { panic!("boom") })
-                .await;
+            let r = store.call(|_conn| -> Result<(), StoreError> { panic!("boom") }).await;
             assert!(matches!(r, Err(StoreError::Task(_))));
         }
         store.ping().await.unwrap();

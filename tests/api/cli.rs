@@ -24,16 +24,8 @@ fn an_invalid_setting_stops_startup_with_one_line_naming_the_key() {
     for (key, value, named) in [
         ("FERRY_STORE__POOL_SIZE", "lots", "store.pool_size"),
         ("FERRY_BIND", "not-an-address", "bind"),
-        (
-            "FERRY_SERVER__SHUTDOWN_GRACE",
-            "soon",
-            "server.shutdown_grace",
-        ),
-        (
-            "FERRY_SERVER__SHUTDOWN_GRAZE",
-            "5s",
-            "server.shutdown_graze",
-        ),
+        ("FERRY_SERVER__SHUTDOWN_GRACE", "soon", "server.shutdown_grace"),
+        ("FERRY_SERVER__SHUTDOWN_GRAZE", "5s", "server.shutdown_graze"),
         ("FERRY_DATABASE_URL", "mysql://x", "database_url"),
     ] {
         let out = binary()
@@ -43,11 +35,7 @@ fn an_invalid_setting_stops_startup_with_one_line_naming_the_key() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{key}={value}");
         let err = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(
-            err.trim_end().lines().count(),
-            1,
-            "one line for {key}: {err}"
-        );
+        assert_eq!(err.trim_end().lines().count(), 1, "one line for {key}: {err}");
         assert!(err.contains(named), "{key}: {err}");
     }
 }
@@ -82,8 +70,7 @@ fn sigterm_and_sigint_each_end_the_server_cleanly() {
     for sig in ["TERM", "INT"] {
         let dir = tempfile::tempdir().unwrap();
         let mut cmd = binary();
-        cmd.env("FERRY_DATA_DIR", dir.path())
-            .env("FERRY_BIND", "127.0.0.1:0");
+        cmd.env("FERRY_DATA_DIR", dir.path()).env("FERRY_BIND", "127.0.0.1:0");
         let mut proc = spawn_binary(cmd);
         let body = ureq_get(proc.addr, "/health");
         assert!(body.contains("\"status\":\"OK\""), "{body}");
@@ -95,10 +82,7 @@ fn sigterm_and_sigint_each_end_the_server_cleanly() {
         let status = wait_exit(&mut proc.child, Duration::from_secs(10));
         assert_eq!(status.code(), Some(0), "SIG{sig}");
         let log: Vec<String> = proc.log.try_iter().collect();
-        assert!(
-            log.iter().any(|l| l.contains("shutdown complete")),
-            "SIG{sig}: {log:?}"
-        );
+        assert!(log.iter().any(|l| l.contains("shutdown complete")), "SIG{sig}: {log:?}");
     }
 }
 
@@ -110,26 +94,15 @@ fn migrate_applies_once_and_exits() {
         .env("FERRY_DATA_DIR", dir.path())
         .output()
         .unwrap();
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let out = String::from_utf8(first.stdout).unwrap();
-    assert!(
-        out.contains("applied [1") && out.contains("schema version"),
-        "{out}"
-    );
+    assert!(out.contains("applied [1") && out.contains("schema version"), "{out}");
     let second = binary()
         .arg("migrate")
         .env("FERRY_DATA_DIR", dir.path())
         .output()
         .unwrap();
-    assert!(
-        String::from_utf8(second.stdout)
-            .unwrap()
-            .contains("applied []")
-    );
+    assert!(String::from_utf8(second.stdout).unwrap().contains("applied []"));
 }
 
 #[test]
@@ -145,11 +118,7 @@ fn migrate_against_postgres_applies_once_and_exits() {
             .env("FERRY_DATABASE_URL", &db.url)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let stdout = String::from_utf8(out.stdout).unwrap();
         assert!(
             stdout.contains(expected) && stdout.contains("PostgreSQL at"),
@@ -165,10 +134,7 @@ fn an_unreachable_postgres_fails_fast_with_a_clear_message_and_no_password() {
     let started = Instant::now();
     let out = binary()
         .env("FERRY_DATA_DIR", dir.path())
-        .env(
-            "FERRY_DATABASE_URL",
-            "postgres://ferry:hunter2@127.0.0.1:1/ferry",
-        )
+        .env("FERRY_DATABASE_URL", "postgres://ferry:hunter2@127.0.0.1:1/ferry")
         .env("FERRY_STORE__CONNECT_TIMEOUT", "2s")
         .output()
         .unwrap();
@@ -179,10 +145,7 @@ fn an_unreachable_postgres_fails_fast_with_a_clear_message_and_no_password() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        all.contains("cannot reach PostgreSQL at 127.0.0.1:1/ferry"),
-        "{all}"
-    );
+    assert!(all.contains("cannot reach PostgreSQL at 127.0.0.1:1/ferry"), "{all}");
     assert!(!all.contains("hunter2"), "{all}");
 }
 
@@ -212,11 +175,7 @@ fn ureq_get(addr: std::net::SocketAddr, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out

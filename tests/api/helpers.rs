@@ -81,11 +81,7 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request sent")
+        self.client.get(self.url(path)).send().await.expect("request sent")
     }
 
     /// Cancel the shutdown token and wait for `run` to return.
@@ -109,10 +105,7 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 }
 
 /// Build and start the real application; `None` only for a skipped PostgreSQL test.
-pub async fn spawn_app_with(
-    backend: Backend,
-    configure: impl FnOnce(&mut Config),
-) -> Option<TestApp> {
+pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Option<TestApp> {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let mut config = Config::defaults();
     config.bind = "127.0.0.1:0".parse().unwrap();
@@ -156,14 +149,10 @@ pub fn pg_server_url() -> Option<String> {
     match std::env::var("FERRY_TEST_DATABASE_URL") {
         Ok(url) if !url.trim().is_empty() => Some(url),
         _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!(
-                "FERRY_TEST_DATABASE_URL must be set when CI=true: the PostgreSQL suite may not be skipped"
-            )
+            panic!("FERRY_TEST_DATABASE_URL must be set when CI=true: the PostgreSQL suite may not be skipped")
         }
         _ => {
-            eprintln!(
-                "SKIPPED (postgres): set FERRY_TEST_DATABASE_URL to run this test against PostgreSQL"
-            );
+            eprintln!("SKIPPED (postgres): set FERRY_TEST_DATABASE_URL to run this test against PostgreSQL");
             None
         }
     }
@@ -219,10 +208,7 @@ impl TestDb {
             match admin.batch_execute(&sql).await {
                 Ok(()) => break,
                 // Another session was still attached to the template; it goes away shortly.
-                Err(e)
-                    if attempt < 50
-                        && format!("{e:?}").contains("being accessed by other users") =>
-                {
+                Err(e) if attempt < 50 && format!("{e:?}").contains("being accessed by other users") => {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -259,10 +245,7 @@ impl TestDb {
     pub async fn drop_now(&self) {
         pg_connect(&self.server)
             .await
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
             .await
             .expect("drop test database");
     }
@@ -299,10 +282,7 @@ async fn build_template(server: String) -> String {
     let name = format!("ferry_tpl_{}", &hex::encode(hasher.finalize())[..12]);
     let admin = pg_connect(&server).await;
     // One builder at a time, across test processes too.
-    admin
-        .execute("SELECT pg_advisory_lock(7373001)", &[])
-        .await
-        .unwrap();
+    admin.execute("SELECT pg_advisory_lock(7373001)", &[]).await.unwrap();
     drop_stale_test_databases(&admin).await;
     let exists = admin
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
@@ -321,9 +301,7 @@ async fn build_template(server: String) -> String {
             .unwrap();
         let mut config = Config::defaults();
         config.database_url = Some(Secret::new(url_with_db(&server, &building)));
-        let store = ferry::store::Store::open(&config)
-            .await
-            .expect("open template");
+        let store = ferry::store::Store::open(&config).await.expect("open template");
         store.migrate().await.expect("migrate template");
         store.close();
         drop(store);
@@ -349,29 +327,19 @@ async fn build_template(server: String) -> String {
             }
         }
     }
-    admin
-        .execute("SELECT pg_advisory_unlock(7373001)", &[])
-        .await
-        .unwrap();
+    admin.execute("SELECT pg_advisory_unlock(7373001)", &[]).await.unwrap();
     name
 }
 
 /// Databases left by earlier runs that died before dropping them (their process is gone).
 async fn drop_stale_test_databases(admin: &tokio_postgres::Client) {
     let rows = admin
-        .query(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'ferry_test_%'",
-            &[],
-        )
+        .query("SELECT datname FROM pg_database WHERE datname LIKE 'ferry_test_%'", &[])
         .await
         .unwrap();
     for row in rows {
         let name: String = row.get(0);
-        let pid = name
-            .trim_start_matches("ferry_test_")
-            .split('_')
-            .next()
-            .unwrap_or("");
+        let pid = name.trim_start_matches("ferry_test_").split('_').next().unwrap_or("");
         let alive = !pid.is_empty() && std::path::Path::new(&format!("/proc/{pid}")).exists();
         if !alive {
             let _ = admin
@@ -424,17 +392,8 @@ pub fn spawn_binary(mut cmd: Command) -> Proc {
             )
         };
         if let Some(addr) = line.split("listening addr=").nth(1) {
-            let addr = addr
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .parse()
-                .expect("listen address");
-            return Proc {
-                child,
-                addr,
-                log: rx,
-            };
+            let addr = addr.split_whitespace().next().unwrap().parse().expect("listen address");
+            return Proc { child, addr, log: rx };
         }
     }
 }

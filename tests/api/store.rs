@@ -28,11 +28,7 @@ async fn assert_concurrent_migrations_apply_once(config: Config) {
     let all: Vec<i64> = migrate::POSTGRES.iter().map(|m| m.version).collect();
     let mut applied = [ra.applied.clone(), rb.applied.clone()];
     applied.sort();
-    assert_eq!(
-        applied,
-        [vec![], all.clone()],
-        "one run applies all, the other none"
-    );
+    assert_eq!(applied, [vec![], all.clone()], "one run applies all, the other none");
     assert_eq!(ra.current, *all.last().unwrap());
     assert_eq!(rb.current, *all.last().unwrap());
     assert!(a.migrate().await.unwrap().applied.is_empty());
@@ -90,11 +86,8 @@ async fn embedded_refuses_a_database_whose_applied_migration_was_edited() {
     store.migrate().await.unwrap();
     store.close();
     let conn = rusqlite::Connection::open(Store::sqlite_path(&config)).unwrap();
-    conn.execute(
-        "UPDATE ferry_migrations SET checksum = 'x' WHERE version = 1",
-        [],
-    )
-    .unwrap();
+    conn.execute("UPDATE ferry_migrations SET checksum = 'x' WHERE version = 1", [])
+        .unwrap();
     drop(conn);
     let store = Store::open(&config).await.unwrap();
     let err = store.migrate().await.unwrap_err().to_string();
@@ -104,7 +97,7 @@ async fn embedded_refuses_a_database_whose_applied_migration_was_edited() {
 /// Seed enough rows that the planner has a real choice, then read the plans.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_lookup_and_sweep_queries_use_their_partial_indexes() {
-    use ferry::store::postgres::queries;
+    use ferry::store::sql as queries;
     let Some(server) = pg_server_url() else {
         return;
     };
@@ -122,9 +115,9 @@ async fn postgres_lookup_and_sweep_queries_use_their_partial_indexes() {
                     CASE WHEN g % 77 = 0 THEN {now} END, 'x'
              FROM generate_series(1, 50000) AS g;
              INSERT INTO upload_sessions (id, filename, total_chunks, chunk_size, kind, expiry_ms,
-                                          status, created_at, last_activity)
+                                          status, created_at, last_activity, delete_token)
              SELECT lpad(upper(to_hex(g)), 16, '0'), 'f', 1, 1, 'file', 1,
-                    CASE WHEN g % 10 = 0 THEN 'uploading' ELSE 'complete' END, {now}, {now} - g * 1000
+                    CASE WHEN g % 10 = 0 THEN 'uploading' ELSE 'complete' END, {now}, {now} - g * 1000, 't'
              FROM generate_series(1, 20000) AS g;
              INSERT INTO jobs (kind, status, run_at, created_at)
              SELECT 'thumbnail', CASE WHEN g % 10 = 0 THEN 'pending' ELSE 'done' END, {now} - g, {now}
@@ -136,11 +129,7 @@ async fn postgres_lookup_and_sweep_queries_use_their_partial_indexes() {
     let explain = |sql: &str| format!("EXPLAIN {sql}");
     let code = "00000000FF".to_string();
     let limit: i64 = 500;
-    let cases: [(
-        String,
-        Vec<&(dyn tokio_postgres::types::ToSql + Sync)>,
-        &str,
-    ); 4] = [
+    let cases: [(String, Vec<&(dyn tokio_postgres::types::ToSql + Sync)>, &str); 4] = [
         (
             explain(queries::LIVE_CLIP_BY_CODE),
             vec![&code, &now],
@@ -166,10 +155,7 @@ async fn postgres_lookup_and_sweep_queries_use_their_partial_indexes() {
         let rows = client.query(&sql, &params).await.unwrap();
         let plan: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
         let plan = plan.join("\n");
-        assert!(
-            plan.contains(index),
-            "expected {index} in the plan of {sql}:\n{plan}"
-        );
+        assert!(plan.contains(index), "expected {index} in the plan of {sql}:\n{plan}");
         assert!(
             !plan.contains("Seq Scan"),
             "sequential scan in the plan of {sql}:\n{plan}"

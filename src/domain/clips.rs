@@ -1,0 +1,267 @@
+//! Clips once they exist: lookup of live clips (expired, consumed and deleted ones are
+//! invisible), access-code checks, downloads with the atomic claim for one-time and
+//! download-limited clips, early deletion with the delete token, and one-request uploads.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::Stream;
+use futures_util::stream::BoxStream;
+
+use super::Deps;
+use super::access::{constant_time_eq, token_hash};
+use super::error::{DomainError, Location};
+use super::range::{RangeHeader, RangeSpec};
+use super::types::{AccessCode, ClipId, ClipKind, Expiry, Filename, MaxDownloads, MimeType, UploadId};
+use super::uploads::clip_blob_key;
+use crate::blob::{BlobError, BlobKey, BlobStore, Durability};
+use crate::store::{ClipRecord, NewClip};
+
+/// A committed clip plus the delete token its creator gets back.
+#[derive(Debug, Clone)]
+pub struct Completed {
+    pub clip: ClipRecord,
+    pub delete_token: String,
+}
+
+/// The live clip with this id, or `ClipNotFound`.
+pub async fn lookup(deps: &Deps, id: &ClipId) -> Result<ClipRecord, DomainError> {
+    deps.store
+        .live_clip(id.as_str(), deps.now())
+        .await?
+        .ok_or(DomainError::ClipNotFound)
+}
+
+/// Refuse unless the clip is unprotected or `code` matches.
+pub async fn check_access(deps: &Deps, clip: &ClipRecord, code: Option<&AccessCode>) -> Result<(), DomainError> {
+    let Some(stored) = &clip.access_code_hash else {
+        return Ok(());
+    };
+    let Some(code) = code else {
+        return Err(DomainError::AccessCodeRequired);
+    };
+    if deps.access.verify(code, stored).await? {
+        Ok(())
+    } else {
+        Err(DomainError::AccessCodeInvalid)
+    }
+}
+
+/// Insert `new` under a fresh random code, retrying on the (rare) collision with a live clip;
+/// when the upload already produced a clip, that clip is returned instead.
+pub async fn insert_with_fresh_code(deps: &Deps, mut new: NewClip, quick: bool) -> Result<ClipRecord, DomainError> {
+    for _ in 0..16 {
+        new.code = ClipId::generate(quick).as_str().to_string();
+        if let Some(clip) = deps.store.insert_clip(&new).await? {
+            return Ok(clip);
+        }
+        if let Some(upload) = &new.upload_id
+            && let Some(existing) = deps.store.clip_by_upload(upload).await?
+        {
+            return Ok(existing);
+        }
+    }
+    Err(DomainError::Internal("no free clip code after 16 tries".into()))
+}
+
+/// How a download asks for bytes.
+#[derive(Debug, Clone, Default)]
+pub struct DownloadRequest {
+    pub access_code: Option<AccessCode>,
+    pub range: Option<RangeHeader>,
+    /// `If-Range`: serve the range only while the entity tag still matches.
+    pub if_range: Option<String>,
+    /// The curl-friendly GET route: refuses protected, one-time and limited clips, because a
+    /// link preview or crawler must not spend them.
+    pub raw: bool,
+}
+
+/// An open download.
+pub struct Download {
+    pub clip: ClipRecord,
+    /// `Some` when a range is being served (206).
+    pub range: Option<std::ops::Range<u64>>,
+    pub stream: BoxStream<'static, std::io::Result<Bytes>>,
+}
+
+impl Download {
+    pub fn etag(&self) -> String {
+        etag(&self.clip)
+    }
+}
+
+pub fn etag(clip: &ClipRecord) -> String {
+    format!("\"{}\"", clip.sha256)
+}
+
+fn claims(clip: &ClipRecord) -> bool {
+    clip.one_time || clip.max_downloads.is_some()
+}
+
+pub async fn open_download(deps: &Deps, id: &ClipId, req: DownloadRequest) -> Result<Download, DomainError> {
+    let mut clip = lookup(deps, id).await?;
+    if req.raw && (claims(&clip) || clip.access_code_hash.is_some()) {
+        return Err(DomainError::RawNotAllowed);
+    }
+    check_access(deps, &clip, req.access_code.as_ref()).await?;
+    let mut last = false;
+    if claims(&clip) {
+        // One statement decides who gets it, before any byte is sent.
+        clip = deps
+            .store
+            .claim_download(clip.id, deps.now())
+            .await?
+            .ok_or(DomainError::ClipGone)?;
+        last = clip.consumed_at.is_some();
+    }
+    let size = clip.size as u64;
+    let mut range = None;
+    // Spending clips are always served whole: a range would spend a download on a fragment.
+    if !claims(&clip)
+        && let Some(RangeHeader::Single(spec)) = req.range
+        && req.if_range.as_deref().is_none_or(|tag| tag == etag(&clip))
+    {
+        range = Some(resolve(spec, size)?);
+    }
+    let key = BlobKey::parse(&clip.blob_key).map_err(|e| DomainError::Internal(e.to_string()))?;
+    let read = match deps.blobs.read(&key, range.clone()).await {
+        Ok(read) => read,
+        Err(BlobError::NotFound) => {
+            tracing::error!("live clip has no blob");
+            return Err(DomainError::ClipNotFound);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let stream = if last {
+        // The last permitted download removes the bytes however the transfer ends.
+        Box::pin(DeleteWhenDone {
+            inner: read.stream,
+            blobs: deps.blobs.clone(),
+            key: Some(key),
+        })
+    } else {
+        read.stream
+    };
+    Ok(Download { clip, range, stream })
+}
+
+fn resolve(spec: RangeSpec, size: u64) -> Result<std::ops::Range<u64>, DomainError> {
+    spec.resolve(size).ok_or(DomainError::RangeNotSatisfiable { size })
+}
+
+/// Streams the inner body, then deletes the blob when dropped (finished or abandoned).
+struct DeleteWhenDone {
+    inner: BoxStream<'static, std::io::Result<Bytes>>,
+    blobs: BlobStore,
+    key: Option<BlobKey>,
+}
+
+impl Stream for DeleteWhenDone {
+    type Item = std::io::Result<Bytes>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+impl Drop for DeleteWhenDone {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            let blobs = self.blobs.clone();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    if let Err(e) = blobs.delete(&key).await {
+                        tracing::warn!(error = %e, "could not remove a consumed clip's blob; the sweep will");
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Retire a clip early with its delete token.
+pub async fn delete(deps: &Deps, id: &ClipId, token: Option<&str>) -> Result<(), DomainError> {
+    let clip = lookup(deps, id).await?;
+    let Some(token) = token else {
+        return Err(DomainError::DeleteTokenRequired);
+    };
+    if !constant_time_eq(token_hash(token).as_bytes(), clip.delete_token_hash.as_bytes()) {
+        return Err(DomainError::DeleteTokenInvalid);
+    }
+    if deps.store.mark_clip_deleted(clip.id, deps.now()).await? {
+        let key = BlobKey::parse(&clip.blob_key).map_err(|e| DomainError::Internal(e.to_string()))?;
+        deps.blobs.delete(&key).await?;
+    }
+    Ok(())
+}
+
+/// A validated one-request upload.
+#[derive(Debug, Clone)]
+pub struct OneShotRequest {
+    pub filename: Filename,
+    pub mime_type: Option<MimeType>,
+    pub expiry: Expiry,
+    pub one_time: bool,
+    pub max_downloads: Option<MaxDownloads>,
+    pub access_code: Option<AccessCode>,
+    pub content_length: Option<u64>,
+}
+
+/// Stream a whole body into a new file clip.
+pub async fn create_one_shot<S, E>(deps: &Deps, req: OneShotRequest, body: S) -> Result<Completed, DomainError>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+    E: std::fmt::Display,
+{
+    let limit = deps.limits.max_upload;
+    if req.content_length.is_some_and(|n| n > limit) {
+        return Err(DomainError::TooLarge { limit });
+    }
+    let unique = UploadId::generate();
+    let key = clip_blob_key(unique.as_str());
+    let mut writer = deps.blobs.writer(&key).await?;
+    let mut body = std::pin::pin!(body);
+    while let Some(item) = futures_util::StreamExt::next(&mut body).await {
+        let bytes = item.map_err(|e| DomainError::BadBody(e.to_string()))?;
+        if writer.written() + bytes.len() as u64 > limit {
+            return Err(DomainError::TooLarge { limit });
+        }
+        writer.write(&bytes).await?;
+    }
+    let meta = writer.commit(Durability::Fsync).await?;
+    let access_code_hash = match &req.access_code {
+        Some(code) => Some(deps.access.hash(code).await?),
+        None => None,
+    };
+    let delete_token = super::types::random_token();
+    let now = deps.now();
+    let new = NewClip {
+        code: String::new(),
+        kind: ClipKind::File.as_str().into(),
+        blob_key: key.as_str().into(),
+        filename: Some(req.filename.as_str().into()),
+        mime_type: Some(req.mime_type.unwrap_or_else(MimeType::octet_stream).as_str().into()),
+        size: meta.size as i64,
+        sha256: meta.sha256,
+        created_at: now,
+        expires_at: now + req.expiry.millis(),
+        one_time: req.one_time,
+        max_downloads: req.max_downloads.map(|m| m.0 as i32),
+        access_code_hash,
+        quick_share: false,
+        delete_token_hash: token_hash(&delete_token),
+        upload_id: None,
+    };
+    match insert_with_fresh_code(deps, new, false).await {
+        Ok(clip) => Ok(Completed { clip, delete_token }),
+        Err(e) => {
+            let _ = deps.blobs.delete(&key).await;
+            Err(e)
+        }
+    }
+}
+
+/// A parse failure of a one-shot option, named as the header or query key the user sent.
+pub fn option_error(name: &str, msg: &str, location: Location) -> DomainError {
+    DomainError::invalid(name, msg, location)
+}

@@ -1,0 +1,439 @@
+//! Chunked uploads: initiate a session, stream chunks into blob storage (any order, in
+//! parallel, replaceable until completion), and complete by assembling the chunks in order into
+//! one durable blob with flat memory, then committing the clip row. Completion is locked per
+//! upload (in process) and claimed in the store (across processes), so it is idempotent.
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt, TryStreamExt};
+
+use super::Deps;
+use super::clips::{self, Completed};
+use super::error::{DomainError, Location};
+use super::types::{AccessCode, ChunkIndex, ClipId, ClipKind, Expiry, Filename, MaxDownloads, MimeType, UploadId};
+use crate::blob::{BlobKey, BlobWriter, Durability};
+use crate::store::{NewClip, UploadRecord};
+
+/// A validated initiate request.
+#[derive(Debug, Clone)]
+pub struct InitiateRequest {
+    pub filename: Filename,
+    pub filesize: Option<u64>,
+    pub total_chunks: Option<u32>,
+    pub mime_type: Option<MimeType>,
+    pub expiry: Expiry,
+    pub one_time: bool,
+    pub has_password: bool,
+    pub quick_share: bool,
+    pub is_text: bool,
+    pub kind: ClipKind,
+    pub max_downloads: Option<MaxDownloads>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Initiated {
+    pub upload_id: UploadId,
+    pub chunk_size: u64,
+    pub total_chunks: u32,
+    pub expires_at: i64,
+}
+
+/// What the client may say at completion.
+#[derive(Debug, Clone, Default)]
+pub struct CompleteRequest {
+    pub access_code: Option<AccessCode>,
+    pub kind: Option<ClipKind>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UploadStatus {
+    pub upload_id: String,
+    pub status: String,
+    pub total_chunks: u32,
+    pub received: Vec<u32>,
+}
+
+pub fn chunk_key(id: &str, index: u32) -> BlobKey {
+    BlobKey::parse(&format!("chunks/{id}/{index}")).expect("upload ids and indexes make valid keys")
+}
+
+fn chunk_prefix(id: &str) -> BlobKey {
+    BlobKey::parse(&format!("chunks/{id}")).expect("upload ids make valid keys")
+}
+
+/// Where a clip's bytes live: unique per upload, never reused by a later clip with the same code.
+pub fn clip_blob_key(unique: &str) -> BlobKey {
+    BlobKey::parse(&format!("clips/{}/{unique}", &unique[..2])).expect("hex ids make valid keys")
+}
+
+fn div_ceil(a: u64, b: u64) -> u64 {
+    a.div_ceil(b)
+}
+
+pub async fn initiate(deps: &Deps, req: InitiateRequest) -> Result<Initiated, DomainError> {
+    let limits = deps.limits;
+    let max = limits.max_for(req.kind);
+    if let Some(size) = req.filesize
+        && size > max
+    {
+        return Err(DomainError::invalid(
+            "filesize",
+            &format!("exceeds the maximum {} size of {max} bytes", req.kind.as_str()),
+            Location::Body,
+        ));
+    }
+    if req.quick_share && req.has_password {
+        return Err(DomainError::invalid(
+            "hasPassword",
+            "quick share clips cannot have an access code",
+            Location::Body,
+        ));
+    }
+    let max_chunks = div_ceil(max, limits.chunk_size).max(1);
+    let derived = req.filesize.map(|s| div_ceil(s, limits.chunk_size).max(1)).unwrap_or(1);
+    let total = req.total_chunks.map(u64::from).unwrap_or(derived);
+    if total == 0 || total > max_chunks {
+        return Err(DomainError::invalid(
+            "totalChunks",
+            &format!("must be between 1 and {max_chunks} for this server's chunk size and maximum size"),
+            Location::Body,
+        ));
+    }
+    if let Some(size) = req.filesize
+        && size > total * (limits.chunk_size + super::Limits::CHUNK_SLACK)
+    {
+        return Err(DomainError::invalid(
+            "totalChunks",
+            "is too small for filesize at this chunk size",
+            Location::Body,
+        ));
+    }
+    // Quick shares always live five minutes, whatever the client asked.
+    let expiry = if req.quick_share { Expiry::Min5 } else { req.expiry };
+    let now = deps.now();
+    let id = UploadId::generate();
+    let record = UploadRecord {
+        id: id.as_str().to_string(),
+        filename: req.filename.as_str().to_string(),
+        filesize: req.filesize.map(|s| s as i64),
+        total_chunks: total as i32,
+        chunk_size: limits.chunk_size as i64,
+        mime_type: req.mime_type.map(|m| m.as_str().to_string()),
+        kind: req.kind.as_str().to_string(),
+        expiry_ms: expiry.millis(),
+        one_time: req.one_time,
+        has_password: req.has_password,
+        quick_share: req.quick_share,
+        is_text: req.is_text,
+        max_downloads: req.max_downloads.map(|m| m.0 as i32),
+        status: "uploading".into(),
+        clip_code: None,
+        created_at: now,
+        last_activity: now,
+        delete_token: super::types::random_token(),
+    };
+    deps.store.insert_upload(&record).await?;
+    Ok(Initiated {
+        upload_id: id,
+        chunk_size: limits.chunk_size,
+        total_chunks: total as u32,
+        expires_at: now + expiry.millis(),
+    })
+}
+
+async fn session(deps: &Deps, id: &UploadId) -> Result<UploadRecord, DomainError> {
+    deps.store.upload(id.as_str()).await?.ok_or(DomainError::UploadNotFound)
+}
+
+/// A chunk being received: bytes go to a temp blob as they arrive; nothing is recorded until
+/// `finish`, and dropping it discards the bytes.
+pub struct ChunkSink {
+    writer: BlobWriter,
+    upload_id: UploadId,
+    index: u32,
+    limit: u64,
+}
+
+/// Accepted chunk plus the session's progress.
+#[derive(Debug, Clone)]
+pub struct ReceivedChunk {
+    pub index: u32,
+    pub uploaded: u32,
+    pub total: u32,
+}
+
+/// Start receiving chunk `index`; refuses at once when the session cannot take it or the
+/// declared length is already too large.
+pub async fn open_chunk(
+    deps: &Deps,
+    id: &UploadId,
+    index: ChunkIndex,
+    content_length: Option<u64>,
+) -> Result<ChunkSink, DomainError> {
+    let s = session(deps, id).await?;
+    if s.status != "uploading" {
+        return Err(DomainError::UploadCompleted);
+    }
+    if index.0 >= s.total_chunks as u32 {
+        return Err(DomainError::invalid(
+            "chunkNumber",
+            &format!("must be less than totalChunks ({})", s.total_chunks),
+            Location::Params,
+        ));
+    }
+    let limit = s.chunk_size as u64 + super::Limits::CHUNK_SLACK;
+    if content_length.is_some_and(|n| n > limit) {
+        return Err(DomainError::TooLarge { limit });
+    }
+    let writer = deps.blobs.writer(&chunk_key(id.as_str(), index.0)).await?;
+    Ok(ChunkSink {
+        writer,
+        upload_id: id.clone(),
+        index: index.0,
+        limit,
+    })
+}
+
+impl ChunkSink {
+    /// Append bytes; fails (and the chunk is discarded on drop) past the size limit.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), DomainError> {
+        if self.writer.written() + bytes.len() as u64 > self.limit {
+            return Err(DomainError::TooLarge { limit: self.limit });
+        }
+        Ok(self.writer.write(bytes).await?)
+    }
+
+    /// Drain a body stream into the chunk.
+    pub async fn write_stream<S, E>(&mut self, stream: S) -> Result<(), DomainError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(item) = stream.next().await {
+            let bytes = item.map_err(|e| DomainError::BadBody(e.to_string()))?;
+            self.write(&bytes).await?;
+        }
+        Ok(())
+    }
+
+    /// Verify the optional checksum, publish the chunk (replacing an earlier copy atomically)
+    /// and record it.
+    pub async fn finish(self, deps: &Deps, expected_sha256: Option<&str>) -> Result<ReceivedChunk, DomainError> {
+        let sha = self.writer.sha256_hex();
+        if let Some(expected) = expected_sha256
+            && !expected.eq_ignore_ascii_case(&sha)
+        {
+            return Err(DomainError::ChecksumMismatch);
+        }
+        let id = self.upload_id.as_str().to_string();
+        let meta = self.writer.commit(Durability::Atomic).await?;
+        if !deps
+            .store
+            .record_chunk(&id, self.index, meta.size, &sha, deps.now())
+            .await?
+        {
+            return Err(DomainError::UploadCompleted);
+        }
+        let s = deps.store.upload(&id).await?.ok_or(DomainError::UploadNotFound)?;
+        let uploaded = deps.store.chunks(&id).await?.len() as u32;
+        Ok(ReceivedChunk {
+            index: self.index,
+            uploaded,
+            total: s.total_chunks as u32,
+        })
+    }
+}
+
+pub async fn status(deps: &Deps, id: &UploadId) -> Result<UploadStatus, DomainError> {
+    let s = session(deps, id).await?;
+    let received = deps
+        .store
+        .chunks(id.as_str())
+        .await?
+        .into_iter()
+        .map(|c| c.index as u32)
+        .collect();
+    Ok(UploadStatus {
+        upload_id: s.id,
+        status: s.status,
+        total_chunks: s.total_chunks as u32,
+        received,
+    })
+}
+
+pub async fn cancel(deps: &Deps, id: &UploadId) -> Result<(), DomainError> {
+    let s = session(deps, id).await?;
+    if s.status != "uploading" {
+        return Err(DomainError::UploadCompleted);
+    }
+    deps.store.delete_upload(id.as_str()).await?;
+    deps.blobs.delete_prefix(&chunk_prefix(id.as_str())).await?;
+    Ok(())
+}
+
+/// Assemble and commit the clip, or return the clip an earlier call made.
+pub async fn complete(deps: &Deps, id: &UploadId, req: CompleteRequest) -> Result<Completed, DomainError> {
+    let _turn = deps.complete_locks.lock(id.as_str()).await;
+    // Another process may hold the assembly; wait for it within a bound.
+    for _ in 0..600 {
+        let now = deps.now();
+        if let Some(s) = deps
+            .store
+            .begin_assembly(id.as_str(), now, now - deps.limits.stale_assembly_ms)
+            .await?
+        {
+            return match assemble(deps, &s, &req).await {
+                Ok(done) => Ok(done),
+                Err(e) => {
+                    deps.store.abort_assembly(id.as_str(), deps.now()).await?;
+                    Err(e)
+                }
+            };
+        }
+        let s = session(deps, id).await?;
+        match s.status.as_str() {
+            "complete" => {
+                let clip = deps
+                    .store
+                    .clip_by_upload(id.as_str())
+                    .await?
+                    .ok_or(DomainError::ClipNotFound)?;
+                return Ok(Completed {
+                    clip,
+                    delete_token: s.delete_token,
+                });
+            }
+            "assembling" => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            _ => {} // it went back to uploading between our two reads: claim again
+        }
+    }
+    Err(DomainError::Internal("upload stayed in assembly for a minute".into()))
+}
+
+async fn assemble(deps: &Deps, s: &UploadRecord, req: &CompleteRequest) -> Result<Completed, DomainError> {
+    if s.quick_share && req.access_code.is_some() {
+        return Err(DomainError::invalid(
+            "accessCodeHash",
+            "quick share clips cannot have an access code",
+            Location::Body,
+        ));
+    }
+    if s.has_password && req.access_code.is_none() {
+        return Err(DomainError::invalid(
+            "accessCodeHash",
+            "is required because the upload was initiated with hasPassword",
+            Location::Body,
+        ));
+    }
+    let chunks = deps.store.chunks(&s.id).await?;
+    let missing: Vec<u32> = (0..s.total_chunks as u32)
+        .filter(|i| !chunks.iter().any(|c| c.index as u32 == *i))
+        .collect();
+    if !missing.is_empty() {
+        return Err(DomainError::UploadIncomplete { missing });
+    }
+    let kind = req.kind.unwrap_or(if s.kind == "text" {
+        ClipKind::Text
+    } else {
+        ClipKind::File
+    });
+    let total: u64 = chunks.iter().map(|c| c.size as u64).sum();
+    if let Some(declared) = s.filesize
+        && declared as u64 != total
+    {
+        return Err(DomainError::SizeMismatch {
+            declared: declared as u64,
+            actual: total,
+        });
+    }
+    let max = deps.limits.max_for(kind);
+    if total > max {
+        return Err(DomainError::TooLarge { limit: max });
+    }
+
+    // Read up to `assembly_concurrency` chunks at once, write them strictly in order: memory
+    // stays at most that many chunks whatever the file size.
+    let key = clip_blob_key(&s.id);
+    let mut writer = deps.blobs.writer(&key).await?;
+    let blobs = deps.blobs.clone();
+    let upload_id = s.id.clone();
+    let mut reads = futures_util::stream::iter(chunks.clone())
+        .map(|c| {
+            let blobs = blobs.clone();
+            let upload_id = upload_id.clone();
+            async move {
+                let read = blobs.read(&chunk_key(&upload_id, c.index as u32), None).await;
+                let bytes = match read {
+                    Ok(read) if read.total_size == c.size as u64 => {
+                        let mut buf = BytesMut::with_capacity(c.size as usize);
+                        let mut stream = read.stream;
+                        while let Some(part) = stream
+                            .try_next()
+                            .await
+                            .map_err(|e| DomainError::Internal(e.to_string()))?
+                        {
+                            buf.extend_from_slice(&part);
+                        }
+                        Some(buf.freeze())
+                    }
+                    Ok(_) | Err(crate::blob::BlobError::NotFound) => None,
+                    Err(e) => return Err(DomainError::from(e)),
+                };
+                Ok::<_, DomainError>((c, bytes))
+            }
+        })
+        .buffered(deps.limits.assembly_concurrency);
+    while let Some(next) = reads.next().await {
+        let (chunk, bytes) = next?;
+        match bytes {
+            Some(bytes) if bytes.len() as u64 == chunk.size as u64 => writer.write(&bytes).await?,
+            _ => {
+                // Lost or torn on disk (chunks are not fsynced): ask the client to resend it.
+                deps.store.forget_chunk(&s.id, chunk.index as u32).await?;
+                return Err(DomainError::UploadIncomplete {
+                    missing: vec![chunk.index as u32],
+                });
+            }
+        }
+    }
+    drop(reads);
+    let meta = writer.commit(Durability::Fsync).await?;
+
+    let access_code_hash = match &req.access_code {
+        Some(code) => Some(deps.access.hash(code).await?),
+        None => None,
+    };
+    let now = deps.now();
+    let new = NewClip {
+        code: String::new(),
+        kind: kind.as_str().into(),
+        blob_key: key.as_str().into(),
+        filename: Some(s.filename.clone()),
+        mime_type: s.mime_type.clone(),
+        size: meta.size as i64,
+        sha256: meta.sha256,
+        created_at: now,
+        expires_at: now + s.expiry_ms,
+        one_time: s.one_time,
+        max_downloads: s.max_downloads,
+        access_code_hash,
+        quick_share: s.quick_share,
+        delete_token_hash: super::access::token_hash(&s.delete_token),
+        upload_id: Some(s.id.clone()),
+    };
+    let clip = clips::insert_with_fresh_code(deps, new, s.quick_share).await?;
+    deps.store.mark_upload_complete(&s.id, &clip.code, now).await?;
+    if let Err(e) = deps.blobs.delete_prefix(&chunk_prefix(&s.id)).await {
+        // The clip is committed; leftover chunk files are reclaimed by the orphan sweep.
+        tracing::warn!(error = %e, "could not remove assembled chunks");
+    }
+    Ok(Completed {
+        clip,
+        delete_token: s.delete_token.clone(),
+    })
+}
+
+/// A fresh random code, for callers that need one before inserting.
+pub fn new_code(quick: bool) -> ClipId {
+    ClipId::generate(quick)
+}

@@ -1,0 +1,144 @@
+//! Content downloads: `POST /api/file/:id` (the Qopy download, with access code and the
+//! one-time claim) and `GET /raw/:id` for curl users. Both stream the blob with exact length,
+//! RFC 6266 Content-Disposition, ETag, and single-range support.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use super::error::ApiError;
+use super::input::{JsonObject, header_str, param};
+use crate::app::AppState;
+use crate::domain::clips::{self, Download, DownloadRequest};
+use crate::domain::range::RangeHeader;
+use crate::domain::types::ClipId;
+
+/// RFC 8187 attr-char: what may stay unescaped in `filename*`.
+const ATTR: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+/// Path segments: keep unreserved characters readable.
+pub const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// `attachment; filename="<ascii fallback>"; filename*=UTF-8''<percent-encoded>` (RFC 6266).
+pub fn content_disposition(name: &str) -> HeaderValue {
+    let fallback: String = name
+        .chars()
+        .map(|c| {
+            if (c.is_ascii_graphic() || c == ' ') && c != '"' && c != '\\' && c != '%' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded = utf8_percent_encode(name, ATTR);
+    HeaderValue::from_str(&format!(
+        "attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
+}
+
+fn download_request(headers: &HeaderMap, raw: bool) -> DownloadRequest {
+    DownloadRequest {
+        access_code: None,
+        range: header_str(headers, header::RANGE.as_str()).map(RangeHeader::parse),
+        if_range: header_str(headers, header::IF_RANGE.as_str()).map(str::to_owned),
+        raw,
+    }
+}
+
+fn stream_response(dl: Download) -> Response {
+    let clip = &dl.clip;
+    let spends = clip.one_time || clip.max_downloads.is_some();
+    let size = clip.size as u64;
+    let (status, length) = match &dl.range {
+        Some(r) => (StatusCode::PARTIAL_CONTENT, r.end - r.start),
+        None => (StatusCode::OK, size),
+    };
+    let mut res = Response::new(Body::empty());
+    *res.status_mut() = status;
+    let h = res.headers_mut();
+    let mime = clip.mime_type.as_deref().unwrap_or("application/octet-stream");
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(mime).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        content_disposition(clip.filename.as_deref().unwrap_or(&clip.code)),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    // Stored bytes are never a document of this origin.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    if let Ok(tag) = HeaderValue::from_str(&dl.etag()) {
+        h.insert(header::ETAG, tag);
+    }
+    if !spends {
+        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    }
+    if let Some(r) = &dl.range
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{size}", r.start, r.end - 1))
+    {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    *res.body_mut() = Body::from_stream(dl.stream);
+    res
+}
+
+/// POST /api/file/{id} — `{}` or `{"accessCode"}`.
+pub async fn download(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    let id = param("clipId", &raw, ClipId::parse)?;
+    let mut req = download_request(&headers, false);
+    req.access_code = super::clips::access_code(&body)?;
+    let dl = clips::open_download(state.deps(), &id, req).await?;
+    Ok(stream_response(dl))
+}
+
+/// GET /raw/{id} and /raw/{id}/{name} — public, reusable clips only.
+pub async fn raw(
+    State(state): State<AppState>,
+    Path(params): Path<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let raw_id = params
+        .iter()
+        .find(|(k, _)| k == "id")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    let id = param("clipId", raw_id, ClipId::parse)?;
+    let dl = clips::open_download(state.deps(), &id, download_request(&headers, true)).await?;
+    if header_str(&headers, header::IF_NONE_MATCH.as_str())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == dl.etag() || t.trim() == "*"))
+    {
+        let mut res = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(tag) = HeaderValue::from_str(&dl.etag()) {
+            res.headers_mut().insert(header::ETAG, tag);
+        }
+        return Ok(res);
+    }
+    Ok(stream_response(dl))
+}

@@ -1,0 +1,207 @@
+//! One-request uploads for curl users: `PUT /api/clips/:filename` (raw body, `curl -T`) and
+//! `POST /api/clips` (multipart field `file`). Options come from headers or the query string.
+//! Answers one plain-text line with the link, or JSON when asked; the delete token rides in
+//! `X-Delete-Token` either way.
+
+use std::collections::HashMap;
+
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use percent_encoding::utf8_percent_encode;
+
+use super::download::PATH_SEGMENT;
+use super::error::ApiError;
+use super::input::{BaseUrl, content_length, header_str};
+use super::upload::completed_json;
+use crate::app::AppState;
+use crate::domain::clips::{self, Completed, OneShotRequest};
+use crate::domain::types::{AccessCode, Expiry, Filename, MaxDownloads, MimeType};
+use crate::domain::{DomainError, FieldError, Location};
+
+/// Options read from a header, else from the query under any of its spellings.
+struct Options<'a> {
+    headers: &'a HeaderMap,
+    query: &'a HashMap<String, String>,
+    errors: Vec<FieldError>,
+}
+
+impl<'a> Options<'a> {
+    fn get(&self, header: &str, query_names: &[&str]) -> Option<(String, Location, &'a str)> {
+        if let Some(v) = self.headers.get(header) {
+            return Some((header.to_string(), Location::Header, v.to_str().unwrap_or("\u{0}")));
+        }
+        query_names.iter().find_map(|q| {
+            self.query
+                .get_key_value(*q)
+                .map(|(k, v)| (k.clone(), Location::Query, v.as_str()))
+        })
+    }
+
+    fn parsed<T>(
+        &mut self,
+        header: &str,
+        query: &[&str],
+        parse: impl FnOnce(&str) -> Result<T, &'static str>,
+    ) -> Option<T> {
+        let (name, loc, raw) = self.get(header, query)?;
+        parse(raw)
+            .map_err(|m| self.errors.push(FieldError::new(name, m, loc)))
+            .ok()
+    }
+
+    fn boolean(&mut self, header: &str, query: &[&str]) -> bool {
+        self.parsed(header, query, |v| match v {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err("must be true or false"),
+        })
+        .unwrap_or(false)
+    }
+}
+
+fn guess_mime(filename: &Filename, declared: Option<&str>) -> Option<MimeType> {
+    declared
+        .filter(|d| !d.is_empty() && !d.starts_with("application/octet-stream") && !d.starts_with("multipart/"))
+        .and_then(|d| MimeType::parse(d).ok())
+        .or_else(|| {
+            mime_guess::from_path(filename.as_str())
+                .first()
+                .and_then(|m| MimeType::parse(m.as_ref()).ok())
+        })
+}
+
+fn request(
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    filename: Filename,
+    declared_type: Option<&str>,
+    content_length: Option<u64>,
+) -> Result<OneShotRequest, ApiError> {
+    let mut o = Options {
+        headers,
+        query,
+        errors: Vec::new(),
+    };
+    let expiry = o
+        .parsed("expire", &["expire", "expiration"], Expiry::parse)
+        .unwrap_or(Expiry::Hr24);
+    let one_time = o.boolean("one-time", &["oneTime", "one-time", "one_time"]);
+    let max_downloads = o.parsed(
+        "max-downloads",
+        &["maxDownloads", "max-downloads", "max_downloads"],
+        |v| {
+            v.parse::<u64>()
+                .map_err(|_| "must be an integer between 1 and 10000")
+                .and_then(MaxDownloads::new)
+        },
+    );
+    let access_code = o.parsed("access-code", &["accessCode", "access-code"], AccessCode::parse);
+    if !o.errors.is_empty() {
+        return Err(DomainError::Validation(o.errors).into());
+    }
+    let mime_type = guess_mime(&filename, declared_type);
+    Ok(OneShotRequest {
+        filename,
+        mime_type,
+        expiry,
+        one_time,
+        max_downloads,
+        access_code,
+        content_length,
+    })
+}
+
+fn respond(base: &str, headers: &HeaderMap, done: Completed) -> Response {
+    let clip = &done.clip;
+    let public = !clip.one_time && clip.max_downloads.is_none() && clip.access_code_hash.is_none();
+    let raw_url = public.then(|| {
+        let name = clip.filename.as_deref().unwrap_or(&clip.code);
+        format!("{base}/raw/{}/{}", clip.code, utf8_percent_encode(name, PATH_SEGMENT))
+    });
+    let wants_json = header_str(headers, header::ACCEPT.as_str()).is_some_and(|a| a.contains("application/json"));
+    let mut res = if wants_json {
+        let mut body = completed_json(base, &done);
+        body["rawUrl"] = serde_json::json!(raw_url);
+        axum::Json(body).into_response()
+    } else {
+        let line = raw_url.unwrap_or_else(|| format!("{base}/file/{}", clip.code));
+        (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("{line}\n"),
+        )
+            .into_response()
+    };
+    if let Ok(v) = HeaderValue::from_str(&done.delete_token) {
+        res.headers_mut().insert("x-delete-token", v);
+    }
+    res
+}
+
+/// PUT /api/clips/{filename}
+pub async fn put(
+    State(state): State<AppState>,
+    BaseUrl(base): BaseUrl,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let filename = Filename::parse(&name).map_err(|m| DomainError::invalid("filename", m, Location::Params))?;
+    let declared = header_str(&headers, header::CONTENT_TYPE.as_str());
+    let one = request(&headers, &query, filename, declared, content_length(&headers))?;
+    let done = clips::create_one_shot(state.deps(), one, req.into_body().into_data_stream()).await?;
+    Ok(respond(&base, &headers, done))
+}
+
+/// PUT /api/clips/ with no name: curl -T with a URL not ending in '/' or a bare stdin upload.
+pub async fn put_without_name() -> ApiError {
+    DomainError::invalid(
+        "filename",
+        "is required: PUT /api/clips/<filename> (curl -T file URL/api/clips/)",
+        Location::Params,
+    )
+    .into()
+}
+
+/// POST /api/clips — multipart field `file`.
+pub async fn post(
+    State(state): State<AppState>,
+    BaseUrl(base): BaseUrl,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let is_form = header_str(&headers, header::CONTENT_TYPE.as_str())
+        .is_some_and(|c| c.to_ascii_lowercase().starts_with("multipart/form-data"));
+    if !is_form {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let bad = |e: axum::extract::multipart::MultipartError| ApiError::from(DomainError::BadBody(e.body_text()));
+    let mut form = Multipart::from_request(req, &())
+        .await
+        .map_err(|e| ApiError::from(DomainError::BadBody(e.body_text())))?;
+    let deps = state.deps();
+    let mut done: Option<Completed> = None;
+    while let Some(field) = form.next_field().await.map_err(bad)? {
+        if field.name() != Some("file") {
+            continue;
+        }
+        if let Some(first) = done.take() {
+            // A second file: undo the first so nothing half-made remains.
+            let _ = clips::delete(
+                deps,
+                &crate::domain::types::ClipId::parse(&first.clip.code).expect("stored code"),
+                Some(&first.delete_token),
+            )
+            .await;
+            return Err(DomainError::invalid("file", "must appear once", Location::Body).into());
+        }
+        let name = field.file_name().unwrap_or("upload.bin").to_string();
+        let filename = Filename::parse(&name).map_err(|m| DomainError::invalid("file", m, Location::Body))?;
+        let one = request(&headers, &query, filename, field.content_type(), None)?;
+        done = Some(clips::create_one_shot(deps, one, field).await?);
+    }
+    let done = done.ok_or_else(|| DomainError::invalid("file", "is required", Location::Body))?;
+    Ok(respond(&base, &headers, done))
+}

@@ -1,0 +1,231 @@
+//! What the store hands back and takes in: plain records, one owned parameter type that both
+//! drivers can bind, and one row-reading trait so each record is decoded by a single function
+//! whichever backend produced the row.
+
+use super::StoreError;
+
+/// A bound parameter, owned so it can move onto SQLite's blocking thread.
+#[derive(Debug, Clone)]
+pub enum P {
+    I64(i64),
+    I32(i32),
+    Bool(bool),
+    Text(String),
+    OptText(Option<String>),
+    OptI64(Option<i64>),
+    OptI32(Option<i32>),
+}
+
+impl tokio_postgres::types::ToSql for P {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            P::I64(v) => v.to_sql(ty, out),
+            P::I32(v) => v.to_sql(ty, out),
+            P::Bool(v) => v.to_sql(ty, out),
+            P::Text(v) => v.to_sql(ty, out),
+            P::OptText(v) => v.to_sql(ty, out),
+            P::OptI64(v) => v.to_sql(ty, out),
+            P::OptI32(v) => v.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_ty: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+impl rusqlite::ToSql for P {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            P::I64(v) => v.to_sql(),
+            P::I32(v) => v.to_sql(),
+            P::Bool(v) => v.to_sql(),
+            P::Text(v) => v.to_sql(),
+            P::OptText(v) => v.to_sql(),
+            P::OptI64(v) => v.to_sql(),
+            P::OptI32(v) => v.to_sql(),
+        }
+    }
+}
+
+/// Column access common to both drivers.
+pub trait RowLike {
+    fn i64(&self, col: &str) -> Result<i64, StoreError>;
+    fn opt_i64(&self, col: &str) -> Result<Option<i64>, StoreError>;
+    fn i32(&self, col: &str) -> Result<i32, StoreError>;
+    fn opt_i32(&self, col: &str) -> Result<Option<i32>, StoreError>;
+    fn bool(&self, col: &str) -> Result<bool, StoreError>;
+    fn text(&self, col: &str) -> Result<String, StoreError>;
+    fn opt_text(&self, col: &str) -> Result<Option<String>, StoreError>;
+}
+
+macro_rules! row_like {
+    ($row:ty, $get:ident) => {
+        impl RowLike for $row {
+            fn i64(&self, col: &str) -> Result<i64, StoreError> {
+                Ok(self.$get(col)?)
+            }
+            fn opt_i64(&self, col: &str) -> Result<Option<i64>, StoreError> {
+                Ok(self.$get(col)?)
+            }
+            fn i32(&self, col: &str) -> Result<i32, StoreError> {
+                Ok(self.$get(col)?)
+            }
+            fn opt_i32(&self, col: &str) -> Result<Option<i32>, StoreError> {
+                Ok(self.$get(col)?)
+            }
+            fn bool(&self, col: &str) -> Result<bool, StoreError> {
+                Ok(self.$get(col)?)
+            }
+            fn text(&self, col: &str) -> Result<String, StoreError> {
+                Ok(self.$get(col)?)
+            }
+            fn opt_text(&self, col: &str) -> Result<Option<String>, StoreError> {
+                Ok(self.$get(col)?)
+            }
+        }
+    };
+}
+row_like!(tokio_postgres::Row, try_get);
+row_like!(rusqlite::Row<'_>, get);
+
+/// Decodes one record from a row.
+pub type Decode<T> = fn(&dyn RowLike) -> Result<T, StoreError>;
+
+/// A clip as stored.
+#[derive(Debug, Clone)]
+pub struct ClipRecord {
+    pub id: i64,
+    pub code: String,
+    pub kind: String,
+    pub blob_key: String,
+    pub filename: Option<String>,
+    pub mime_type: Option<String>,
+    pub size: i64,
+    pub sha256: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub one_time: bool,
+    pub max_downloads: Option<i32>,
+    pub download_count: i32,
+    pub access_code_hash: Option<String>,
+    pub quick_share: bool,
+    pub delete_token_hash: String,
+    pub consumed_at: Option<i64>,
+}
+
+impl ClipRecord {
+    pub fn decode(r: &dyn RowLike) -> Result<ClipRecord, StoreError> {
+        Ok(ClipRecord {
+            id: r.i64("id")?,
+            code: r.text("code")?,
+            kind: r.text("kind")?,
+            blob_key: r.text("blob_key")?,
+            filename: r.opt_text("filename")?,
+            mime_type: r.opt_text("mime_type")?,
+            size: r.i64("size")?,
+            sha256: r.text("sha256")?,
+            created_at: r.i64("created_at")?,
+            expires_at: r.i64("expires_at")?,
+            one_time: r.bool("one_time")?,
+            max_downloads: r.opt_i32("max_downloads")?,
+            download_count: r.i32("download_count")?,
+            access_code_hash: r.opt_text("access_code_hash")?,
+            quick_share: r.bool("quick_share")?,
+            delete_token_hash: r.text("delete_token_hash")?,
+            consumed_at: r.opt_i64("consumed_at")?,
+        })
+    }
+}
+
+/// A clip to insert.
+#[derive(Debug, Clone)]
+pub struct NewClip {
+    pub code: String,
+    pub kind: String,
+    pub blob_key: String,
+    pub filename: Option<String>,
+    pub mime_type: Option<String>,
+    pub size: i64,
+    pub sha256: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub one_time: bool,
+    pub max_downloads: Option<i32>,
+    pub access_code_hash: Option<String>,
+    pub quick_share: bool,
+    pub delete_token_hash: String,
+    pub upload_id: Option<String>,
+}
+
+/// An upload session as stored.
+#[derive(Debug, Clone)]
+pub struct UploadRecord {
+    pub id: String,
+    pub filename: String,
+    pub filesize: Option<i64>,
+    pub total_chunks: i32,
+    pub chunk_size: i64,
+    pub mime_type: Option<String>,
+    pub kind: String,
+    pub expiry_ms: i64,
+    pub one_time: bool,
+    pub has_password: bool,
+    pub quick_share: bool,
+    pub is_text: bool,
+    pub max_downloads: Option<i32>,
+    pub status: String,
+    pub clip_code: Option<String>,
+    pub created_at: i64,
+    pub last_activity: i64,
+    pub delete_token: String,
+}
+
+impl UploadRecord {
+    pub fn decode(r: &dyn RowLike) -> Result<UploadRecord, StoreError> {
+        Ok(UploadRecord {
+            id: r.text("id")?,
+            filename: r.text("filename")?,
+            filesize: r.opt_i64("filesize")?,
+            total_chunks: r.i32("total_chunks")?,
+            chunk_size: r.i64("chunk_size")?,
+            mime_type: r.opt_text("mime_type")?,
+            kind: r.text("kind")?,
+            expiry_ms: r.i64("expiry_ms")?,
+            one_time: r.bool("one_time")?,
+            has_password: r.bool("has_password")?,
+            quick_share: r.bool("quick_share")?,
+            is_text: r.bool("is_text")?,
+            max_downloads: r.opt_i32("max_downloads")?,
+            status: r.text("status")?,
+            clip_code: r.opt_text("clip_code")?,
+            created_at: r.i64("created_at")?,
+            last_activity: r.i64("last_activity")?,
+            delete_token: r.text("delete_token")?,
+        })
+    }
+}
+
+/// One received chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkRecord {
+    pub index: i32,
+    pub size: i64,
+    pub sha256: Option<String>,
+}
+
+impl ChunkRecord {
+    pub fn decode(r: &dyn RowLike) -> Result<ChunkRecord, StoreError> {
+        Ok(ChunkRecord {
+            index: r.i32("chunk_index")?,
+            size: r.i64("size")?,
+            sha256: r.opt_text("sha256")?,
+        })
+    }
+}

@@ -1,0 +1,122 @@
+//! Every SQL statement ferry runs, written once in PostgreSQL's `$n` placeholder style; the
+//! SQLite backend rewrites `$n` to `?n`. Statements that only one backend can run say so.
+
+macro_rules! clip_cols {
+    () => {
+        "id, code, kind, blob_key, filename, mime_type, size, sha256, created_at, expires_at, \
+         one_time, max_downloads, download_count, access_code_hash, quick_share, delete_token_hash, \
+         consumed_at"
+    };
+}
+
+macro_rules! upload_cols {
+    () => {
+        "id, filename, filesize, total_chunks, chunk_size, mime_type, kind, expiry_ms, one_time, \
+         has_password, quick_share, is_text, max_downloads, status, clip_code, created_at, \
+         last_activity, delete_token"
+    };
+}
+
+/// A live clip by code (uses `clips_live_code_idx`). $1 code, $2 now.
+pub const LIVE_CLIP_BY_CODE: &str = concat!(
+    "SELECT ",
+    clip_cols!(),
+    " FROM clips WHERE code = $1 AND consumed_at IS NULL AND deleted_at IS NULL AND expires_at > $2"
+);
+
+/// The clip an upload session produced (uses `clips_upload_idx`). $1 upload id.
+pub const CLIP_BY_UPLOAD: &str = concat!("SELECT ", clip_cols!(), " FROM clips WHERE upload_id = $1");
+
+/// Insert a clip unless its code collides with a live one or its upload already has a clip.
+pub const INSERT_CLIP: &str = concat!(
+    "INSERT INTO clips (code, kind, blob_key, filename, mime_type, size, sha256, created_at, \
+     expires_at, one_time, max_downloads, access_code_hash, quick_share, delete_token_hash, upload_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+     ON CONFLICT DO NOTHING RETURNING ",
+    clip_cols!()
+);
+
+/// The atomic download claim for one-time and download-limited clips: one statement, so
+/// concurrent callers (in any number of processes) cannot both take the last download.
+/// $1 id, $2 now. Returns the row as it is after the claim.
+pub const CLAIM_DOWNLOAD: &str = concat!(
+    "UPDATE clips SET download_count = download_count + 1, \
+     consumed_at = CASE WHEN one_time OR (max_downloads IS NOT NULL AND download_count + 1 >= max_downloads) \
+                   THEN $2 ELSE NULL END \
+     WHERE id = $1 AND consumed_at IS NULL AND deleted_at IS NULL AND expires_at > $2 \
+       AND (max_downloads IS NULL OR download_count < max_downloads) \
+     RETURNING ",
+    clip_cols!()
+);
+
+/// Retire a live clip early. $1 id, $2 now.
+pub const MARK_CLIP_DELETED: &str =
+    "UPDATE clips SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL AND consumed_at IS NULL";
+
+/// The sweep's batch of expired live clips (uses `clips_live_expiry_idx`). $1 now, $2 limit.
+pub const EXPIRED_CLIPS_BATCH: &str = "SELECT id, blob_key FROM clips \
+     WHERE expires_at <= $1 AND consumed_at IS NULL AND deleted_at IS NULL ORDER BY expires_at LIMIT $2";
+/// PostgreSQL form: several instances sweep without taking the same rows.
+pub const EXPIRED_CLIPS_BATCH_PG: &str = concat!(
+    "SELECT id, blob_key FROM clips \
+     WHERE expires_at <= $1 AND consumed_at IS NULL AND deleted_at IS NULL ORDER BY expires_at LIMIT $2",
+    " FOR UPDATE SKIP LOCKED"
+);
+/// Abandoned upload sessions (uses `upload_sessions_abandoned_idx`). $1 cutoff, $2 limit.
+pub const ABANDONED_UPLOADS_BATCH: &str = "SELECT id FROM upload_sessions \
+     WHERE status = 'uploading' AND last_activity <= $1 ORDER BY last_activity LIMIT $2";
+pub const ABANDONED_UPLOADS_BATCH_PG: &str = concat!(
+    "SELECT id FROM upload_sessions \
+     WHERE status = 'uploading' AND last_activity <= $1 ORDER BY last_activity LIMIT $2",
+    " FOR UPDATE SKIP LOCKED"
+);
+/// Runnable jobs in due order (uses `jobs_runnable_idx`). $1 now, $2 limit.
+pub const RUNNABLE_JOBS_BATCH: &str = "SELECT id, kind, payload FROM jobs \
+     WHERE status = 'pending' AND run_at <= $1 ORDER BY run_at LIMIT $2";
+pub const RUNNABLE_JOBS_BATCH_PG: &str = concat!(
+    "SELECT id, kind, payload FROM jobs \
+     WHERE status = 'pending' AND run_at <= $1 ORDER BY run_at LIMIT $2",
+    " FOR UPDATE SKIP LOCKED"
+);
+
+pub const INSERT_UPLOAD: &str = "INSERT INTO upload_sessions (id, filename, filesize, total_chunks, \
+     chunk_size, mime_type, kind, expiry_ms, one_time, has_password, quick_share, is_text, max_downloads, \
+     status, created_at, last_activity, delete_token) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'uploading', $14, $14, $15)";
+
+pub const UPLOAD_BY_ID: &str = concat!("SELECT ", upload_cols!(), " FROM upload_sessions WHERE id = $1");
+
+/// Record (or atomically replace) a received chunk, only while the session accepts chunks.
+/// $1 upload, $2 index, $3 size, $4 sha256, $5 now.
+pub const RECORD_CHUNK: &str = "INSERT INTO upload_chunks (upload_id, chunk_index, size, sha256, received_at) \
+     SELECT CAST($1 AS TEXT), CAST($2 AS INTEGER), CAST($3 AS BIGINT), CAST($4 AS TEXT), CAST($5 AS BIGINT) WHERE EXISTS \
+       (SELECT 1 FROM upload_sessions WHERE id = $1 AND status = 'uploading') \
+     ON CONFLICT (upload_id, chunk_index) DO UPDATE \
+       SET size = excluded.size, sha256 = excluded.sha256, received_at = excluded.received_at";
+
+pub const TOUCH_UPLOAD: &str = "UPDATE upload_sessions SET last_activity = $2 WHERE id = $1";
+
+pub const LIST_CHUNKS: &str =
+    "SELECT chunk_index, size, sha256 FROM upload_chunks WHERE upload_id = $1 ORDER BY chunk_index";
+
+pub const DELETE_CHUNK_ROW: &str = "DELETE FROM upload_chunks WHERE upload_id = $1 AND chunk_index = $2";
+
+/// Take the assembly lock: only one caller moves a session out of 'uploading' (or takes over
+/// an assembly that went stale, its owner having died). $1 id, $2 now, $3 stale cutoff.
+pub const BEGIN_ASSEMBLY: &str = concat!(
+    "UPDATE upload_sessions SET status = 'assembling', last_activity = $2 \
+     WHERE id = $1 AND (status = 'uploading' OR (status = 'assembling' AND last_activity < $3)) \
+     RETURNING ",
+    upload_cols!()
+);
+
+/// Give the lock back after a failed assembly so the client can fix and retry. $1 id, $2 now.
+pub const ABORT_ASSEMBLY: &str =
+    "UPDATE upload_sessions SET status = 'uploading', last_activity = $2 WHERE id = $1 AND status = 'assembling'";
+
+/// $1 id, $2 clip code, $3 now.
+pub const MARK_UPLOAD_COMPLETE: &str =
+    "UPDATE upload_sessions SET status = 'complete', clip_code = $2, last_activity = $3 WHERE id = $1";
+
+/// Cancel: chunks go with the session (ON DELETE CASCADE).
+pub const DELETE_UPLOAD: &str = "DELETE FROM upload_sessions WHERE id = $1";
