@@ -75,7 +75,17 @@ both_stores! {
         app,
         |c: &mut ferry::Config| c.server.json_body_limit = ferry::config::ByteSize(4096)
     ) {
-        let res = app.client.post(app.url("/ping")).body(vec![b'x'; 8192]).send().await.unwrap();
+        let mut big = b"{\"filename\":\"".to_vec();
+        big.extend(vec![b'x'; 8192]);
+        big.extend(b"\"}");
+        let res = app
+            .client
+            .post(app.url("/api/upload/initiate"))
+            .header("content-type", "application/json")
+            .body(big)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 413);
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["code"], "payload_too_large");

@@ -84,6 +84,12 @@ impl TestApp {
         self.client.get(self.url(path)).send().await.expect("request sent")
     }
 
+    /// Cancel the shutdown token; the handle resolves when `run` returns.
+    pub fn begin_shutdown(&mut self) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+        self.shutdown.cancel();
+        self.server.take().expect("server still running")
+    }
+
     /// Cancel the shutdown token and wait for `run` to return.
     pub async fn shutdown(&mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();

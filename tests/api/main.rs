@@ -6,5 +6,8 @@
 mod helpers;
 
 mod cli;
+mod download;
 mod health;
+mod intake;
 mod store;
+mod upload;

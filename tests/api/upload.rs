@@ -94,7 +94,9 @@ pub(crate) async fn error_with(res: reqwest::Response, status: u16, code: &str) 
 /// A 400 validation error whose details name `field`.
 async fn validation_error(res: reqwest::Response, field: &str) -> Value {
     let body = error_with(res, 400, "validation").await;
-    let details = body["details"].as_array().unwrap_or_else(|| panic!("no details: {body}"));
+    let details = body["details"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no details: {body}"));
     assert!(
         details
             .iter()
@@ -162,7 +164,9 @@ pub(crate) async fn initiate(app: &TestApp, body: Value) -> Value {
 }
 
 pub(crate) fn upload_id_of(init: &Value) -> String {
-    let id = init["uploadId"].as_str().unwrap_or_else(|| panic!("no uploadId: {init}"));
+    let id = init["uploadId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no uploadId: {init}"));
     assert!(is_upload_id(id), "upload id {id:?} is not 16 upper-case hex characters");
     id.to_string()
 }
@@ -181,14 +185,23 @@ async fn post_chunk(client: reqwest::Client, url: String, data: Vec<u8>, as_mult
         }]);
         client.post(url).header("content-type", multipart_type()).body(form)
     } else {
-        client.post(url).header("content-type", "application/octet-stream").body(data)
+        client
+            .post(url)
+            .header("content-type", "application/octet-stream")
+            .body(data)
     };
     request.send().await.expect("chunk sent")
 }
 
 /// POST one chunk as a raw body.
 pub(crate) async fn send_chunk(app: &TestApp, upload_id: &str, index: usize, data: &[u8]) -> reqwest::Response {
-    post_chunk(app.client.clone(), chunk_url(app, upload_id, index), data.to_vec(), false).await
+    post_chunk(
+        app.client.clone(),
+        chunk_url(app, upload_id, index),
+        data.to_vec(),
+        false,
+    )
+    .await
 }
 
 /// Send every chunk of `data`, in order, as raw bodies; each must be accepted.
@@ -353,7 +366,10 @@ pub(crate) async fn download_ok(app: &TestApp, clip_id: &str) -> Vec<u8> {
 
 /// `PUT /api/clips/<name>` with a raw body, as `curl -T file http://host/api/clips/` sends it.
 async fn put_clip(app: &TestApp, name: &str, data: &[u8], headers: &[(&str, &str)]) -> reqwest::Response {
-    let mut request = app.client.put(app.url(&format!("/api/clips/{name}"))).body(data.to_vec());
+    let mut request = app
+        .client
+        .put(app.url(&format!("/api/clips/{name}")))
+        .body(data.to_vec());
     for &(key, value) in headers {
         request = request.header(key, value);
     }
@@ -533,18 +549,28 @@ both_stores! {
         }
     }
 
-    async fn a_chunk_over_the_chunk_size_plus_slack_is_refused_with_413(app, small_chunks) {
-        let data = random_bytes(2 * CHUNK);
-        let id = upload_id_of(&initiate(&app, file_initiate("big.bin", data.len(), json!({}))).await);
-        let res = send_chunk(&app, &id, 0, &random_bytes(CHUNK + 1025)).await;
+    async fn a_chunk_over_the_chunk_size_plus_slack_is_refused_with_413(
+        app,
+        |c: &mut ferry::Config| c.limits.chunk_size = ByteSize(4096)
+    ) {
+        // Small chunks keep the refused bodies small, so the client has sent them whole by the
+        // time the server answers.
+        let chunk = 4096;
+        let data = random_bytes(2 * chunk);
+        let init = initiate(&app, file_initiate("big.bin", data.len(), json!({}))).await;
+        assert_eq!(init["chunkSize"], chunk);
+        let id = upload_id_of(&init);
+        let res = send_chunk(&app, &id, 0, &random_bytes(chunk + 1025)).await;
         error_with(res, 413, "payload_too_large").await;
-        let res = post_chunk(app.client.clone(), chunk_url(&app, &id, 1), random_bytes(2 * CHUNK), true).await;
+        let res = post_chunk(app.client.clone(), chunk_url(&app, &id, 1), random_bytes(2 * chunk), true).await;
         error_with(res, 413, "payload_too_large").await;
         let status = json_with(upload_status(&app, &id).await, 200).await;
         assert_eq!(status["receivedChunks"], json!([]));
-        // Up to 1 KiB over is slack for encryption overhead; the good chunk then replaces it.
-        json_with(send_chunk(&app, &id, 0, &random_bytes(CHUNK + 1024)).await, 200).await;
-        send_all_chunks(&app, &id, &data).await;
+        // Up to 1 KiB over is slack for encryption overhead; the right bytes then replace it.
+        json_with(send_chunk(&app, &id, 0, &random_bytes(chunk + 1024)).await, 200).await;
+        for (index, part) in data.chunks(chunk).enumerate() {
+            json_with(send_chunk(&app, &id, index, part).await, 200).await;
+        }
         let clip_id = clip_id_of(&complete_ok(&app, &id).await);
         assert_same_bytes(&download_ok(&app, &clip_id).await, &data);
     }
@@ -911,14 +937,11 @@ both_stores! {
 
     async fn a_one_request_upload_over_the_maximum_size_is_refused_with_413(
         app,
-        |c: &mut ferry::Config| {
-            small_chunks(c);
-            c.limits.max_upload_size = ByteSize(128 * 1024);
-        }
+        |c: &mut ferry::Config| c.limits.max_upload_size = ByteSize(16 * 1024)
     ) {
-        let res = put_clip(&app, "big.bin", &random_bytes(200 * 1024), &[]).await;
+        let too_big = random_bytes(20 * 1024);
+        let res = put_clip(&app, "big.bin", &too_big, &[]).await;
         error_with(res, 413, "payload_too_large").await;
-        let too_big = random_bytes(200 * 1024);
         let form = multipart(&[Part { name: "file", filename: Some("big.bin"), data: &too_big }]);
         let res = app
             .client
@@ -930,7 +953,7 @@ both_stores! {
             .unwrap();
         error_with(res, 413, "payload_too_large").await;
         // Exactly the maximum is allowed.
-        let data = random_bytes(128 * 1024);
+        let data = random_bytes(16 * 1024);
         let done = json_with(put_clip(&app, "max.bin", &data, &[("accept", "application/json")]).await, 200).await;
         assert_same_bytes(&download_ok(&app, &clip_id_of(&done)).await, &data);
     }

@@ -1,0 +1,101 @@
+//! Streaming intake at the socket level: a client that vanishes mid-chunk leaves nothing
+//! recorded, a declared-oversized chunk is refused before its body is read, and shutdown lets
+//! an upload that is mid-body finish.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::TestApp;
+
+async fn initiate(app: &TestApp, total_chunks: u32) -> String {
+    let res = app
+        .client
+        .post(app.url("/api/upload/initiate"))
+        .json(&json!({ "filename": "x.bin", "totalChunks": total_chunks, "contentType": "file" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.json::<Value>().await.unwrap()["uploadId"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn chunk_head(upload: &str, index: u32, length: u64) -> String {
+    format!(
+        "POST /api/upload/chunk/{upload}/{index} HTTP/1.1\r\nHost: localhost\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+    )
+}
+
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut out))
+        .await
+        .expect("response in time")
+        .ok();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn temp_files(app: &TestApp) -> usize {
+    std::fs::read_dir(app.data_dir.path().join("blobs/.tmp"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+both_stores! {
+    async fn a_client_that_disconnects_mid_chunk_leaves_no_chunk_recorded(app) {
+        let upload = initiate(&app, 1).await;
+        let mut s = TcpStream::connect(app.addr).await.unwrap();
+        s.write_all(chunk_head(&upload, 0, 200_000).as_bytes()).await.unwrap();
+        s.write_all(&vec![7u8; 100_000]).await.unwrap();
+        s.flush().await.unwrap();
+        drop(s);
+        // The server notices the broken body, drops the temp file and records nothing.
+        let mut status = Value::Null;
+        for _ in 0..100 {
+            status = app.get(&format!("/api/upload/{upload}/status")).await.json().await.unwrap();
+            if temp_files(&app) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(status["receivedChunks"], json!([]));
+        assert_eq!(status["uploadedChunks"], 0);
+        assert_eq!(temp_files(&app), 0, "no partial temp file remains");
+        assert!(!app.data_dir.path().join(format!("blobs/chunks/{upload}/0")).exists());
+    }
+
+    async fn a_chunk_declared_too_large_is_refused_before_its_body_is_sent(
+        app,
+        |c: &mut ferry::Config| c.limits.chunk_size = ferry::config::ByteSize(64 * 1024)
+    ) {
+        let upload = initiate(&app, 1).await;
+        let mut s = TcpStream::connect(app.addr).await.unwrap();
+        // Headers only: the answer must come without the 10 MB body.
+        s.write_all(chunk_head(&upload, 0, 10_000_000).as_bytes()).await.unwrap();
+        let response = read_response(&mut s).await;
+        assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+        assert!(response.contains("\"code\":\"payload_too_large\""), "{response}");
+    }
+
+    async fn shutdown_lets_an_upload_in_mid_body_finish(app) {
+        let upload = initiate(&app, 1).await;
+        let mut s = TcpStream::connect(app.addr).await.unwrap();
+        s.write_all(chunk_head(&upload, 0, 100_000).as_bytes()).await.unwrap();
+        s.write_all(&vec![1u8; 50_000]).await.unwrap();
+        s.flush().await.unwrap();
+        let draining = app.begin_shutdown();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!draining.is_finished(), "shutdown waits for the request in flight");
+        s.write_all(&vec![1u8; 50_000]).await.unwrap();
+        let response = read_response(&mut s).await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.contains("\"received\":true"), "{response}");
+        tokio::time::timeout(Duration::from_secs(5), draining).await.expect("drained").unwrap().unwrap();
+    }
+}
