@@ -36,6 +36,8 @@ pub struct ServerConfig {
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     #[serde(with = "humantime_serde")]
+    pub upload_timeout: Duration,
+    #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     pub json_body_limit: ByteSize,
     #[serde(with = "humantime_serde")]
@@ -157,6 +159,9 @@ impl Config {
         }
         if self.server.request_timeout.is_zero() {
             return Err(invalid("server.request_timeout", "must be greater than zero"));
+        }
+        if self.server.upload_timeout.is_zero() {
+            return Err(invalid("server.upload_timeout", "must be greater than zero"));
         }
         if self.server.health_check_timeout.is_zero() {
             return Err(invalid("server.health_check_timeout", "must be greater than zero"));

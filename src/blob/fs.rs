@@ -6,16 +6,19 @@ use std::io::SeekFrom;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use std::io::Write as _;
+
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::fs::{self, File, OpenOptions};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 use super::{BlobError, BlobKey, BlobMeta, BlobRead, Durability};
 
 const TMP_DIR: &str = ".tmp";
-const READ_BUF: usize = 64 * 1024;
+const READ_BUF: usize = 256 * 1024;
 
 #[derive(Clone, Debug)]
 pub struct FsBlobStore {
@@ -59,12 +62,17 @@ impl FsBlobStore {
             .create_new(true)
             .open(&tmp)
             .await
-            .map_err(BlobError::io("create temp blob"))?;
+            .map_err(BlobError::io("create temp blob"))?
+            .into_std()
+            .await;
         Ok(FsWriter {
-            file: Some(file),
+            state: Some(WriteState {
+                file,
+                hasher: Sha256::new(),
+            }),
+            pending: BytesMut::new(),
             tmp,
             dest: self.path_of(key),
-            hasher: Sha256::new(),
             written: 0,
         })
     }
@@ -101,6 +109,20 @@ impl FsBlobStore {
             range,
             stream,
         })
+    }
+
+    /// A whole (small) blob in one blocking read.
+    pub async fn read_all(&self, key: &BlobKey) -> Result<Bytes, BlobError> {
+        let path = self.path_of(key);
+        match tokio::task::spawn_blocking(move || std::fs::read(path)).await {
+            Ok(Ok(v)) => Ok(Bytes::from(v)),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Err(BlobError::NotFound),
+            Ok(Err(e)) => Err(BlobError::Io {
+                context: "read blob".into(),
+                source: e,
+            }),
+            Err(e) => Err(BlobError::Source(e.to_string())),
+        }
     }
 
     pub async fn size(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {
@@ -201,22 +223,51 @@ impl FsBlobStore {
     }
 }
 
-/// A write to a temp file that becomes the blob on `commit`.
+/// Small writes are gathered to this size before one blocking write.
+const COALESCE: usize = 256 * 1024;
+
+/// A write to a temp file that becomes the blob on `commit`. File I/O and hashing run together
+/// on the blocking pool, one call per 256 KiB or more, never on the async runtime.
 pub struct FsWriter {
-    file: Option<File>,
+    state: Option<WriteState>,
+    pending: BytesMut,
     tmp: PathBuf,
     dest: PathBuf,
-    hasher: Sha256,
     written: u64,
 }
 
+struct WriteState {
+    file: std::fs::File,
+    hasher: Sha256,
+}
+
 impl FsWriter {
-    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), BlobError> {
-        let file = self.file.as_mut().expect("writer used after commit");
-        file.write_all(bytes).await.map_err(BlobError::io("write blob"))?;
-        self.hasher.update(bytes);
+    pub async fn write(&mut self, bytes: Bytes) -> Result<(), BlobError> {
         self.written += bytes.len() as u64;
+        if self.pending.is_empty() && bytes.len() >= COALESCE {
+            return self.write_through(bytes).await;
+        }
+        self.pending.extend_from_slice(&bytes);
+        if self.pending.len() >= COALESCE {
+            let full = self.pending.split().freeze();
+            self.write_through(full).await?;
+        }
         Ok(())
+    }
+
+    async fn write_through(&mut self, bytes: Bytes) -> Result<(), BlobError> {
+        let mut st = self.state.take().expect("writer used after a failed write or commit");
+        let (st, res) = tokio::task::spawn_blocking(move || {
+            let res = st.file.write_all(&bytes);
+            if res.is_ok() {
+                st.hasher.update(&bytes);
+            }
+            (st, res)
+        })
+        .await
+        .map_err(|e| BlobError::Source(e.to_string()))?;
+        self.state = Some(st);
+        res.map_err(BlobError::io("write blob"))
     }
 
     pub fn written(&self) -> u64 {
@@ -224,34 +275,42 @@ impl FsWriter {
     }
 
     pub fn sha256_hex(&self) -> String {
-        hex::encode(self.hasher.clone().finalize())
+        let mut hasher = self.state.as_ref().expect("writer in use").hasher.clone();
+        hasher.update(&self.pending);
+        hex::encode(hasher.finalize())
     }
 
     pub async fn commit(mut self, durability: Durability) -> Result<BlobMeta, BlobError> {
-        let mut file = self.file.take().expect("writer committed twice");
-        file.flush().await.map_err(BlobError::io("flush blob"))?;
-        if durability == Durability::Fsync {
-            file.sync_all().await.map_err(BlobError::io("fsync blob"))?;
+        if !self.pending.is_empty() {
+            let rest = self.pending.split().freeze();
+            self.write_through(rest).await?;
         }
-        drop(file);
-        let parent = self.dest.parent().expect("blob paths have a parent").to_path_buf();
-        fs::create_dir_all(&parent)
-            .await
-            .map_err(BlobError::io("create blob dir"))?;
-        fs::rename(&self.tmp, &self.dest)
-            .await
-            .map_err(BlobError::io("rename blob into place"))?;
-        if durability == Durability::Fsync {
-            // The rename is durable only once the directory entry is.
-            let dir = File::open(&parent).await.map_err(BlobError::io("open blob dir"))?;
-            dir.sync_all().await.map_err(BlobError::io("fsync blob dir"))?;
-        }
-        let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
+        let st = self.state.take().expect("writer committed twice");
+        let (tmp, dest) = (self.tmp.clone(), self.dest.clone());
+        let hasher = tokio::task::spawn_blocking(move || -> Result<Sha256, BlobError> {
+            let WriteState { file, hasher } = st;
+            if durability == Durability::Fsync {
+                file.sync_all().map_err(BlobError::io("fsync blob"))?;
+            }
+            drop(file);
+            let parent = dest.parent().expect("blob paths have a parent");
+            std::fs::create_dir_all(parent).map_err(BlobError::io("create blob dir"))?;
+            std::fs::rename(&tmp, &dest).map_err(BlobError::io("rename blob into place"))?;
+            if durability == Durability::Fsync {
+                // The rename is durable only once the directory entry is.
+                std::fs::File::open(parent)
+                    .and_then(|d| d.sync_all())
+                    .map_err(BlobError::io("fsync blob dir"))?;
+            }
+            Ok(hasher)
+        })
+        .await
+        .map_err(|e| BlobError::Source(e.to_string()))??;
         // Mark done so Drop leaves the (now renamed) path alone.
         self.tmp = PathBuf::new();
         Ok(BlobMeta {
             size: self.written,
-            sha256,
+            sha256: hex::encode(hasher.finalize()),
         })
     }
 }
@@ -269,7 +328,6 @@ impl Drop for FsWriter {
 mod tests {
     use super::super::BlobStore;
     use super::*;
-    use bytes::Bytes;
 
     async fn store() -> (tempfile::TempDir, BlobStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -326,7 +384,7 @@ mod tests {
         let (d, s) = store().await;
         {
             let mut w = s.writer(&key("x/y")).await.unwrap();
-            w.write(b"partial").await.unwrap();
+            w.write(Bytes::from_static(b"partial")).await.unwrap();
         }
         let failing = futures_util::stream::iter(vec![Ok(Bytes::from_static(b"abc")), Err("client went away")]);
         assert!(matches!(

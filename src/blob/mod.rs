@@ -148,7 +148,7 @@ impl BlobStore {
         let mut stream = std::pin::pin!(stream);
         while let Some(item) = stream.next().await {
             let bytes = item.map_err(|e| BlobError::Source(e.to_string()))?;
-            writer.write(&bytes).await?;
+            writer.write(bytes).await?;
         }
         writer.commit(Durability::Fsync).await
     }
@@ -157,6 +157,13 @@ impl BlobStore {
     pub async fn read(&self, key: &BlobKey, range: Option<Range<u64>>) -> Result<BlobRead, BlobError> {
         match self {
             BlobStore::Fs(s) => s.read(key, range).await,
+        }
+    }
+
+    /// A whole blob in memory: only for blobs known to be small (upload chunks).
+    pub async fn read_all(&self, key: &BlobKey) -> Result<Bytes, BlobError> {
+        match self {
+            BlobStore::Fs(s) => s.read_all(key).await,
         }
     }
 
@@ -197,7 +204,7 @@ impl BlobStore {
 }
 
 impl BlobWriter {
-    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), BlobError> {
+    pub async fn write(&mut self, bytes: Bytes) -> Result<(), BlobError> {
         match self {
             BlobWriter::Fs(w) => w.write(bytes).await,
         }

@@ -11,7 +11,7 @@ use futures_util::stream::BoxStream;
 
 use super::Deps;
 use super::access::{constant_time_eq, token_hash};
-use super::error::{DomainError, Location};
+use super::error::DomainError;
 use super::range::{RangeHeader, RangeSpec};
 use super::types::{AccessCode, ClipId, ClipKind, Expiry, Filename, MaxDownloads, MimeType, UploadId};
 use super::uploads::clip_blob_key;
@@ -226,7 +226,7 @@ where
         if writer.written() + bytes.len() as u64 > limit {
             return Err(DomainError::TooLarge { limit });
         }
-        writer.write(&bytes).await?;
+        writer.write(bytes).await?;
     }
     let meta = writer.commit(Durability::Fsync).await?;
     let access_code_hash = match &req.access_code {
@@ -259,9 +259,4 @@ where
             Err(e)
         }
     }
-}
-
-/// A parse failure of a one-shot option, named as the header or query key the user sent.
-pub fn option_error(name: &str, msg: &str, location: Location) -> DomainError {
-    DomainError::invalid(name, msg, location)
 }

@@ -3,13 +3,13 @@
 //! one durable blob with flat memory, then committing the clip row. Completion is locked per
 //! upload (in process) and claimed in the store (across processes), so it is idempotent.
 
-use bytes::{Bytes, BytesMut};
-use futures_util::{Stream, StreamExt, TryStreamExt};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
 
 use super::Deps;
 use super::clips::{self, Completed};
 use super::error::{DomainError, Location};
-use super::types::{AccessCode, ChunkIndex, ClipId, ClipKind, Expiry, Filename, MaxDownloads, MimeType, UploadId};
+use super::types::{AccessCode, ChunkIndex, ClipKind, Expiry, Filename, MaxDownloads, MimeType, UploadId};
 use crate::blob::{BlobKey, BlobWriter, Durability};
 use crate::store::{NewClip, UploadRecord};
 
@@ -195,7 +195,7 @@ pub async fn open_chunk(
 
 impl ChunkSink {
     /// Append bytes; fails (and the chunk is discarded on drop) past the size limit.
-    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), DomainError> {
+    pub async fn write(&mut self, bytes: Bytes) -> Result<(), DomainError> {
         if self.writer.written() + bytes.len() as u64 > self.limit {
             return Err(DomainError::TooLarge { limit: self.limit });
         }
@@ -211,7 +211,7 @@ impl ChunkSink {
         let mut stream = std::pin::pin!(stream);
         while let Some(item) = stream.next().await {
             let bytes = item.map_err(|e| DomainError::BadBody(e.to_string()))?;
-            self.write(&bytes).await?;
+            self.write(bytes).await?;
         }
         Ok(())
     }
@@ -362,21 +362,9 @@ async fn assemble(deps: &Deps, s: &UploadRecord, req: &CompleteRequest) -> Resul
             let blobs = blobs.clone();
             let upload_id = upload_id.clone();
             async move {
-                let read = blobs.read(&chunk_key(&upload_id, c.index as u32), None).await;
-                let bytes = match read {
-                    Ok(read) if read.total_size == c.size as u64 => {
-                        let mut buf = BytesMut::with_capacity(c.size as usize);
-                        let mut stream = read.stream;
-                        while let Some(part) = stream
-                            .try_next()
-                            .await
-                            .map_err(|e| DomainError::Internal(e.to_string()))?
-                        {
-                            buf.extend_from_slice(&part);
-                        }
-                        Some(buf.freeze())
-                    }
-                    Ok(_) | Err(crate::blob::BlobError::NotFound) => None,
+                let bytes = match blobs.read_all(&chunk_key(&upload_id, c.index as u32)).await {
+                    Ok(bytes) => Some(bytes),
+                    Err(crate::blob::BlobError::NotFound) => None,
                     Err(e) => return Err(DomainError::from(e)),
                 };
                 Ok::<_, DomainError>((c, bytes))
@@ -386,7 +374,7 @@ async fn assemble(deps: &Deps, s: &UploadRecord, req: &CompleteRequest) -> Resul
     while let Some(next) = reads.next().await {
         let (chunk, bytes) = next?;
         match bytes {
-            Some(bytes) if bytes.len() as u64 == chunk.size as u64 => writer.write(&bytes).await?,
+            Some(bytes) if bytes.len() as u64 == chunk.size as u64 => writer.write(bytes).await?,
             _ => {
                 // Lost or torn on disk (chunks are not fsynced): ask the client to resend it.
                 deps.store.forget_chunk(&s.id, chunk.index as u32).await?;
@@ -431,9 +419,4 @@ async fn assemble(deps: &Deps, s: &UploadRecord, req: &CompleteRequest) -> Resul
         clip,
         delete_token: s.delete_token.clone(),
     })
-}
-
-/// A fresh random code, for callers that need one before inserting.
-pub fn new_code(quick: bool) -> ClipId {
-    ClipId::generate(quick)
 }

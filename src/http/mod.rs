@@ -61,6 +61,7 @@ fn request_span(req: &Request) -> tracing::Span {
 pub fn router(state: AppState) -> Router {
     let config = state.config();
     let timeout: Duration = config.server.request_timeout;
+    let upload_timeout: Duration = config.server.upload_timeout;
     let body_limit = config.server.json_body_limit.bytes() as usize;
 
     let probes = Router::new()
@@ -85,14 +86,17 @@ pub fn router(state: AppState) -> Router {
         .route("/api/file/{id}", get(clips::file_get).post(download::download))
         .route("/raw/{id}", get(download::raw))
         .route("/raw/{id}/{name}", get(download::raw))
-        .layer(RequestBodyLimitLayer::new(body_limit));
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(TimeoutLayer::with_status_code(error::TIMEOUT_STATUS, timeout));
     // Streaming uploads: the services enforce chunk and clip size limits as bytes arrive.
     let streams = Router::new()
         .route("/api/upload/chunk/{upload_id}/{chunk}", post(upload::chunk))
         .route("/api/clips", post(oneshot::post))
         .route("/api/clips/", put(oneshot::put_without_name))
         .route("/api/clips/{filename}", put(oneshot::put))
-        .layer(DefaultBodyLimit::disable());
+        .layer(DefaultBodyLimit::disable())
+        // A slow client may take long to send a large body; it gets its own, longer deadline.
+        .layer(TimeoutLayer::with_status_code(error::TIMEOUT_STATUS, upload_timeout));
 
     Router::new()
         .merge(probes)
@@ -110,8 +114,7 @@ pub fn router(state: AppState) -> Router {
                     ),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(axum::middleware::from_fn(error::json_error_bodies))
-                .layer(TimeoutLayer::with_status_code(error::TIMEOUT_STATUS, timeout)),
+                .layer(axum::middleware::from_fn(error::json_error_bodies)),
         )
         .with_state(state)
 }

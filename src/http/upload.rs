@@ -94,7 +94,7 @@ pub async fn chunk(
             }
             let mut s = uploads::open_chunk(deps, &id, index, None).await?;
             while let Some(bytes) = field.chunk().await.map_err(bad_multipart)? {
-                s.write(&bytes).await?;
+                s.write(bytes).await?;
             }
             sink = Some(s);
         }

@@ -219,8 +219,10 @@ mod tests {
         store
             .call(move |conn| {
                 let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {}", lite(sql)))?;
+                let all: [&dyn rusqlite::ToSql; 2] = [&"AAAAAAAAAA", &100_i64];
+                let params = &all[..stmt.parameter_count()];
                 let rows: Vec<String> = stmt
-                    .query_map(rusqlite::params!["AAAAAAAAAA", 100_i64], |r| r.get::<_, String>(3))?
+                    .query_map(params, |r| r.get::<_, String>(3))?
                     .collect::<Result<_, _>>()?;
                 Ok(rows.join(" | "))
             })

@@ -89,6 +89,14 @@ both_stores! {
         s.write_all(chunk_head(&upload, 0, 100_000).as_bytes()).await.unwrap();
         s.write_all(&vec![1u8; 50_000]).await.unwrap();
         s.flush().await.unwrap();
+        // In flight means the handler is streaming: its temp file exists.
+        for _ in 0..200 {
+            if temp_files(&app) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(temp_files(&app), 1, "the chunk is being received");
         let draining = app.begin_shutdown();
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(!draining.is_finished(), "shutdown waits for the request in flight");
