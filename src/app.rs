@@ -18,6 +18,7 @@ use crate::domain::access::AccessHasher;
 use crate::domain::clock::{SharedClock, SystemClock};
 use crate::domain::locks::KeyedLocks;
 use crate::domain::{Deps, Limits};
+use crate::jobs::sweeper::{self, SweepSettings};
 use crate::store::Store;
 
 /// Shared state handed to every handler.
@@ -66,6 +67,19 @@ impl AppState {
     }
     pub fn tasks(&self) -> &TaskTracker {
         &self.inner.tasks
+    }
+    pub fn sweep_settings(&self) -> SweepSettings {
+        let c = &self.inner.config.sweep;
+        let ms = |d: Duration| d.as_millis() as i64;
+        SweepSettings {
+            interval: c.interval,
+            batch_size: c.batch_size,
+            abandon_after_ms: ms(c.abandon_after),
+            finished_retention_ms: ms(c.finished_retention),
+            retired_grace_ms: ms(c.retired_grace),
+            reconcile_every: c.reconcile_every,
+            orphan_grace_ms: ms(c.orphan_grace),
+        }
     }
 }
 
@@ -146,6 +160,11 @@ impl Application {
                 draining.cancel();
             }
         };
+        state.inner.tasks.spawn(sweeper::run(
+            state.deps().clone(),
+            state.sweep_settings(),
+            shutdown.child_token(),
+        ));
         let server = axum::serve(listener, app).with_graceful_shutdown(signal).into_future();
         let mut server = std::pin::pin!(server);
         tokio::select! {

@@ -24,9 +24,12 @@ pub struct Config {
     pub database_url: Option<Secret>,
     #[serde(default)]
     pub public_url: Option<String>,
+    pub cors_origins: CommaList,
     pub server: ServerConfig,
     pub limits: LimitsConfig,
+    pub access: AccessConfig,
     pub upload: UploadConfig,
+    pub sweep: SweepConfig,
     pub store: StoreConfig,
     pub log: LogConfig,
 }
@@ -49,12 +52,34 @@ pub struct LimitsConfig {
     pub chunk_size: ByteSize,
     pub max_upload_size: ByteSize,
     pub max_text_size: ByteSize,
+    pub max_expiry: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct AccessConfig {
+    pub pbkdf2_salt: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct UploadConfig {
     pub assembly_concurrency: usize,
     pub access_code_concurrency: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct SweepConfig {
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    pub batch_size: i64,
+    #[serde(with = "humantime_serde")]
+    pub abandon_after: Duration,
+    #[serde(with = "humantime_serde")]
+    pub finished_retention: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retired_grace: Duration,
+    pub reconcile_every: u32,
+    #[serde(with = "humantime_serde")]
+    pub orphan_grace: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -184,11 +209,32 @@ impl Config {
         if self.limits.max_text_size.0 == 0 {
             return Err(invalid("limits.max_text_size", "must be greater than zero"));
         }
+        crate::domain::types::Expiry::parse(&self.limits.max_expiry).map_err(|m| invalid("limits.max_expiry", m))?;
+        if self.access.pbkdf2_salt.is_empty() || self.access.pbkdf2_salt.len() > 256 {
+            return Err(invalid("access.pbkdf2_salt", "must be 1 to 256 characters"));
+        }
+        for origin in &self.cors_origins.0 {
+            let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin.ends_with('/')
+                && axum::http::HeaderValue::from_str(origin).is_ok();
+            if !ok {
+                return Err(invalid(
+                    "cors_origins",
+                    format!("`{origin}` is not an origin like https://app.example.org"),
+                ));
+            }
+        }
         if !(1..=64).contains(&self.upload.assembly_concurrency) {
             return Err(invalid("upload.assembly_concurrency", "must be between 1 and 64"));
         }
         if !(1..=64).contains(&self.upload.access_code_concurrency) {
             return Err(invalid("upload.access_code_concurrency", "must be between 1 and 64"));
+        }
+        if self.sweep.interval.is_zero() {
+            return Err(invalid("sweep.interval", "must be greater than zero"));
+        }
+        if !(1..=100_000).contains(&self.sweep.batch_size) {
+            return Err(invalid("sweep.batch_size", "must be between 1 and 100000"));
         }
         if !(1..=1024).contains(&self.store.pool_size) {
             return Err(invalid("store.pool_size", "must be between 1 and 1024"));
@@ -270,6 +316,33 @@ fn one_line(e: &figment::Error) -> String {
         }
     }
     parts.join("; ")
+}
+
+/// A list given as an array or as one comma-separated string (as environment variables are).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct CommaList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for CommaList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            List(Vec<String>),
+            One(String),
+        }
+        let items = match Raw::deserialize(d)? {
+            Raw::List(v) => v,
+            Raw::One(s) => s.split(',').map(str::to_owned).collect(),
+        };
+        Ok(CommaList(
+            items
+                .into_iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        ))
+    }
 }
 
 /// A string that must never reach a log: `Debug` and `Display` print a placeholder.

@@ -10,6 +10,8 @@ pub mod config;
 pub mod domain;
 /// The HTTP edge: router, layers, handlers, the one error map.
 pub mod http;
+/// Background jobs: the sweep.
+pub mod jobs;
 /// Metadata store seam (embedded SQLite or PostgreSQL) and migrations.
 pub mod store;
 

@@ -25,6 +25,8 @@ CREATE TABLE clips (
 
 -- One clip per upload session: makes completion idempotent without a transaction.
 CREATE UNIQUE INDEX clips_upload_idx ON clips (upload_id);
+-- Orphan reconciliation asks whether a stored blob still has its row.
+CREATE INDEX clips_blob_key_idx ON clips (blob_key);
 
 -- The hot lookup: a live clip by its code. Codes are unique among live clips only; a retired
 -- row keeps its code until the sweep removes it.
@@ -63,6 +65,9 @@ CREATE TABLE upload_sessions (
 -- The sweep's scan for abandoned uploads.
 CREATE INDEX upload_sessions_abandoned_idx ON upload_sessions (last_activity)
     WHERE status = 'uploading';
+-- Completed (or stale assembling) sessions kept for idempotent completes, swept later.
+CREATE INDEX upload_sessions_finished_idx ON upload_sessions (last_activity)
+    WHERE status <> 'uploading';
 
 CREATE TABLE upload_chunks (
     upload_id    TEXT    NOT NULL REFERENCES upload_sessions (id) ON DELETE CASCADE,

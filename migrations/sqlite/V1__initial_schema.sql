@@ -25,6 +25,8 @@ CREATE TABLE clips (
 
 -- One clip per upload session: makes completion idempotent without a transaction.
 CREATE UNIQUE INDEX clips_upload_idx ON clips (upload_id);
+-- Orphan reconciliation asks whether a stored blob still has its row.
+CREATE INDEX clips_blob_key_idx ON clips (blob_key);
 
 CREATE UNIQUE INDEX clips_live_code_idx ON clips (code)
     WHERE consumed_at IS NULL AND deleted_at IS NULL;
@@ -58,6 +60,9 @@ CREATE TABLE upload_sessions (
 
 CREATE INDEX upload_sessions_abandoned_idx ON upload_sessions (last_activity)
     WHERE status = 'uploading';
+-- Completed (or stale assembling) sessions kept for idempotent completes, swept later.
+CREATE INDEX upload_sessions_finished_idx ON upload_sessions (last_activity)
+    WHERE status <> 'uploading';
 
 CREATE TABLE upload_chunks (
     upload_id    TEXT    NOT NULL REFERENCES upload_sessions (id) ON DELETE CASCADE,

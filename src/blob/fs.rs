@@ -198,6 +198,45 @@ impl FsBlobStore {
         .map_err(|e| BlobError::Source(e.to_string()))?
     }
 
+    /// Remove many blobs in one blocking call; how many existed.
+    pub async fn delete_many(&self, keys: Vec<BlobKey>) -> Result<u64, BlobError> {
+        let paths: Vec<PathBuf> = keys.iter().map(|k| self.path_of(k)).collect();
+        tokio::task::spawn_blocking(move || {
+            let mut removed = 0;
+            for path in paths {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(BlobError::Io {
+                            context: "delete blob".into(),
+                            source: e,
+                        });
+                    }
+                }
+            }
+            Ok(removed)
+        })
+        .await
+        .map_err(|e| BlobError::Source(e.to_string()))?
+    }
+
+    /// Milliseconds since the epoch at which the blob was last written, if it exists.
+    pub async fn modified_ms(&self, key: &BlobKey) -> Result<Option<i64>, BlobError> {
+        match fs::metadata(self.path_of(key)).await {
+            Ok(m) => Ok(m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as i64)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(BlobError::Io {
+                context: "stat blob".into(),
+                source: e,
+            }),
+        }
+    }
+
     pub async fn delete_prefix(&self, prefix: &BlobKey) -> Result<(), BlobError> {
         match fs::remove_dir_all(self.path_of(prefix)).await {
             Ok(()) => Ok(()),

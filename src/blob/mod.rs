@@ -188,6 +188,20 @@ impl BlobStore {
         }
     }
 
+    /// Remove many blobs at once; how many existed.
+    pub async fn delete_many(&self, keys: Vec<BlobKey>) -> Result<u64, BlobError> {
+        match self {
+            BlobStore::Fs(s) => s.delete_many(keys).await,
+        }
+    }
+
+    /// When the blob was last written (ms since the epoch), if it exists.
+    pub async fn modified_ms(&self, key: &BlobKey) -> Result<Option<i64>, BlobError> {
+        match self {
+            BlobStore::Fs(s) => s.modified_ms(key).await,
+        }
+    }
+
     /// Remove every blob under `prefix` (a whole segment path).
     pub async fn delete_prefix(&self, prefix: &BlobKey) -> Result<(), BlobError> {
         match self {

@@ -105,16 +105,6 @@ pub async fn open_download(deps: &Deps, id: &ClipId, req: DownloadRequest) -> Re
         return Err(DomainError::RawNotAllowed);
     }
     check_access(deps, &clip, req.access_code.as_ref()).await?;
-    let mut last = false;
-    if claims(&clip) {
-        // One statement decides who gets it, before any byte is sent.
-        clip = deps
-            .store
-            .claim_download(clip.id, deps.now())
-            .await?
-            .ok_or(DomainError::ClipGone)?;
-        last = clip.consumed_at.is_some();
-    }
     let size = clip.size as u64;
     let mut range = None;
     // Spending clips are always served whole: a range would spend a download on a fragment.
@@ -125,14 +115,27 @@ pub async fn open_download(deps: &Deps, id: &ClipId, req: DownloadRequest) -> Re
         range = Some(resolve(spec, size)?);
     }
     let key = BlobKey::parse(&clip.blob_key).map_err(|e| DomainError::Internal(e.to_string()))?;
+    // Open the bytes before claiming: whoever wins a claim already holds them, even if the
+    // last winner's finished download removes the blob a moment later.
     let read = match deps.blobs.read(&key, range.clone()).await {
         Ok(read) => read,
+        Err(BlobError::NotFound) if claims(&clip) => return Err(DomainError::ClipGone),
         Err(BlobError::NotFound) => {
             tracing::error!("live clip has no blob");
             return Err(DomainError::ClipNotFound);
         }
         Err(e) => return Err(e.into()),
     };
+    let mut last = false;
+    if claims(&clip) {
+        // One statement decides who gets it, before any byte is sent.
+        clip = deps
+            .store
+            .claim_download(clip.id, deps.now())
+            .await?
+            .ok_or(DomainError::ClipGone)?;
+        last = clip.consumed_at.is_some();
+    }
     let stream = if last {
         // The last permitted download removes the bytes however the transfer ends.
         Box::pin(DeleteWhenDone {
@@ -244,7 +247,7 @@ where
         size: meta.size as i64,
         sha256: meta.sha256,
         created_at: now,
-        expires_at: now + req.expiry.millis(),
+        expires_at: now + deps.limits.expiry(req.expiry).millis(),
         one_time: req.one_time,
         max_downloads: req.max_downloads.map(|m| m.0 as i32),
         access_code_hash,

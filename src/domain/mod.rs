@@ -23,6 +23,7 @@ pub struct Limits {
     pub chunk_size: u64,
     pub max_upload: u64,
     pub max_text: u64,
+    pub max_expiry: types::Expiry,
     pub assembly_concurrency: usize,
     /// An assembly claimed longer ago than this is presumed dead and may be taken over.
     pub stale_assembly_ms: i64,
@@ -37,9 +38,15 @@ impl Limits {
             chunk_size: c.limits.chunk_size.bytes(),
             max_upload: c.limits.max_upload_size.bytes(),
             max_text: c.limits.max_text_size.bytes(),
+            max_expiry: types::Expiry::parse(&c.limits.max_expiry).unwrap_or(types::Expiry::Hr24),
             assembly_concurrency: c.upload.assembly_concurrency,
             stale_assembly_ms: (c.server.request_timeout.as_millis() as i64).saturating_mul(2),
         }
+    }
+
+    /// The lifetime a clip gets: what was asked, capped at the configured maximum.
+    pub fn expiry(&self, asked: types::Expiry) -> types::Expiry {
+        asked.min(self.max_expiry)
     }
 
     pub fn max_for(&self, kind: types::ClipKind) -> u64 {

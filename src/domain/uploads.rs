@@ -108,7 +108,11 @@ pub async fn initiate(deps: &Deps, req: InitiateRequest) -> Result<Initiated, Do
         ));
     }
     // Quick shares always live five minutes, whatever the client asked.
-    let expiry = if req.quick_share { Expiry::Min5 } else { req.expiry };
+    let expiry = if req.quick_share {
+        Expiry::Min5
+    } else {
+        limits.expiry(req.expiry)
+    };
     let now = deps.now();
     let id = UploadId::generate();
     let record = UploadRecord {

@@ -77,6 +77,11 @@ pub async fn read_with_code(
     Ok(Json(read_json(&clip)))
 }
 
+/// GET /api/config — what the browser UI needs to derive access-code hashes.
+pub async fn client_config(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "pbkdf2Salt": state.config().access.pbkdf2_salt }))
+}
+
 /// GET /api/file/{id}/info — file clips only.
 pub async fn file_info(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
     let clip = clips::lookup(state.deps(), &clip_id(&raw)?).await?;

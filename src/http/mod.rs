@@ -8,6 +8,7 @@ pub mod error;
 pub mod health;
 pub mod input;
 pub mod oneshot;
+pub mod security;
 pub mod upload;
 
 use std::time::Duration;
@@ -83,6 +84,7 @@ pub fn router(state: AppState) -> Router {
             get(clips::read).post(clips::read_with_code).delete(clips::delete),
         )
         .route("/api/file/{id}/info", get(clips::file_info))
+        .route("/api/config", get(clips::client_config))
         .route("/api/file/{id}", get(clips::file_get).post(download::download))
         .route("/raw/{id}", get(download::raw))
         .route("/raw/{id}/{name}", get(download::raw))
@@ -98,23 +100,29 @@ pub fn router(state: AppState) -> Router {
         // A slow client may take long to send a large body; it gets its own, longer deadline.
         .layer(TimeoutLayer::with_status_code(error::TIMEOUT_STATUS, upload_timeout));
 
-    Router::new()
+    let mut app = Router::new()
         .merge(probes)
         .merge(json)
         .merge(streams)
-        .fallback(error::not_found)
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
-                .layer(
-                    TraceLayer::new_for_http().make_span_with(request_span).on_response(
-                        DefaultOnResponse::new()
-                            .level(Level::INFO)
-                            .latency_unit(tower_http::LatencyUnit::Millis),
-                    ),
-                )
-                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(axum::middleware::from_fn(error::json_error_bodies)),
-        )
-        .with_state(state)
+        .fallback(error::not_found);
+    for layer in security::headers() {
+        app = app.layer(layer);
+    }
+    if let Some(cors) = security::cors(&config.cors_origins.0) {
+        app = app.layer(cors);
+    }
+    app.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
+            .layer(
+                TraceLayer::new_for_http().make_span_with(request_span).on_response(
+                    DefaultOnResponse::new()
+                        .level(Level::INFO)
+                        .latency_unit(tower_http::LatencyUnit::Millis),
+                ),
+            )
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(axum::middleware::from_fn(error::json_error_bodies)),
+    )
+    .with_state(state)
 }

@@ -298,3 +298,50 @@ impl Store {
             > 0)
     }
 }
+
+/// The sweep's batched deletes. Each is one statement (on PostgreSQL with SKIP LOCKED), so
+/// several instances sweeping at once never take the same rows.
+impl Store {
+    fn pick(&self, sqlite: &'static str, postgres: &'static str) -> &'static str {
+        match self {
+            Store::Embedded(_) => sqlite,
+            Store::Postgres(_) => postgres,
+        }
+    }
+
+    /// Delete up to `limit` expired live clips; their blob keys.
+    pub async fn sweep_expired_clips(&self, now: i64, limit: i64) -> Result<Vec<String>, StoreError> {
+        let sql = self.pick(sql::SWEEP_EXPIRED_CLIPS, sql::SWEEP_EXPIRED_CLIPS_PG);
+        self.query(sql, vec![P::I64(now), P::I64(limit)], |r| r.text("blob_key"))
+            .await
+    }
+
+    /// Delete up to `limit` clips consumed or deleted before `cutoff`; their blob keys.
+    pub async fn sweep_retired_clips(&self, cutoff: i64, limit: i64) -> Result<Vec<String>, StoreError> {
+        let sql = self.pick(sql::SWEEP_RETIRED_CLIPS, sql::SWEEP_RETIRED_CLIPS_PG);
+        self.query(sql, vec![P::I64(cutoff), P::I64(limit)], |r| r.text("blob_key"))
+            .await
+    }
+
+    /// Delete up to `limit` uploading sessions idle since `cutoff`; their ids.
+    pub async fn sweep_abandoned_uploads(&self, cutoff: i64, limit: i64) -> Result<Vec<String>, StoreError> {
+        let sql = self.pick(sql::SWEEP_ABANDONED_UPLOADS, sql::SWEEP_ABANDONED_UPLOADS_PG);
+        self.query(sql, vec![P::I64(cutoff), P::I64(limit)], |r| r.text("id"))
+            .await
+    }
+
+    /// Delete up to `limit` finished sessions older than `cutoff`; their ids.
+    pub async fn sweep_finished_uploads(&self, cutoff: i64, limit: i64) -> Result<Vec<String>, StoreError> {
+        let sql = self.pick(sql::SWEEP_FINISHED_UPLOADS, sql::SWEEP_FINISHED_UPLOADS_PG);
+        self.query(sql, vec![P::I64(cutoff), P::I64(limit)], |r| r.text("id"))
+            .await
+    }
+
+    /// Whether any clip row owns `blob_key`.
+    pub async fn blob_has_clip(&self, blob_key: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .query_opt(sql::CLIP_BLOB_EXISTS, vec![text(blob_key)], |r| r.i32("found"))
+            .await?
+            .is_some())
+    }
+}

@@ -120,3 +120,36 @@ pub const MARK_UPLOAD_COMPLETE: &str =
 
 /// Cancel: chunks go with the session (ON DELETE CASCADE).
 pub const DELETE_UPLOAD: &str = "DELETE FROM upload_sessions WHERE id = $1";
+
+/// Sweep: remove one batch of expired live clips, returning their blob keys. $1 now, $2 limit.
+pub const SWEEP_EXPIRED_CLIPS: &str = "DELETE FROM clips WHERE id IN (SELECT id FROM clips \
+     WHERE expires_at <= $1 AND consumed_at IS NULL AND deleted_at IS NULL ORDER BY expires_at LIMIT $2) \
+     RETURNING blob_key";
+pub const SWEEP_EXPIRED_CLIPS_PG: &str = "DELETE FROM clips WHERE id IN (SELECT id FROM clips \
+     WHERE expires_at <= $1 AND consumed_at IS NULL AND deleted_at IS NULL ORDER BY expires_at LIMIT $2 \
+     FOR UPDATE SKIP LOCKED) RETURNING blob_key";
+
+/// Sweep: consumed or deleted clips retired before $1. $2 limit.
+pub const SWEEP_RETIRED_CLIPS: &str = "DELETE FROM clips WHERE id IN (SELECT id FROM clips \
+     WHERE (consumed_at IS NOT NULL OR deleted_at IS NOT NULL) AND coalesce(consumed_at, deleted_at) <= $1 \
+     ORDER BY id LIMIT $2) RETURNING blob_key";
+pub const SWEEP_RETIRED_CLIPS_PG: &str = "DELETE FROM clips WHERE id IN (SELECT id FROM clips \
+     WHERE (consumed_at IS NOT NULL OR deleted_at IS NOT NULL) AND coalesce(consumed_at, deleted_at) <= $1 \
+     ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING blob_key";
+
+/// Sweep: upload sessions with no activity since $1 (chunks go by cascade). $2 limit.
+pub const SWEEP_ABANDONED_UPLOADS: &str = "DELETE FROM upload_sessions WHERE id IN (SELECT id FROM upload_sessions \
+     WHERE status = 'uploading' AND last_activity <= $1 ORDER BY last_activity LIMIT $2) RETURNING id";
+pub const SWEEP_ABANDONED_UPLOADS_PG: &str = "DELETE FROM upload_sessions WHERE id IN (SELECT id FROM upload_sessions \
+     WHERE status = 'uploading' AND last_activity <= $1 ORDER BY last_activity LIMIT $2 FOR UPDATE SKIP LOCKED) \
+     RETURNING id";
+
+/// Sweep: finished (or long-stale assembling) sessions older than $1. $2 limit.
+pub const SWEEP_FINISHED_UPLOADS: &str = "DELETE FROM upload_sessions WHERE id IN (SELECT id FROM upload_sessions \
+     WHERE status <> 'uploading' AND last_activity <= $1 ORDER BY last_activity LIMIT $2) RETURNING id";
+pub const SWEEP_FINISHED_UPLOADS_PG: &str = "DELETE FROM upload_sessions WHERE id IN (SELECT id FROM upload_sessions \
+     WHERE status <> 'uploading' AND last_activity <= $1 ORDER BY last_activity LIMIT $2 FOR UPDATE SKIP LOCKED) \
+     RETURNING id";
+
+/// Reconcile: does any row (live or retired) own this blob? $1 blob key.
+pub const CLIP_BLOB_EXISTS: &str = "SELECT 1 AS found FROM clips WHERE blob_key = $1 LIMIT 1";

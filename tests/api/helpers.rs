@@ -66,6 +66,9 @@ macro_rules! both_stores {
 /// A running server plus what a test needs to poke at it.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The running application's state, for calling job units (`sweep_once`) directly.
+    pub state: ferry::AppState,
+    pub config: Config,
     pub client: reqwest::Client,
     pub clock: Arc<ManualClock>,
     pub backend: Backend,
@@ -106,6 +109,33 @@ impl Drop for TestApp {
     }
 }
 
+/// A second ferry process-alike sharing `app`'s database and data directory (another instance
+/// behind the same load balancer), with its own listener.
+pub async fn spawn_sibling(app: &TestApp) -> TestApp {
+    let mut config = app.config.clone();
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    let clock = app.clock.clone();
+    let built = Application::build_with_clock(config.clone(), clock.clone())
+        .await
+        .expect("sibling builds");
+    let addr = built.local_addr();
+    let state = built.state().clone();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(built.run(shutdown.clone()));
+    TestApp {
+        addr,
+        state,
+        config,
+        client: app.client.clone(),
+        clock,
+        backend: app.backend,
+        shutdown,
+        server: Some(server),
+        db: None,
+        data_dir: tempfile::tempdir().expect("temp dir"),
+    }
+}
+
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     spawn_app_with(backend, |_| {}).await
 }
@@ -128,10 +158,11 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config
     };
     configure(&mut config);
     let clock = Arc::new(ManualClock::new(ferry::domain::clock::system_now_ms()));
-    let app = Application::build_with_clock(config, clock.clone())
+    let app = Application::build_with_clock(config.clone(), clock.clone())
         .await
         .expect("application builds");
     let addr = app.local_addr();
+    let state = app.state().clone();
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run(shutdown.clone()));
     let client = reqwest::Client::builder()
@@ -140,6 +171,8 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config
         .unwrap();
     Some(TestApp {
         addr,
+        state,
+        config,
         client,
         clock,
         backend,

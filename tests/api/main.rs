@@ -8,6 +8,8 @@ mod helpers;
 mod cli;
 mod download;
 mod health;
+// mod hostile;
 mod intake;
+mod protection;
 mod store;
 mod upload;

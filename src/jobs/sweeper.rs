@@ -1,0 +1,169 @@
+//! The scheduled sweep: deletes, in bounded batches driven by partial indexes, expired clips,
+//! consumed and deleted clips, abandoned and finished upload sessions with their chunks, and (on
+//! a slower cadence) blobs that no row owns. Rows go first, in one statement per batch (SKIP
+//! LOCKED on PostgreSQL, so instances share the work); blobs after, so a crash in between only
+//! leaves orphans, which the reconcile pass removes.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::blob::BlobKey;
+use crate::domain::{Deps, DomainError};
+
+/// Sweep settings, from configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct SweepSettings {
+    pub interval: Duration,
+    pub batch_size: i64,
+    /// Upload sessions with no activity for this long are abandoned.
+    pub abandon_after_ms: i64,
+    /// Completed sessions are kept this long, for idempotent repeated completes.
+    pub finished_retention_ms: i64,
+    /// Consumed or deleted clips keep their row this long (a download may still be streaming).
+    pub retired_grace_ms: i64,
+    /// Run the orphan reconcile every this many passes (0: never).
+    pub reconcile_every: u32,
+    /// Blobs younger than this are never orphans (their row may be about to commit).
+    pub orphan_grace_ms: i64,
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub expired_clips: u64,
+    pub retired_clips: u64,
+    pub abandoned_uploads: u64,
+    pub finished_uploads: u64,
+    pub blobs_deleted: u64,
+    pub orphans_deleted: u64,
+    pub batches: u64,
+}
+
+fn keys(raw: Vec<String>) -> Vec<BlobKey> {
+    raw.iter().filter_map(|k| BlobKey::parse(k).ok()).collect()
+}
+
+/// One pass over everything due at `now`, batch after batch until nothing is left.
+pub async fn sweep_once(deps: &Deps, settings: &SweepSettings, now: i64) -> Result<SweepReport, DomainError> {
+    let mut report = SweepReport::default();
+    let limit = settings.batch_size;
+    loop {
+        let gone = deps.store.sweep_expired_clips(now, limit).await?;
+        if gone.is_empty() {
+            break;
+        }
+        report.batches += 1;
+        report.expired_clips += gone.len() as u64;
+        report.blobs_deleted += deps.blobs.delete_many(keys(gone)).await?;
+    }
+    loop {
+        let gone = deps
+            .store
+            .sweep_retired_clips(now - settings.retired_grace_ms, limit)
+            .await?;
+        if gone.is_empty() {
+            break;
+        }
+        report.batches += 1;
+        report.retired_clips += gone.len() as u64;
+        report.blobs_deleted += deps.blobs.delete_many(keys(gone)).await?;
+    }
+    for finished in [false, true] {
+        loop {
+            let gone = if finished {
+                deps.store
+                    .sweep_finished_uploads(now - settings.finished_retention_ms, limit)
+                    .await?
+            } else {
+                deps.store
+                    .sweep_abandoned_uploads(now - settings.abandon_after_ms, limit)
+                    .await?
+            };
+            if gone.is_empty() {
+                break;
+            }
+            report.batches += 1;
+            for id in &gone {
+                if let Ok(prefix) = BlobKey::parse(&format!("chunks/{id}")) {
+                    deps.blobs.delete_prefix(&prefix).await?;
+                }
+            }
+            if finished {
+                report.finished_uploads += gone.len() as u64;
+            } else {
+                report.abandoned_uploads += gone.len() as u64;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Remove blobs no row owns: clip blobs without a clip row, chunk directories without an
+/// upload session. Only blobs older than the grace are considered. Walks one two-character
+/// prefix directory at a time, so memory stays small however many blobs there are.
+pub async fn reconcile_once(deps: &Deps, settings: &SweepSettings, now: i64) -> Result<u64, DomainError> {
+    let mut deleted = 0;
+    let old_enough = |modified: Option<i64>| modified.is_some_and(|m| m <= now - settings.orphan_grace_ms);
+    for shard in 0..=255u8 {
+        let prefix = format!("clips/{shard:02X}");
+        for key in deps.blobs.list(&prefix).await? {
+            if !deps.store.blob_has_clip(key.as_str()).await? && old_enough(deps.blobs.modified_ms(&key).await?) {
+                deleted += deps.blobs.delete_many(vec![key]).await?;
+            }
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for key in deps.blobs.list("chunks").await? {
+        let mut parts = key.as_str().split('/');
+        let (Some(_), Some(upload)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        if !seen.insert(upload.to_string()) {
+            continue;
+        }
+        if deps.store.upload(upload).await?.is_none() && old_enough(deps.blobs.modified_ms(&key).await?) {
+            let dir = BlobKey::parse(&format!("chunks/{upload}")).map_err(|e| DomainError::Internal(e.to_string()))?;
+            let count = deps.blobs.list(dir.as_str()).await?.len() as u64;
+            deps.blobs.delete_prefix(&dir).await?;
+            deleted += count;
+        }
+    }
+    Ok(deleted)
+}
+
+/// Sweep every `interval` until cancelled. Passes never overlap (each finishes before the next
+/// sleep); failures back off up to ten intervals.
+pub async fn run(deps: Deps, settings: SweepSettings, shutdown: CancellationToken) {
+    let mut pass: u32 = 0;
+    let mut failures: u32 = 0;
+    loop {
+        let wait = settings.interval * (1 + failures.min(9));
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        pass = pass.wrapping_add(1);
+        let now = deps.now();
+        match sweep_once(&deps, &settings, now).await {
+            Ok(report) => {
+                failures = 0;
+                if report != SweepReport::default() {
+                    tracing::info!(?report, "sweep");
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(error = %e, "sweep failed; backing off");
+                continue;
+            }
+        }
+        if settings.reconcile_every > 0 && pass % settings.reconcile_every == 0 {
+            match reconcile_once(&deps, &settings, now).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(orphans = n, "reconcile removed orphan blobs"),
+                Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+            }
+        }
+    }
+}
