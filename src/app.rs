@@ -30,6 +30,8 @@ pub struct AppState {
 struct Shared {
     config: Config,
     deps: Deps,
+    rate_limits: crate::http::ratelimit::SharedRateLimits,
+    admin_stats: crate::http::admin::StatsCache,
     store: Store,
     blobs: BlobStore,
     clock: SharedClock,
@@ -43,6 +45,12 @@ struct Shared {
 impl AppState {
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+    pub fn admin_stats(&self) -> &crate::http::admin::StatsCache {
+        &self.inner.admin_stats
+    }
+    pub fn rate_limits(&self) -> &crate::http::ratelimit::RateLimits {
+        &self.inner.rate_limits
     }
     pub fn deps(&self) -> &Deps {
         &self.inner.deps
@@ -119,9 +127,12 @@ impl Application {
             limits: Limits::from_config(&config),
             access: AccessHasher::new(config.upload.access_code_concurrency),
             complete_locks: KeyedLocks::default(),
+            last_sweep: Default::default(),
         };
         let state = AppState {
             inner: Arc::new(Shared {
+                rate_limits: Arc::new(crate::http::ratelimit::RateLimits::from_config(&config)),
+                admin_stats: Default::default(),
                 config,
                 deps,
                 store,
@@ -160,6 +171,15 @@ impl Application {
                 draining.cancel();
             }
         };
+        state.inner.tasks.spawn(crate::http::admin::refresh_loop(
+            state.clone(),
+            Duration::from_secs(30),
+            shutdown.child_token(),
+        ));
+        state.inner.tasks.spawn(crate::http::ratelimit::forget_idle_loop(
+            state.clone(),
+            shutdown.child_token(),
+        ));
         state.inner.tasks.spawn(sweeper::run(
             state.deps().clone(),
             state.sweep_settings(),

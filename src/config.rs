@@ -24,7 +24,12 @@ pub struct Config {
     pub database_url: Option<Secret>,
     #[serde(default)]
     pub public_url: Option<String>,
+    #[serde(default)]
+    pub admin_token: Option<Secret>,
     pub cors_origins: CommaList,
+    pub rate_limits: Switch,
+    pub trusted_proxies: CommaList,
+    pub rate: RateConfig,
     pub server: ServerConfig,
     pub limits: LimitsConfig,
     pub access: AccessConfig,
@@ -53,6 +58,42 @@ pub struct LimitsConfig {
     pub max_upload_size: ByteSize,
     pub max_text_size: ByteSize,
     pub max_expiry: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct RateConfig {
+    pub initiate_per_minute: u32,
+    pub reads_per_minute: u32,
+    pub downloads_per_minute: u32,
+    pub admin_auth_per_minute: u32,
+    pub quick_share_misses: u32,
+    #[serde(with = "humantime_serde")]
+    pub quick_share_block: Duration,
+}
+
+impl Config {
+    /// The trusted proxy networks, parsed (validate() has checked them).
+    pub fn trusted_proxy_nets(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies
+            .0
+            .iter()
+            .filter_map(|n| parse_net(n).ok())
+            .collect()
+    }
+}
+
+/// A CIDR, or a bare address meaning just that host.
+fn parse_net(raw: &str) -> Result<ipnet::IpNet, String> {
+    raw.parse::<ipnet::IpNet>()
+        .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{raw}` is not a CIDR like 10.0.0.0/8 or an address"))
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -213,6 +254,28 @@ impl Config {
         if self.access.pbkdf2_salt.is_empty() || self.access.pbkdf2_salt.len() > 256 {
             return Err(invalid("access.pbkdf2_salt", "must be 1 to 256 characters"));
         }
+        if let Some(token) = &self.admin_token
+            && token.expose().len() < 16
+        {
+            return Err(invalid("admin_token", "must be at least 16 characters"));
+        }
+        for net in &self.trusted_proxies.0 {
+            parse_net(net).map_err(|m| invalid("trusted_proxies", m))?;
+        }
+        for (key, n) in [
+            ("rate.initiate_per_minute", self.rate.initiate_per_minute),
+            ("rate.reads_per_minute", self.rate.reads_per_minute),
+            ("rate.downloads_per_minute", self.rate.downloads_per_minute),
+            ("rate.admin_auth_per_minute", self.rate.admin_auth_per_minute),
+            ("rate.quick_share_misses", self.rate.quick_share_misses),
+        ] {
+            if n == 0 {
+                return Err(invalid(
+                    key,
+                    "must be at least 1 (turn limits off with rate_limits = \"off\")",
+                ));
+            }
+        }
         for origin in &self.cors_origins.0 {
             let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
                 && !origin.ends_with('/')
@@ -273,7 +336,7 @@ fn reject_unknown_keys(figment: &Figment) -> Result<(), ConfigError> {
             };
             let known_child = known.get(key);
             // Optional top-level keys are absent from the serialised defaults.
-            let optional = prefix.is_empty() && matches!(key.as_str(), "database_url" | "public_url");
+            let optional = prefix.is_empty() && matches!(key.as_str(), "database_url" | "public_url" | "admin_token");
             match (known_child, value) {
                 (None, _) if optional => {}
                 (None, _) => return Err(ConfigError::UnknownKey(path)),

@@ -66,10 +66,16 @@ pub struct Deps {
     pub limits: Limits,
     pub access: access::AccessHasher,
     pub complete_locks: locks::KeyedLocks,
+    /// When the last sweep pass finished (ms since the epoch; 0: never).
+    pub last_sweep: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Deps {
     pub fn now(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    pub fn last_sweep_ms(&self) -> i64 {
+        self.last_sweep.load(std::sync::atomic::Ordering::Relaxed)
     }
 }

@@ -25,6 +25,14 @@ pub enum ApiError {
     /// The body is not the JSON object the route takes.
     #[error("bad json: {0}")]
     BadJson(String),
+    #[error("admin disabled")]
+    AdminDisabled,
+    #[error("admin login failed")]
+    AdminLoginFailed,
+    #[error("admin unauthorized")]
+    AdminUnauthorized,
+    #[error("rate limited")]
+    RateLimited { retry_after: u64, limit: u32 },
     #[error("unsupported media type")]
     UnsupportedMediaType,
     /// `GET /api/file/:id`: content is only served to POST, so previews cannot spend it.
@@ -58,6 +66,9 @@ impl ApiError {
             ApiError::BadJson(_) => StatusCode::BAD_REQUEST,
             ApiError::UsePost => StatusCode::GONE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::AdminDisabled => StatusCode::NOT_FOUND,
+            ApiError::AdminLoginFailed | ApiError::AdminUnauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Domain(e) => domain_status(e),
         }
     }
@@ -85,6 +96,21 @@ impl ApiError {
             ApiError::BadJson(why) => {
                 return json!({ "error": "Invalid JSON", "message": why, "code": "invalid_json" });
             }
+            ApiError::RateLimited { retry_after, .. } => {
+                return json!({
+                    "error": "Too many requests",
+                    "message": format!("Slow down; try again in {retry_after} s."),
+                    "code": "rate_limited",
+                    "retryAfter": retry_after,
+                });
+            }
+            ApiError::AdminDisabled => (
+                "Not found",
+                "The admin API is disabled: no admin token is configured.",
+                "admin_disabled",
+            ),
+            ApiError::AdminLoginFailed => ("Authentication failed", "Invalid admin password", "admin_login_failed"),
+            ApiError::AdminUnauthorized => ("Unauthorized", "Invalid admin token", "admin_unauthorized"),
             ApiError::UnsupportedMediaType => (
                 "Unsupported media type",
                 "Send application/octet-stream or multipart/form-data as this route expects.",
@@ -238,6 +264,13 @@ impl IntoResponse for ApiError {
             tracing::error!(cause = %self, "request failed");
         }
         let mut response = (status, axum::Json(self.body())).into_response();
+        if let ApiError::RateLimited { retry_after, limit } = &self {
+            let h = response.headers_mut();
+            h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            h.insert("ratelimit-limit", HeaderValue::from(*limit));
+            h.insert("ratelimit-remaining", HeaderValue::from(0u32));
+            h.insert("ratelimit-reset", HeaderValue::from(*retry_after));
+        }
         if let ApiError::Domain(DomainError::RangeNotSatisfiable { size }) = &self
             && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
         {

@@ -2,12 +2,14 @@
 //! body limits, JSON error bodies). Handlers here parse, call one service, and map the result;
 //! they hold no business rules, SQL or file paths.
 
+pub mod admin;
 pub mod clips;
 pub mod download;
 pub mod error;
 pub mod health;
 pub mod input;
 pub mod oneshot;
+pub mod ratelimit;
 pub mod security;
 pub mod upload;
 
@@ -72,12 +74,18 @@ pub fn router(state: AppState) -> Router {
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz));
 
+    let limited =
+        |group: ratelimit::Group| axum::middleware::from_fn_with_state((state.clone(), group), ratelimit::limit);
     // JSON routes: small bodies, refused past the limit before any handler runs.
-    let json = Router::new()
+    let initiate = Router::new()
         .route("/api/upload/initiate", post(upload::initiate))
+        .route_layer(limited(ratelimit::Group::Initiate));
+    // The rest of an upload that was allowed at initiate is never throttled.
+    let upload_steps = Router::new()
         .route("/api/upload/complete/{upload_id}", post(upload::complete))
         .route("/api/upload/{upload_id}/status", get(upload::status))
-        .route("/api/upload/{upload_id}", axum::routing::delete(upload::cancel))
+        .route("/api/upload/{upload_id}", axum::routing::delete(upload::cancel));
+    let reads = Router::new()
         .route("/api/clip/{id}/info", get(clips::info))
         .route(
             "/api/clip/{id}",
@@ -85,17 +93,35 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/file/{id}/info", get(clips::file_info))
         .route("/api/config", get(clips::client_config))
+        .route_layer(limited(ratelimit::Group::Reads));
+    let downloads = Router::new()
         .route("/api/file/{id}", get(clips::file_get).post(download::download))
         .route("/raw/{id}", get(download::raw))
         .route("/raw/{id}/{name}", get(download::raw))
+        .route_layer(limited(ratelimit::Group::Downloads));
+    let admin = Router::new()
+        .route("/api/admin/auth", post(admin::auth))
+        .route_layer(limited(ratelimit::Group::AdminAuth))
+        .route("/api/admin/stats", get(admin::stats))
+        .route("/api/admin/clips", get(admin::clips))
+        .route("/api/admin/system", get(admin::system));
+    let json = Router::new()
+        .merge(admin)
+        .merge(initiate)
+        .merge(upload_steps)
+        .merge(reads)
+        .merge(downloads)
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(error::TIMEOUT_STATUS, timeout));
     // Streaming uploads: the services enforce chunk and clip size limits as bytes arrive.
+    let one_shot = Router::new()
+        .route("/api/clips", post(oneshot::post))
+        .route("/api/clips/{filename}", put(oneshot::put))
+        .route_layer(limited(ratelimit::Group::Initiate));
     let streams = Router::new()
         .route("/api/upload/chunk/{upload_id}/{chunk}", post(upload::chunk))
-        .route("/api/clips", post(oneshot::post))
         .route("/api/clips/", put(oneshot::put_without_name))
-        .route("/api/clips/{filename}", put(oneshot::put))
+        .merge(one_shot)
         .layer(DefaultBodyLimit::disable())
         // A slow client may take long to send a large body; it gets its own, longer deadline.
         .layer(TimeoutLayer::with_status_code(error::TIMEOUT_STATUS, upload_timeout));

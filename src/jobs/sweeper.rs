@@ -96,6 +96,7 @@ pub async fn sweep_once(deps: &Deps, settings: &SweepSettings, now: i64) -> Resu
             }
         }
     }
+    deps.last_sweep.store(now, std::sync::atomic::Ordering::Relaxed);
     Ok(report)
 }
 

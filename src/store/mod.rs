@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use crate::config::Config;
 
 pub use migrate::{Migration, MigrationReport};
-pub use records::{ChunkRecord, ClipRecord, NewClip, UploadRecord};
+pub use records::{ChunkRecord, ClipRecord, ClipStats, NewClip, UploadRecord};
 
 use records::{Decode, P};
 
@@ -343,5 +343,23 @@ impl Store {
             .query_opt(sql::CLIP_BLOB_EXISTS, vec![text(blob_key)], |r| r.i32("found"))
             .await?
             .is_some())
+    }
+}
+
+/// Admin views.
+impl Store {
+    pub async fn clip_stats(&self, now: i64) -> Result<ClipStats, StoreError> {
+        Ok(self
+            .query_opt(sql::CLIP_STATS, vec![P::I64(now)], ClipStats::decode)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// The newest clips with their deletion time.
+    pub async fn recent_clips(&self, limit: i64) -> Result<Vec<(ClipRecord, Option<i64>)>, StoreError> {
+        self.query(sql::RECENT_CLIPS, vec![P::I64(limit)], |r| {
+            Ok((ClipRecord::decode(r)?, r.opt_i64("deleted_at")?))
+        })
+        .await
     }
 }

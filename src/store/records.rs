@@ -229,3 +229,29 @@ impl ChunkRecord {
         })
     }
 }
+
+/// Counts for the admin statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClipStats {
+    pub total: i64,
+    pub active: i64,
+    pub accesses: i64,
+    pub protected: i64,
+    pub quick: i64,
+    pub once: i64,
+    pub normal: i64,
+}
+
+impl ClipStats {
+    pub fn decode(r: &dyn RowLike) -> Result<ClipStats, StoreError> {
+        Ok(ClipStats {
+            total: r.i64("total")?,
+            active: r.i64("active")?,
+            accesses: r.i64("accesses")?,
+            protected: r.i64("protected")?,
+            quick: r.i64("quick")?,
+            once: r.i64("once")?,
+            normal: r.i64("normal")?,
+        })
+    }
+}

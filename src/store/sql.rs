@@ -153,3 +153,20 @@ pub const SWEEP_FINISHED_UPLOADS_PG: &str = "DELETE FROM upload_sessions WHERE i
 
 /// Reconcile: does any row (live or retired) own this blob? $1 blob key.
 pub const CLIP_BLOB_EXISTS: &str = "SELECT 1 AS found FROM clips WHERE blob_key = $1 LIMIT 1";
+
+/// Admin statistics over the clips table, one scan. $1 now.
+pub const CLIP_STATS: &str = "SELECT count(*) AS total, \
+     coalesce(sum(CASE WHEN consumed_at IS NULL AND deleted_at IS NULL AND expires_at > $1 THEN 1 ELSE 0 END), 0) AS active, \
+     coalesce(sum(download_count), 0) AS accesses, \
+     coalesce(sum(CASE WHEN access_code_hash IS NOT NULL THEN 1 ELSE 0 END), 0) AS protected, \
+     coalesce(sum(CASE WHEN quick_share THEN 1 ELSE 0 END), 0) AS quick, \
+     coalesce(sum(CASE WHEN one_time THEN 1 ELSE 0 END), 0) AS once, \
+     coalesce(sum(CASE WHEN access_code_hash IS NULL AND NOT quick_share AND NOT one_time THEN 1 ELSE 0 END), 0) AS normal \
+     FROM clips";
+
+/// The newest clips, for the admin list. $1 limit.
+pub const RECENT_CLIPS: &str = concat!(
+    "SELECT ",
+    clip_cols!(),
+    ", deleted_at FROM clips ORDER BY id DESC LIMIT $1"
+);

@@ -147,6 +147,8 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config
     config.bind = "127.0.0.1:0".parse().unwrap();
     config.data_dir = data_dir.path().to_path_buf();
     config.server.shutdown_grace = Duration::from_secs(5);
+    // Tests fire many requests from one address; the rate-limit tests turn limits back on.
+    config.rate_limits = ferry::config::Switch::Off;
     let db = match backend {
         Backend::Embedded => None,
         Backend::Postgres => {

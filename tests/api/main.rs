@@ -5,11 +5,13 @@
 #[macro_use]
 mod helpers;
 
+mod admin;
 mod cli;
 mod download;
 mod health;
 // mod hostile;
 mod intake;
 mod protection;
+mod ratelimit;
 mod store;
 mod upload;

@@ -1,0 +1,162 @@
+//! The admin API (Qopy's shapes): `POST /api/admin/auth`, and with `Authorization: Bearer
+//! <admin token>`: `/api/admin/stats` (served from memory, refreshed in the background),
+//! `/api/admin/clips` (newest 20), `/api/admin/system`. Disabled (404) when no token is
+//! configured. The token is compared in constant time; odd input is a 401, never a 5xx.
+
+use std::sync::RwLock;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::input::{Fields, JsonObject};
+use crate::app::AppState;
+use crate::domain::access::constant_time_eq;
+use crate::domain::{DomainError, Location};
+use crate::store::ClipStats;
+
+/// Statistics as last computed, with when.
+#[derive(Default)]
+pub struct StatsCache(RwLock<Option<(ClipStats, i64)>>);
+
+impl StatsCache {
+    fn get(&self) -> Option<(ClipStats, i64)> {
+        *self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Recompute the statistics once (one aggregate scan) and keep them in memory.
+pub async fn refresh_stats_once(state: &AppState) -> Result<(), DomainError> {
+    let now = state.now_ms();
+    let stats = state.store().clip_stats(now).await?;
+    *state.admin_stats().0.write().unwrap_or_else(|p| p.into_inner()) = Some((stats, now));
+    Ok(())
+}
+
+/// Refresh every `every` until cancelled (first run at once).
+pub async fn refresh_loop(state: AppState, every: Duration, shutdown: tokio_util::sync::CancellationToken) {
+    loop {
+        if state.config().admin_token.is_some()
+            && let Err(e) = refresh_stats_once(&state).await
+        {
+            tracing::warn!(error = %e, "admin statistics refresh failed");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+fn token_matches(state: &AppState, given: &[u8]) -> Result<bool, ApiError> {
+    let Some(token) = &state.config().admin_token else {
+        return Err(ApiError::AdminDisabled);
+    };
+    Ok(constant_time_eq(given, token.expose().as_bytes()))
+}
+
+fn require_bearer(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes())
+        .and_then(|v| v.strip_prefix(b"Bearer "))
+        .unwrap_or(b"");
+    if token_matches(state, given)? {
+        Ok(())
+    } else {
+        Err(ApiError::AdminUnauthorized)
+    }
+}
+
+/// POST /api/admin/auth `{"password"}`
+pub async fn auth(State(state): State<AppState>, JsonObject(body): JsonObject) -> Result<Json<Value>, ApiError> {
+    let mut f = Fields::new(&body);
+    let password = f.required("password", |p| {
+        if (1..=256).contains(&p.chars().count()) {
+            Ok(p.to_string())
+        } else {
+            Err("must be 1 to 256 characters")
+        }
+    });
+    if state.config().admin_token.is_none() {
+        return Err(ApiError::AdminDisabled);
+    }
+    f.finish()?;
+    let password = password.ok_or_else(|| DomainError::invalid("password", "is required", Location::Body))?;
+    if token_matches(&state, password.as_bytes())? {
+        Ok(Json(json!({ "success": true, "message": "Authentication successful" })))
+    } else {
+        Err(ApiError::AdminLoginFailed)
+    }
+}
+
+fn percent(part: i64, total: i64) -> i64 {
+    if total == 0 {
+        0
+    } else {
+        (part * 100 + total / 2) / total
+    }
+}
+
+/// GET /api/admin/stats
+pub async fn stats(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    require_bearer(&state, &headers)?;
+    if state.admin_stats().get().is_none() {
+        refresh_stats_once(&state).await?;
+    }
+    let (s, at) = state.admin_stats().get().unwrap_or_default();
+    Ok(Json(json!({
+        "totalClips": s.total,
+        "activeClips": s.active,
+        "totalAccesses": s.accesses,
+        "passwordClips": s.protected,
+        "passwordPercentage": percent(s.protected, s.total),
+        "quickShareClips": s.quick,
+        "quickSharePercentage": percent(s.quick, s.total),
+        "oneTimeClips": s.once,
+        "normalClips": s.normal,
+        "lastUpdated": at,
+    })))
+}
+
+/// GET /api/admin/clips — the newest 20, as a bare array.
+pub async fn clips(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    require_bearer(&state, &headers)?;
+    let now = state.now_ms();
+    let rows = state.store().recent_clips(20).await.map_err(DomainError::from)?;
+    Ok(Json(Value::Array(
+        rows.into_iter()
+            .map(|(c, deleted_at)| {
+                json!({
+                    "clip_id": c.code,
+                    "created_at": c.created_at,
+                    "expiration_time": c.expires_at,
+                    "is_expired": c.expires_at <= now || c.consumed_at.is_some() || deleted_at.is_some(),
+                    "access_count": c.download_count,
+                    "has_password": c.access_code_hash.is_some(),
+                    "one_time": c.one_time,
+                })
+            })
+            .collect(),
+    )))
+}
+
+/// GET /api/admin/system
+pub async fn system(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    require_bearer(&state, &headers)?;
+    let connected = state.store().ping().await.is_ok();
+    let last_sweep = state.deps().last_sweep_ms();
+    Ok(Json(json!({
+        "status": "OK",
+        "version": env!("CARGO_PKG_VERSION"),
+        "environment": "production",
+        "database": if connected { "Connected" } else { "Disconnected" },
+        "store": state.store().kind(),
+        "lastCleanup": if last_sweep > 0 { json!(last_sweep) } else { Value::Null },
+        "currentTime": state.now_ms(),
+        "uptime": state.uptime().as_secs(),
+    })))
+}
