@@ -77,17 +77,44 @@ impl AppState {
         &self.inner.tasks
     }
     pub fn sweep_settings(&self) -> SweepSettings {
-        let c = &self.inner.config.sweep;
-        let ms = |d: Duration| d.as_millis() as i64;
-        SweepSettings {
-            interval: c.interval,
-            batch_size: c.batch_size,
-            abandon_after_ms: ms(c.abandon_after),
-            finished_retention_ms: ms(c.finished_retention),
-            retired_grace_ms: ms(c.retired_grace),
-            reconcile_every: c.reconcile_every,
-            orphan_grace_ms: ms(c.orphan_grace),
-        }
+        sweep_settings(&self.inner.config)
+    }
+}
+
+/// Open the store (migrating it) and blob storage, and bundle what the services need. Used by
+/// the server and by one-shot commands such as `ferry sweep`.
+pub async fn open_deps(config: &Config, clock: SharedClock) -> anyhow::Result<Deps> {
+    let store = Store::open(config).await?;
+    let report = store.migrate().await.context("applying migrations")?;
+    if !report.applied.is_empty() {
+        tracing::info!(applied = ?report.applied, version = report.current, "migrations applied");
+    }
+    let blobs = BlobStore::filesystem(config.data_dir.join("blobs"))
+        .await
+        .with_context(|| format!("opening blob storage under {}", config.data_dir.display()))?;
+    Ok(Deps {
+        store,
+        blobs,
+        clock,
+        limits: Limits::from_config(config),
+        access: AccessHasher::new(config.upload.access_code_concurrency),
+        complete_locks: KeyedLocks::default(),
+        last_sweep: Default::default(),
+    })
+}
+
+/// Sweep settings from configuration.
+pub fn sweep_settings(config: &Config) -> SweepSettings {
+    let c = &config.sweep;
+    let ms = |d: Duration| d.as_millis() as i64;
+    SweepSettings {
+        interval: c.interval,
+        batch_size: c.batch_size,
+        abandon_after_ms: ms(c.abandon_after),
+        finished_retention_ms: ms(c.finished_retention),
+        retired_grace_ms: ms(c.retired_grace),
+        reconcile_every: c.reconcile_every,
+        orphan_grace_ms: ms(c.orphan_grace),
     }
 }
 
@@ -107,28 +134,13 @@ impl Application {
     /// Build with an injected clock (tests move time without sleeping).
     pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Application> {
         config.validate()?;
-        let store = Store::open(&config).await?;
-        let report = store.migrate().await.context("applying migrations")?;
-        if !report.applied.is_empty() {
-            tracing::info!(applied = ?report.applied, version = report.current, "migrations applied");
-        }
-        let blobs = BlobStore::filesystem(config.data_dir.join("blobs"))
-            .await
-            .with_context(|| format!("opening blob storage under {}", config.data_dir.display()))?;
+        let deps = open_deps(&config, clock.clone()).await?;
+        let (store, blobs) = (deps.store.clone(), deps.blobs.clone());
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("binding {}", config.bind))?;
         let addr = listener.local_addr()?;
         tracing::info!(store = %store.describe(), blobs = blobs.kind(), "ready");
-        let deps = Deps {
-            store: store.clone(),
-            blobs: blobs.clone(),
-            clock: clock.clone(),
-            limits: Limits::from_config(&config),
-            access: AccessHasher::new(config.upload.access_code_concurrency),
-            complete_locks: KeyedLocks::default(),
-            last_sweep: Default::default(),
-        };
         let state = AppState {
             inner: Arc::new(Shared {
                 rate_limits: Arc::new(crate::http::ratelimit::RateLimits::from_config(&config)),

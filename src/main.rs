@@ -35,19 +35,33 @@ enum Command {
     Serve,
     /// Apply pending database migrations to the configured store and exit.
     Migrate,
+    /// Run one sweep pass now (expired, consumed and deleted clips, abandoned uploads), print
+    /// what it removed as JSON, and exit. Safe beside running servers.
+    Sweep {
+        /// Also remove blobs that no row owns (slower: walks all blobs).
+        #[arg(long)]
+        reconcile: bool,
+    },
 }
 
-fn init_tracing(config: &Config) {
+/// Logs go to stdout for the server; one-shot commands keep stdout for their result.
+fn init_tracing(config: &Config, to_stderr: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let ansi = if to_stderr {
+        std::io::IsTerminal::is_terminal(&std::io::stderr())
+    } else {
+        std::io::IsTerminal::is_terminal(&std::io::stdout())
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
         .with_ansi(ansi);
-    match config.log.format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    match (config.log.format, to_stderr) {
+        (LogFormat::Text, false) => builder.init(),
+        (LogFormat::Text, true) => builder.with_writer(std::io::stderr).init(),
+        (LogFormat::Json, false) => builder.json().init(),
+        (LogFormat::Json, true) => builder.json().with_writer(std::io::stderr).init(),
     }
 }
 
@@ -83,10 +97,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(&config);
-    let result = match cli.command.unwrap_or(Command::Serve) {
+    let command = cli.command.unwrap_or(Command::Serve);
+    init_tracing(&config, !matches!(command, Command::Serve));
+    let result = match command {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(config).await,
+        Command::Sweep { reconcile } => sweep(config, reconcile).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -114,5 +130,32 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
         report.current
     );
     store.close();
+    Ok(())
+}
+
+async fn sweep(config: Config, reconcile: bool) -> anyhow::Result<()> {
+    let clock: ferry::domain::clock::SharedClock = std::sync::Arc::new(ferry::domain::clock::SystemClock);
+    let deps = ferry::app::open_deps(&config, clock).await?;
+    let settings = ferry::app::sweep_settings(&config);
+    let started = std::time::Instant::now();
+    let now = deps.now();
+    let report = ferry::jobs::sweeper::sweep_once(&deps, &settings, now).await?;
+    let orphans = if reconcile {
+        ferry::jobs::sweeper::reconcile_once(&deps, &settings, now).await?
+    } else {
+        0
+    };
+    println!(
+        "{{\"expiredClips\":{},\"retiredClips\":{},\"abandonedUploads\":{},\"finishedUploads\":{},\"blobsDeleted\":{},\"orphansDeleted\":{},\"batches\":{},\"seconds\":{:.3}}}",
+        report.expired_clips,
+        report.retired_clips,
+        report.abandoned_uploads,
+        report.finished_uploads,
+        report.blobs_deleted,
+        orphans,
+        report.batches,
+        started.elapsed().as_secs_f64()
+    );
+    deps.store.close();
     Ok(())
 }

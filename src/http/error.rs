@@ -25,6 +25,10 @@ pub enum ApiError {
     /// The body is not the JSON object the route takes.
     #[error("bad json: {0}")]
     BadJson(String),
+    /// A client error a layer or extractor produced without saying more (e.g. a path
+    /// parameter that is not UTF-8).
+    #[error("client error {0}")]
+    Client(StatusCode),
     #[error("admin disabled")]
     AdminDisabled,
     #[error("admin login failed")]
@@ -67,6 +71,7 @@ impl ApiError {
             ApiError::UsePost => StatusCode::GONE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Client(status) => *status,
             ApiError::AdminDisabled => StatusCode::NOT_FOUND,
             ApiError::AdminLoginFailed | ApiError::AdminUnauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Domain(e) => domain_status(e),
@@ -104,6 +109,7 @@ impl ApiError {
                     "retryAfter": retry_after,
                 });
             }
+            ApiError::Client(_) => ("Bad request", "The request could not be understood.", "bad_request"),
             ApiError::AdminDisabled => (
                 "Not found",
                 "The admin API is disabled: no admin token is configured.",
@@ -134,6 +140,7 @@ impl ApiError {
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
             TIMEOUT_STATUS => ApiError::Timeout,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
+            other if other.is_client_error() => ApiError::Client(other),
             other => ApiError::Internal(format!("bare {other} from a layer")),
         }
     }

@@ -183,24 +183,30 @@ pub async fn post(
         .map_err(|e| ApiError::from(DomainError::BadBody(e.body_text())))?;
     let deps = state.deps();
     let mut done: Option<Completed> = None;
-    while let Some(field) = form.next_field().await.map_err(bad)? {
-        if field.name() != Some("file") {
-            continue;
+    let read_form = async {
+        while let Some(field) = form.next_field().await.map_err(bad)? {
+            if field.name() != Some("file") {
+                continue;
+            }
+            if done.is_some() {
+                return Err(DomainError::invalid("file", "must appear once", Location::Body).into());
+            }
+            let name = field.file_name().unwrap_or("upload.bin").to_string();
+            let filename = Filename::parse(&name).map_err(|m| DomainError::invalid("file", m, Location::Body))?;
+            let one = request(&headers, &query, filename, field.content_type(), None)?;
+            done = Some(clips::create_one_shot(deps, one, field).await?);
         }
-        if let Some(first) = done.take() {
-            // A second file: undo the first so nothing half-made remains.
-            let _ = clips::delete(
-                deps,
-                &crate::domain::types::ClipId::parse(&first.clip.code).expect("stored code"),
-                Some(&first.delete_token),
-            )
-            .await;
-            return Err(DomainError::invalid("file", "must appear once", Location::Body).into());
+        Ok::<(), ApiError>(())
+    };
+    if let Err(e) = read_form.await {
+        // The form broke (or repeated the file) after a clip was made: undo it.
+        if let Some(made) = done.take() {
+            let id = crate::domain::types::ClipId::parse(&made.clip.code).expect("stored codes parse");
+            if let Err(undo) = clips::delete(deps, &id, Some(&made.delete_token)).await {
+                tracing::warn!(error = %undo, "could not undo a half-received one-request upload");
+            }
         }
-        let name = field.file_name().unwrap_or("upload.bin").to_string();
-        let filename = Filename::parse(&name).map_err(|m| DomainError::invalid("file", m, Location::Body))?;
-        let one = request(&headers, &query, filename, field.content_type(), None)?;
-        done = Some(clips::create_one_shot(deps, one, field).await?);
+        return Err(e);
     }
     let done = done.ok_or_else(|| DomainError::invalid("file", "is required", Location::Body))?;
     Ok(respond(&base, &headers, done))

@@ -180,3 +180,20 @@ fn ureq_get(addr: std::net::SocketAddr, path: &str) -> String {
     s.read_to_string(&mut out).unwrap();
     out
 }
+
+#[test]
+fn sweep_runs_one_pass_and_reports_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = binary()
+        .arg("sweep")
+        .arg("--reconcile")
+        .env("FERRY_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = String::from_utf8(out.stdout).unwrap();
+    let report: serde_json::Value = serde_json::from_str(line.trim()).expect("one JSON line");
+    assert_eq!(report["expiredClips"], 0);
+    assert_eq!(report["orphansDeleted"], 0);
+    assert!(report["seconds"].is_f64());
+}

@@ -9,7 +9,7 @@ mod admin;
 mod cli;
 mod download;
 mod health;
-// mod hostile;
+mod hostile;
 mod intake;
 mod protection;
 mod ratelimit;

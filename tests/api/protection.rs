@@ -343,3 +343,35 @@ async fn two_instances_on_one_postgres_hand_out_a_one_time_clip_exactly_once() {
         assert_eq!(outcomes.iter().filter(|(s, _)| *s == 200).count(), 3, "round {round}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_sweeping_one_postgres_never_take_the_same_rows() {
+    let Some(a) = spawn_app_with(Backend::Postgres, small_chunks).await else {
+        return;
+    };
+    let b = spawn_sibling(&a).await;
+    let client = crate::helpers::pg_connect(&a.db.as_ref().unwrap().url).await;
+    let now = a.clock.now_ms();
+    client
+        .batch_execute(&format!(
+            "INSERT INTO clips (code, kind, blob_key, size, sha256, created_at, expires_at, delete_token_hash)
+             SELECT lpad(g::text, 10, '0'), 'file', 'clips/00/' || lpad(g::text, 16, '0'), 1, repeat('0', 64),
+                    {now} - 2000, {now} - 1000, 'x' FROM generate_series(1, 20000) AS g"
+        ))
+        .await
+        .unwrap();
+    let mut settings = a.state.sweep_settings();
+    settings.batch_size = 200;
+    let (ra, rb) = tokio::join!(
+        ferry::jobs::sweeper::sweep_once(a.state.deps(), &settings, now),
+        ferry::jobs::sweeper::sweep_once(b.state.deps(), &settings, now),
+    );
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(ra.expired_clips + rb.expired_clips, 20000, "{ra:?} {rb:?}");
+    let left: i64 = client
+        .query_one("SELECT count(*) FROM clips", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+}
