@@ -17,9 +17,7 @@ fn scan(dir: &Path) -> BTreeMap<u32, (String, String)> {
             .strip_prefix('V')
             .and_then(|rest| rest.split_once("__"))
             .unwrap_or_else(|| panic!("migration {file}: expected V<n>__<name>.sql"));
-        let version: u32 = version
-            .parse()
-            .unwrap_or_else(|_| panic!("migration {file}: bad version"));
+        let version: u32 = version.parse().unwrap_or_else(|_| panic!("migration {file}: bad version"));
         let abs = path.canonicalize().unwrap().to_string_lossy().into_owned();
         if out.insert(version, (name.to_string(), abs)).is_some() {
             panic!("migration version {version} appears twice in {}", dir.display());
@@ -35,26 +33,16 @@ fn main() {
     let lite = scan(&root.join("sqlite"));
     let pg_versions: Vec<_> = pg.keys().collect();
     let lite_versions: Vec<_> = lite.keys().collect();
-    assert_eq!(
-        pg_versions, lite_versions,
-        "postgres and sqlite migrations must have the same versions"
-    );
+    assert_eq!(pg_versions, lite_versions, "postgres and sqlite migrations must have the same versions");
     for (i, v) in pg.keys().enumerate() {
-        assert_eq!(
-            *v as usize,
-            i + 1,
-            "migration versions must run 1, 2, 3, ... without gaps"
-        );
+        assert_eq!(*v as usize, i + 1, "migration versions must run 1, 2, 3, ... without gaps");
     }
     let mut code = String::new();
     for (name, set) in [("POSTGRES", &pg), ("SQLITE", &lite)] {
         writeln!(code, "pub static {name}: &[Migration] = &[").unwrap();
         for (version, (mname, path)) in set {
-            writeln!(
-                code,
-                "    Migration {{ version: {version}, name: {mname:?}, sql: include_str!({path:?}) }},"
-            )
-            .unwrap();
+            writeln!(code, "    Migration {{ version: {version}, name: {mname:?}, sql: include_str!({path:?}) }},")
+                .unwrap();
         }
         writeln!(code, "];").unwrap();
     }

@@ -92,10 +92,14 @@ pub async fn open_deps(config: &Config, clock: SharedClock) -> anyhow::Result<De
     let blobs = BlobStore::filesystem(config.data_dir.join("blobs"))
         .await
         .with_context(|| format!("opening blob storage under {}", config.data_dir.display()))?;
+    let background = CancellationToken::new();
+    let cache = crate::cache::Cache::from_config(config, &background);
     Ok(Deps {
         store,
         blobs,
         clock,
+        cache,
+        background,
         limits: Limits::from_config(config),
         access: AccessHasher::new(config.upload.access_code_concurrency),
         complete_locks: KeyedLocks::default(),
@@ -134,11 +138,10 @@ impl Application {
     /// Build with an injected clock (tests move time without sleeping).
     pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Application> {
         config.validate()?;
+        crate::http::metrics::handle();
         let deps = open_deps(&config, clock.clone()).await?;
         let (store, blobs) = (deps.store.clone(), deps.blobs.clone());
-        let listener = TcpListener::bind(config.bind)
-            .await
-            .with_context(|| format!("binding {}", config.bind))?;
+        let listener = TcpListener::bind(config.bind).await.with_context(|| format!("binding {}", config.bind))?;
         let addr = listener.local_addr()?;
         tracing::info!(store = %store.describe(), blobs = blobs.kind(), "ready");
         let state = AppState {
@@ -188,15 +191,8 @@ impl Application {
             Duration::from_secs(30),
             shutdown.child_token(),
         ));
-        state.inner.tasks.spawn(crate::http::ratelimit::forget_idle_loop(
-            state.clone(),
-            shutdown.child_token(),
-        ));
-        state.inner.tasks.spawn(sweeper::run(
-            state.deps().clone(),
-            state.sweep_settings(),
-            shutdown.child_token(),
-        ));
+        state.inner.tasks.spawn(crate::http::ratelimit::forget_idle_loop(state.clone(), shutdown.child_token()));
+        state.inner.tasks.spawn(sweeper::run(state.deps().clone(), state.sweep_settings(), shutdown.child_token()));
         let server = axum::serve(listener, app).with_graceful_shutdown(signal).into_future();
         let mut server = std::pin::pin!(server);
         tokio::select! {
@@ -213,6 +209,7 @@ impl Application {
         if tokio::time::timeout(grace, state.inner.tasks.wait()).await.is_err() {
             tracing::warn!("shutdown: background tasks did not finish within the grace period");
         }
+        state.deps().background.cancel();
         state.store().close();
         tracing::info!("shutdown complete");
         Ok(())

@@ -26,6 +26,10 @@ pub struct Config {
     pub public_url: Option<String>,
     #[serde(default)]
     pub admin_token: Option<Secret>,
+    #[serde(default)]
+    pub redis_url: Option<Secret>,
+    pub cache: CacheMode,
+    pub lookup_cache: LookupCacheConfig,
     pub cors_origins: CommaList,
     pub rate_limits: Switch,
     pub trusted_proxies: CommaList,
@@ -62,6 +66,24 @@ pub struct LimitsConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
+pub enum CacheMode {
+    Memory,
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct LookupCacheConfig {
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    pub max_entries: u64,
+    #[serde(with = "humantime_serde")]
+    pub negative_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub redis_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Switch {
     On,
     Off,
@@ -81,11 +103,7 @@ pub struct RateConfig {
 impl Config {
     /// The trusted proxy networks, parsed (validate() has checked them).
     pub fn trusted_proxy_nets(&self) -> Vec<ipnet::IpNet> {
-        self.trusted_proxies
-            .0
-            .iter()
-            .filter_map(|n| parse_net(n).ok())
-            .collect()
+        self.trusted_proxies.0.iter().filter_map(|n| parse_net(n).ok()).collect()
     }
 }
 
@@ -202,10 +220,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
-            ConfigError::Invalid {
-                key,
-                problem: problem.into(),
-            }
+            ConfigError::Invalid { key, problem: problem.into() }
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must not be empty"));
@@ -242,10 +257,7 @@ impl Config {
             return Err(invalid("limits.max_upload_size", "must be greater than zero"));
         }
         if self.limits.max_upload_size.0 / self.limits.chunk_size.0 > 1_000_000 {
-            return Err(invalid(
-                "limits.max_upload_size",
-                "needs more than a million chunks; raise limits.chunk_size",
-            ));
+            return Err(invalid("limits.max_upload_size", "needs more than a million chunks; raise limits.chunk_size"));
         }
         if self.limits.max_text_size.0 == 0 {
             return Err(invalid("limits.max_text_size", "must be greater than zero"));
@@ -253,6 +265,18 @@ impl Config {
         crate::domain::types::Expiry::parse(&self.limits.max_expiry).map_err(|m| invalid("limits.max_expiry", m))?;
         if self.access.pbkdf2_salt.is_empty() || self.access.pbkdf2_salt.len() > 256 {
             return Err(invalid("access.pbkdf2_salt", "must be 1 to 256 characters"));
+        }
+        if let Some(url) = &self.redis_url {
+            let ok = url.expose().starts_with("redis://") || url.expose().starts_with("rediss://");
+            if !ok || redis::Client::open(url.expose()).is_err() {
+                return Err(invalid("redis_url", "must be a redis:// URL"));
+            }
+        }
+        if self.lookup_cache.max_entries == 0 || self.lookup_cache.redis_timeout.is_zero() {
+            return Err(invalid(
+                "lookup_cache.max_entries",
+                "and lookup_cache.redis_timeout must be greater than zero",
+            ));
         }
         if let Some(token) = &self.admin_token
             && token.expose().len() < 16
@@ -270,10 +294,7 @@ impl Config {
             ("rate.quick_share_misses", self.rate.quick_share_misses),
         ] {
             if n == 0 {
-                return Err(invalid(
-                    key,
-                    "must be at least 1 (turn limits off with rate_limits = \"off\")",
-                ));
+                return Err(invalid(key, "must be at least 1 (turn limits off with rate_limits = \"off\")"));
             }
         }
         for origin in &self.cors_origins.0 {
@@ -306,10 +327,7 @@ impl Config {
             return Err(invalid("store.sqlite_connections", "must be between 1 and 64"));
         }
         if self.store.connect_timeout.is_zero() || self.store.acquire_timeout.is_zero() {
-            return Err(invalid(
-                "store.connect_timeout",
-                "and store.acquire_timeout must be greater than zero",
-            ));
+            return Err(invalid("store.connect_timeout", "and store.acquire_timeout must be greater than zero"));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid("log.level", format!("is not a valid filter ({e})")))?;
@@ -329,14 +347,11 @@ fn reject_unknown_keys(figment: &Figment) -> Result<(), ConfigError> {
     let given: figment::value::Dict = figment.extract().map_err(|e| ConfigError::Parse(one_line(&e)))?;
     fn walk(prefix: &str, given: &figment::value::Dict, known: &serde_json::Value) -> Result<(), ConfigError> {
         for (key, value) in given {
-            let path = if prefix.is_empty() {
-                key.clone()
-            } else {
-                format!("{prefix}.{key}")
-            };
+            let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
             let known_child = known.get(key);
             // Optional top-level keys are absent from the serialised defaults.
-            let optional = prefix.is_empty() && matches!(key.as_str(), "database_url" | "public_url" | "admin_token");
+            let optional = prefix.is_empty()
+                && matches!(key.as_str(), "database_url" | "public_url" | "admin_token" | "redis_url");
             match (known_child, value) {
                 (None, _) if optional => {}
                 (None, _) => return Err(ConfigError::UnknownKey(path)),
@@ -353,9 +368,7 @@ fn reject_unknown_keys(figment: &Figment) -> Result<(), ConfigError> {
 
 impl Config {
     fn defaults_unchecked() -> Config {
-        Figment::from(Toml::string(DEFAULT_TOML))
-            .extract()
-            .expect("embedded default.toml parses")
+        Figment::from(Toml::string(DEFAULT_TOML)).extract().expect("embedded default.toml parses")
     }
 }
 
@@ -398,13 +411,7 @@ impl<'de> Deserialize<'de> for CommaList {
             Raw::List(v) => v,
             Raw::One(s) => s.split(',').map(str::to_owned).collect(),
         };
-        Ok(CommaList(
-            items
-                .into_iter()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect(),
-        ))
+        Ok(CommaList(items.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()))
     }
 }
 
@@ -464,9 +471,7 @@ impl FromStr for ByteSize {
             "tib" => 1 << 40,
             other => return Err(format!("unknown size unit `{other}`")),
         };
-        n.checked_mul(mult)
-            .map(ByteSize)
-            .ok_or_else(|| format!("`{s}` is too large"))
+        n.checked_mul(mult).map(ByteSize).ok_or_else(|| format!("`{s}` is too large"))
     }
 }
 
@@ -513,22 +518,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let good = dir.path().join("good.toml");
         std::fs::write(&good, "bind = \"127.0.0.1:9999\"\n[server]\nshutdown_grace = \"3s\"\n").unwrap();
-        let c = Config::load(&Sources {
-            file: Some(good),
-            env: false,
-        })
-        .unwrap();
+        let c = Config::load(&Sources { file: Some(good), env: false }).unwrap();
         assert_eq!(c.bind.port(), 9999);
         assert_eq!(c.server.shutdown_grace, Duration::from_secs(3));
 
         let typo = dir.path().join("typo.toml");
         std::fs::write(&typo, "[server]\nshutdown_grase = \"3s\"\n").unwrap();
-        let err = Config::load(&Sources {
-            file: Some(typo),
-            env: false,
-        })
-        .unwrap_err()
-        .to_string();
+        let err = Config::load(&Sources { file: Some(typo), env: false }).unwrap_err().to_string();
         assert!(err.contains("server.shutdown_grase"), "{err}");
     }
 
@@ -537,23 +533,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bad = dir.path().join("bad.toml");
         std::fs::write(&bad, "[store]\npool_size = \"lots\"\n").unwrap();
-        let err = Config::load(&Sources {
-            file: Some(bad),
-            env: false,
-        })
-        .unwrap_err()
-        .to_string();
+        let err = Config::load(&Sources { file: Some(bad), env: false }).unwrap_err().to_string();
         assert!(err.contains("store.pool_size"), "{err}");
         assert!(!err.contains('\n'), "{err}");
 
         let zero = dir.path().join("zero.toml");
         std::fs::write(&zero, "[store]\npool_size = 0\n").unwrap();
-        let err = Config::load(&Sources {
-            file: Some(zero),
-            env: false,
-        })
-        .unwrap_err()
-        .to_string();
+        let err = Config::load(&Sources { file: Some(zero), env: false }).unwrap_err().to_string();
         assert!(err.contains("store.pool_size"), "{err}");
     }
 

@@ -4,6 +4,8 @@
 pub mod app;
 /// Blob storage seam (filesystem backend).
 pub mod blob;
+/// Lookup cache seam: moka in process, Redis as shared second level.
+pub mod cache;
 /// Typed configuration: defaults, file, `FERRY_*` environment.
 pub mod config;
 /// Domain types and rules, free of HTTP, SQL and files.

@@ -53,10 +53,7 @@ fn init_tracing(config: &Config, to_stderr: bool) {
     } else {
         std::io::IsTerminal::is_terminal(&std::io::stdout())
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(ansi);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
     match (config.log.format, to_stderr) {
         (LogFormat::Text, false) => builder.init(),
         (LogFormat::Text, true) => builder.with_writer(std::io::stderr).init(),
@@ -84,13 +81,29 @@ fn on_signal(token: CancellationToken) {
     });
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// glibc raises its mmap threshold after large frees, after which multi-megabyte chunk buffers
+/// come from per-thread arenas and stay resident. Pinning the threshold (which disables the
+/// adjustment) and capping arenas keeps memory flat under large uploads.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_allocator() {
+    // SAFETY: mallopt only adjusts allocator parameters; called before any other thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 4);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}
+
+fn main() -> ExitCode {
+    tune_allocator();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime").block_on(run())
+}
+
+async fn run() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(&Sources {
-        file: cli.config.clone(),
-        env: true,
-    }) {
+    let config = match Config::load(&Sources { file: cli.config.clone(), env: true }) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ferry: {e}");
@@ -123,12 +136,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 async fn migrate(config: Config) -> anyhow::Result<()> {
     let store = Store::open(&config).await?;
     let report = store.migrate().await?;
-    println!(
-        "{}: applied {:?}, schema version {}",
-        store.describe(),
-        report.applied,
-        report.current
-    );
+    println!("{}: applied {:?}, schema version {}", store.describe(), report.applied, report.current);
     store.close();
     Ok(())
 }
@@ -140,11 +148,7 @@ async fn sweep(config: Config, reconcile: bool) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let now = deps.now();
     let report = ferry::jobs::sweeper::sweep_once(&deps, &settings, now).await?;
-    let orphans = if reconcile {
-        ferry::jobs::sweeper::reconcile_once(&deps, &settings, now).await?
-    } else {
-        0
-    };
+    let orphans = if reconcile { ferry::jobs::sweeper::reconcile_once(&deps, &settings, now).await? } else { 0 };
     println!(
         "{{\"expiredClips\":{},\"retiredClips\":{},\"abandonedUploads\":{},\"finishedUploads\":{},\"blobsDeleted\":{},\"orphansDeleted\":{},\"batches\":{},\"seconds\":{:.3}}}",
         report.expired_clips,
@@ -156,6 +160,7 @@ async fn sweep(config: Config, reconcile: bool) -> anyhow::Result<()> {
         report.batches,
         started.elapsed().as_secs_f64()
     );
+    deps.background.cancel();
     deps.store.close();
     Ok(())
 }

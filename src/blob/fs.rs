@@ -28,9 +28,7 @@ pub struct FsBlobStore {
 impl FsBlobStore {
     pub async fn open(root: PathBuf) -> Result<FsBlobStore, BlobError> {
         let tmp = root.join(TMP_DIR);
-        fs::create_dir_all(&tmp)
-            .await
-            .map_err(BlobError::io(format!("create {}", tmp.display())))?;
+        fs::create_dir_all(&tmp).await.map_err(BlobError::io(format!("create {}", tmp.display())))?;
         // Temp files left by a crash are never committed; start clean.
         let mut entries = fs::read_dir(&tmp).await.map_err(BlobError::io("read temp dir"))?;
         while let Some(e) = entries.next_entry().await.map_err(BlobError::io("read temp dir"))? {
@@ -50,9 +48,7 @@ impl FsBlobStore {
     }
 
     fn temp_path(&self) -> PathBuf {
-        self.root
-            .join(TMP_DIR)
-            .join(format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>()))
+        self.root.join(TMP_DIR).join(format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>()))
     }
 
     pub async fn writer(&self, key: &BlobKey) -> Result<FsWriter, BlobError> {
@@ -66,10 +62,7 @@ impl FsBlobStore {
             .into_std()
             .await;
         Ok(FsWriter {
-            state: Some(WriteState {
-                file,
-                hasher: Sha256::new(),
-            }),
+            state: Some(WriteState { file, hasher: Sha256::new() }),
             pending: BytesMut::new(),
             tmp,
             dest: self.path_of(key),
@@ -82,45 +75,36 @@ impl FsBlobStore {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::NotFound),
             Err(e) => {
-                return Err(BlobError::Io {
-                    context: "open blob".into(),
-                    source: e,
-                });
+                return Err(BlobError::Io { context: "open blob".into(), source: e });
             }
         };
         let size = file.metadata().await.map_err(BlobError::io("stat blob"))?.len();
         let range = range.unwrap_or(0..size);
         if range.start > range.end || range.end > size {
-            return Err(BlobError::RangeNotSatisfiable {
-                start: range.start,
-                end: range.end,
-                size,
-            });
+            return Err(BlobError::RangeNotSatisfiable { start: range.start, end: range.end, size });
         }
         if range.start > 0 {
-            file.seek(SeekFrom::Start(range.start))
-                .await
-                .map_err(BlobError::io("seek blob"))?;
+            file.seek(SeekFrom::Start(range.start)).await.map_err(BlobError::io("seek blob"))?;
         }
         let limited = file.take(range.end - range.start);
         let stream = ReaderStream::with_capacity(limited, READ_BUF).boxed();
-        Ok(BlobRead {
-            total_size: size,
-            range,
-            stream,
-        })
+        Ok(BlobRead { total_size: size, range, stream })
     }
 
-    /// A whole (small) blob in one blocking read.
-    pub async fn read_all(&self, key: &BlobKey) -> Result<Bytes, BlobError> {
+    /// A whole (small) blob in one blocking read. The buffer is allocated here, on the async
+    /// side, and filled on the blocking pool.
+    pub async fn read_all(&self, key: &BlobKey, expected: usize) -> Result<Bytes, BlobError> {
         let path = self.path_of(key);
-        match tokio::task::spawn_blocking(move || std::fs::read(path)).await {
+        let mut buf = Vec::with_capacity(expected);
+        let read = tokio::task::spawn_blocking(move || {
+            use std::io::Read as _;
+            std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut buf)).map(|_| buf)
+        })
+        .await;
+        match read {
             Ok(Ok(v)) => Ok(Bytes::from(v)),
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Err(BlobError::NotFound),
-            Ok(Err(e)) => Err(BlobError::Io {
-                context: "read blob".into(),
-                source: e,
-            }),
+            Ok(Err(e)) => Err(BlobError::Io { context: "read blob".into(), source: e }),
             Err(e) => Err(BlobError::Source(e.to_string())),
         }
     }
@@ -129,10 +113,7 @@ impl FsBlobStore {
         match fs::metadata(self.path_of(key)).await {
             Ok(m) => Ok(Some(m.len())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(BlobError::Io {
-                context: "stat blob".into(),
-                source: e,
-            }),
+            Err(e) => Err(BlobError::Io { context: "stat blob".into(), source: e }),
         }
     }
 
@@ -140,19 +121,12 @@ impl FsBlobStore {
         match fs::remove_file(self.path_of(key)).await {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(BlobError::Io {
-                context: "delete blob".into(),
-                source: e,
-            }),
+            Err(e) => Err(BlobError::Io { context: "delete blob".into(), source: e }),
         }
     }
 
     pub async fn list(&self, prefix: &str) -> Result<Vec<BlobKey>, BlobError> {
-        let start = if prefix.is_empty() {
-            self.root.clone()
-        } else {
-            self.path_of(&BlobKey::parse(prefix)?)
-        };
+        let start = if prefix.is_empty() { self.root.clone() } else { self.path_of(&BlobKey::parse(prefix)?) };
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || {
             let mut keys = Vec::new();
@@ -162,10 +136,7 @@ impl FsBlobStore {
                     Ok(e) => e,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                     Err(e) => {
-                        return Err(BlobError::Io {
-                            context: format!("list {}", dir.display()),
-                            source: e,
-                        });
+                        return Err(BlobError::Io { context: format!("list {}", dir.display()), source: e });
                     }
                 };
                 for entry in entries {
@@ -178,12 +149,7 @@ impl FsBlobStore {
                     if ty.is_dir() {
                         stack.push(entry.path());
                     } else if ty.is_file() {
-                        let rel = entry
-                            .path()
-                            .strip_prefix(&root)
-                            .expect("under root")
-                            .to_string_lossy()
-                            .into_owned();
+                        let rel = entry.path().strip_prefix(&root).expect("under root").to_string_lossy().into_owned();
                         // Files that are not valid keys were not written by ferry; skip them.
                         if let Ok(key) = BlobKey::parse(&rel) {
                             keys.push(key);
@@ -208,10 +174,7 @@ impl FsBlobStore {
                     Ok(()) => removed += 1,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => {
-                        return Err(BlobError::Io {
-                            context: "delete blob".into(),
-                            source: e,
-                        });
+                        return Err(BlobError::Io { context: "delete blob".into(), source: e });
                     }
                 }
             }
@@ -230,10 +193,7 @@ impl FsBlobStore {
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| d.as_millis() as i64)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(BlobError::Io {
-                context: "stat blob".into(),
-                source: e,
-            }),
+            Err(e) => Err(BlobError::Io { context: "stat blob".into(), source: e }),
         }
     }
 
@@ -241,18 +201,13 @@ impl FsBlobStore {
         match fs::remove_dir_all(self.path_of(prefix)).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(BlobError::Io {
-                context: "delete blob prefix".into(),
-                source: e,
-            }),
+            Err(e) => Err(BlobError::Io { context: "delete blob prefix".into(), source: e }),
         }
     }
 
     pub async fn check(&self) -> Result<(), BlobError> {
         let probe = self.temp_path();
-        fs::write(&probe, b"ferry health probe")
-            .await
-            .map_err(BlobError::io("write probe"))?;
+        fs::write(&probe, b"ferry health probe").await.map_err(BlobError::io("write probe"))?;
         let back = fs::read(&probe).await.map_err(BlobError::io("read probe"));
         let _ = fs::remove_file(&probe).await;
         match back? {
@@ -337,9 +292,7 @@ impl FsWriter {
             std::fs::rename(&tmp, &dest).map_err(BlobError::io("rename blob into place"))?;
             if durability == Durability::Fsync {
                 // The rename is durable only once the directory entry is.
-                std::fs::File::open(parent)
-                    .and_then(|d| d.sync_all())
-                    .map_err(BlobError::io("fsync blob dir"))?;
+                std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(BlobError::io("fsync blob dir"))?;
             }
             Ok(hasher)
         })
@@ -347,10 +300,7 @@ impl FsWriter {
         .map_err(|e| BlobError::Source(e.to_string()))??;
         // Mark done so Drop leaves the (now renamed) path alone.
         self.tmp = PathBuf::new();
-        Ok(BlobMeta {
-            size: self.written,
-            sha256: hex::encode(hasher.finalize()),
-        })
+        Ok(BlobMeta { size: self.written, sha256: hex::encode(hasher.finalize()) })
     }
 }
 
@@ -393,23 +343,14 @@ mod tests {
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         let parts: Vec<Result<Bytes, std::io::Error>> =
             data.chunks(7_000).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-        let meta = s
-            .put_stream(&key("clips/AB/ABCDEFGHIJ"), futures_util::stream::iter(parts))
-            .await
-            .unwrap();
+        let meta = s.put_stream(&key("clips/AB/ABCDEFGHIJ"), futures_util::stream::iter(parts)).await.unwrap();
         assert_eq!(meta.size, data.len() as u64);
         assert_eq!(meta.sha256, hex::encode(Sha256::digest(&data)));
-        assert_eq!(
-            collect(s.read(&key("clips/AB/ABCDEFGHIJ"), None).await.unwrap()).await,
-            data
-        );
+        assert_eq!(collect(s.read(&key("clips/AB/ABCDEFGHIJ"), None).await.unwrap()).await, data);
         let mid = s.read(&key("clips/AB/ABCDEFGHIJ"), Some(1000..1010)).await.unwrap();
         assert_eq!(mid.total_size, data.len() as u64);
         assert_eq!(collect(mid).await, &data[1000..1010]);
-        let tail = s
-            .read(&key("clips/AB/ABCDEFGHIJ"), Some(199_990..200_000))
-            .await
-            .unwrap();
+        let tail = s.read(&key("clips/AB/ABCDEFGHIJ"), Some(199_990..200_000)).await.unwrap();
         assert_eq!(collect(tail).await, &data[199_990..]);
         assert!(matches!(
             s.read(&key("clips/AB/ABCDEFGHIJ"), Some(10..200_001)).await,
@@ -426,10 +367,7 @@ mod tests {
             w.write(Bytes::from_static(b"partial")).await.unwrap();
         }
         let failing = futures_util::stream::iter(vec![Ok(Bytes::from_static(b"abc")), Err("client went away")]);
-        assert!(matches!(
-            s.put_stream(&key("x/z"), failing).await,
-            Err(BlobError::Source(_))
-        ));
+        assert!(matches!(s.put_stream(&key("x/z"), failing).await, Err(BlobError::Source(_))));
         assert!(matches!(s.read(&key("x/y"), None).await, Err(BlobError::NotFound)));
         assert!(s.list("").await.unwrap().is_empty());
         let tmp_left = std::fs::read_dir(d.path().join("blobs/.tmp")).unwrap().count();

@@ -53,9 +53,7 @@ impl BlobKey {
             return Err(bad("too many segments"));
         }
         for seg in segments {
-            let ok_chars = seg
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            let ok_chars = seg.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
             if seg.is_empty() || !ok_chars || seg.starts_with('.') || seg.ends_with('.') || seg.contains("..") {
                 return Err(bad("each segment must be [A-Za-z0-9_-] with inner dots"));
             }
@@ -161,9 +159,9 @@ impl BlobStore {
     }
 
     /// A whole blob in memory: only for blobs known to be small (upload chunks).
-    pub async fn read_all(&self, key: &BlobKey) -> Result<Bytes, BlobError> {
+    pub async fn read_all(&self, key: &BlobKey, expected: usize) -> Result<Bytes, BlobError> {
         match self {
-            BlobStore::Fs(s) => s.read_all(key).await,
+            BlobStore::Fs(s) => s.read_all(key, expected).await,
         }
     }
 
@@ -252,13 +250,7 @@ mod tests {
 
     #[test]
     fn keys_cannot_escape_or_hide() {
-        for ok in [
-            "a",
-            "clips/AB/ABCDEFGHIJ",
-            "chunks/0123456789ABCDEF/7",
-            "x.bin",
-            "a-b_c/d.e.f",
-        ] {
+        for ok in ["a", "clips/AB/ABCDEFGHIJ", "chunks/0123456789ABCDEF/7", "x.bin", "a-b_c/d.e.f"] {
             assert!(BlobKey::parse(ok).is_ok(), "{ok}");
         }
         for bad in [

@@ -18,27 +18,17 @@ pub struct AccessHasher {
 
 fn argon2() -> Argon2<'static> {
     // OWASP's argon2id baseline: 19 MiB, 2 passes, 1 lane.
-    Argon2::new(
-        Algorithm::Argon2id,
-        Version::V0x13,
-        Params::new(19 * 1024, 2, 1, None).expect("valid params"),
-    )
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(19 * 1024, 2, 1, None).expect("valid params"))
 }
 
 impl AccessHasher {
     pub fn new(concurrency: usize) -> AccessHasher {
-        AccessHasher {
-            permits: Arc::new(Semaphore::new(concurrency)),
-        }
+        AccessHasher { permits: Arc::new(Semaphore::new(concurrency)) }
     }
 
     /// The PHC string to store for `code`.
     pub async fn hash(&self, code: &AccessCode) -> Result<String, DomainError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| DomainError::Internal("hasher closed".into()))?;
+        let _permit = self.permits.acquire().await.map_err(|_| DomainError::Internal("hasher closed".into()))?;
         let code = code.expose().to_owned();
         tokio::task::spawn_blocking(move || {
             // 16 random bytes from the OS-seeded thread RNG, base64 (no padding) as PHC wants.
@@ -53,11 +43,7 @@ impl AccessHasher {
 
     /// Whether `code` matches the stored PHC string (constant-time comparison inside argon2).
     pub async fn verify(&self, code: &AccessCode, stored: &str) -> Result<bool, DomainError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| DomainError::Internal("hasher closed".into()))?;
+        let _permit = self.permits.acquire().await.map_err(|_| DomainError::Internal("hasher closed".into()))?;
         let code = code.expose().to_owned();
         let stored = stored.to_owned();
         tokio::task::spawn_blocking(move || {

@@ -16,6 +16,7 @@ use super::range::{RangeHeader, RangeSpec};
 use super::types::{AccessCode, ClipId, ClipKind, Expiry, Filename, MaxDownloads, MimeType, UploadId};
 use super::uploads::clip_blob_key;
 use crate::blob::{BlobError, BlobKey, BlobStore, Durability};
+use crate::cache::Cached;
 use crate::store::{ClipRecord, NewClip};
 
 /// A committed clip plus the delete token its creator gets back.
@@ -25,12 +26,20 @@ pub struct Completed {
     pub delete_token: String,
 }
 
-/// The live clip with this id, or `ClipNotFound`.
+/// The live clip with this id, or `ClipNotFound`: from the cache when it knows, else the
+/// store (filling the cache either way). Expiry is checked against the service clock on every
+/// read, so a cached entry is never served past its clip's expiry.
 pub async fn lookup(deps: &Deps, id: &ClipId) -> Result<ClipRecord, DomainError> {
-    deps.store
-        .live_clip(id.as_str(), deps.now())
-        .await?
-        .ok_or(DomainError::ClipNotFound)
+    let now = deps.now();
+    match deps.cache.get(id.as_str()).await {
+        Some(Cached::Found(clip)) if clip.expires_at > now => return Ok((*clip).clone()),
+        Some(_) => return Err(DomainError::ClipNotFound),
+        None => {}
+    }
+    let found = deps.store.live_clip(id.as_str(), now).await?;
+    metrics::counter!("ferry_cache_lookups_total", "level" => "store", "result" => "read").increment(1);
+    deps.cache.fill(id.as_str(), found.as_ref()).await;
+    found.ok_or(DomainError::ClipNotFound)
 }
 
 /// Refuse unless the clip is unprotected or `code` matches.
@@ -41,11 +50,7 @@ pub async fn check_access(deps: &Deps, clip: &ClipRecord, code: Option<&AccessCo
     let Some(code) = code else {
         return Err(DomainError::AccessCodeRequired);
     };
-    if deps.access.verify(code, stored).await? {
-        Ok(())
-    } else {
-        Err(DomainError::AccessCodeInvalid)
-    }
+    if deps.access.verify(code, stored).await? { Ok(()) } else { Err(DomainError::AccessCodeInvalid) }
 }
 
 /// Insert `new` under a fresh random code, retrying on the (rare) collision with a live clip;
@@ -54,6 +59,8 @@ pub async fn insert_with_fresh_code(deps: &Deps, mut new: NewClip, quick: bool) 
     for _ in 0..16 {
         new.code = ClipId::generate(quick).as_str().to_string();
         if let Some(clip) = deps.store.insert_clip(&new).await? {
+            // The code may be remembered as unknown (here or in other instances).
+            deps.cache.invalidate(&clip.code).await;
             return Ok(clip);
         }
         if let Some(upload) = &new.upload_id
@@ -129,20 +136,21 @@ pub async fn open_download(deps: &Deps, id: &ClipId, req: DownloadRequest) -> Re
     let mut last = false;
     if claims(&clip) {
         // One statement decides who gets it, before any byte is sent.
-        clip = deps
-            .store
-            .claim_download(clip.id, deps.now())
-            .await?
-            .ok_or(DomainError::ClipGone)?;
+        let claimed = deps.store.claim_download(clip.id, deps.now()).await?;
+        let Some(claimed) = claimed else {
+            deps.cache.invalidate(&clip.code).await;
+            return Err(DomainError::ClipGone);
+        };
+        clip = claimed;
         last = clip.consumed_at.is_some();
+        if last {
+            // Gone for every instance's cache now, not at the TTL.
+            deps.cache.invalidate(&clip.code).await;
+        }
     }
     let stream = if last {
         // The last permitted download removes the bytes however the transfer ends.
-        Box::pin(DeleteWhenDone {
-            inner: read.stream,
-            blobs: deps.blobs.clone(),
-            key: Some(key),
-        })
+        Box::pin(DeleteWhenDone { inner: read.stream, blobs: deps.blobs.clone(), key: Some(key) })
     } else {
         read.stream
     };
@@ -191,7 +199,9 @@ pub async fn delete(deps: &Deps, id: &ClipId, token: Option<&str>) -> Result<(),
     if !constant_time_eq(token_hash(token).as_bytes(), clip.delete_token_hash.as_bytes()) {
         return Err(DomainError::DeleteTokenInvalid);
     }
-    if deps.store.mark_clip_deleted(clip.id, deps.now()).await? {
+    let retired = deps.store.mark_clip_deleted(clip.id, deps.now()).await?;
+    deps.cache.invalidate(&clip.code).await;
+    if retired {
         let key = BlobKey::parse(&clip.blob_key).map_err(|e| DomainError::Internal(e.to_string()))?;
         deps.blobs.delete(&key).await?;
     }
@@ -232,6 +242,7 @@ where
         writer.write(bytes).await?;
     }
     let meta = writer.commit(Durability::Fsync).await?;
+    metrics::counter!("ferry_upload_bytes_total").increment(meta.size);
     let access_code_hash = match &req.access_code {
         Some(code) => Some(deps.access.hash(code).await?),
         None => None,

@@ -34,11 +34,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(path: impl Into<String>, msg: impl Into<String>, location: Location) -> FieldError {
-        FieldError {
-            path: path.into(),
-            msg: msg.into(),
-            location,
-        }
+        FieldError { path: path.into(), msg: msg.into(), location }
     }
 }
 

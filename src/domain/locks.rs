@@ -25,11 +25,7 @@ impl KeyedLocks {
             map.entry(key.to_string()).or_default().clone()
         };
         let guard = mutex.lock_owned().await;
-        KeyGuard {
-            locks: self.clone(),
-            key: key.to_string(),
-            guard: Some(guard),
-        }
+        KeyGuard { locks: self.clone(), key: key.to_string(), guard: Some(guard) }
     }
 
     #[cfg(test)]
@@ -64,11 +60,7 @@ mod tests {
                 let _g = locks.lock("k").await;
                 let before = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tokio::task::yield_now().await;
-                assert_eq!(
-                    counter.load(std::sync::atomic::Ordering::SeqCst),
-                    before + 1,
-                    "exclusive"
-                );
+                assert_eq!(counter.load(std::sync::atomic::Ordering::SeqCst), before + 1, "exclusive");
             }));
         }
         for t in tasks {

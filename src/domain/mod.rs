@@ -66,6 +66,9 @@ pub struct Deps {
     pub limits: Limits,
     pub access: access::AccessHasher,
     pub complete_locks: locks::KeyedLocks,
+    pub cache: crate::cache::Cache,
+    /// Cancelled when the process stops: background helpers (Redis listener) end with it.
+    pub background: tokio_util::sync::CancellationToken,
     /// When the last sweep pass finished (ms since the epoch; 0: never).
     pub last_sweep: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }

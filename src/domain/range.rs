@@ -35,11 +35,7 @@ impl RangeHeader {
             return RangeHeader::Ignore;
         };
         let num = |s: &str| -> Option<u64> {
-            if s.is_empty() || s.len() > 19 || !s.bytes().all(|c| c.is_ascii_digit()) {
-                None
-            } else {
-                s.parse().ok()
-            }
+            if s.is_empty() || s.len() > 19 || !s.bytes().all(|c| c.is_ascii_digit()) { None } else { s.parse().ok() }
         };
         match (a.trim(), b.trim()) {
             ("", n) => num(n).map_or(RangeHeader::Ignore, |n| RangeHeader::Single(RangeSpec::Suffix(n))),
@@ -75,14 +71,9 @@ mod tests {
         assert_eq!(RangeHeader::parse("bytes=0-9"), Single(FromTo(0, 9)));
         assert_eq!(RangeHeader::parse("bytes=5-"), Single(From(5)));
         assert_eq!(RangeHeader::parse("bytes=-5"), Single(Suffix(5)));
-        for ignored in [
-            "bytes=0-1,4-5",
-            "items=0-1",
-            "bytes=9-1",
-            "bytes=a-b",
-            "bytes=-",
-            "bytes=99999999999999999999-",
-        ] {
+        for ignored in
+            ["bytes=0-1,4-5", "items=0-1", "bytes=9-1", "bytes=a-b", "bytes=-", "bytes=99999999999999999999-"]
+        {
             assert_eq!(RangeHeader::parse(ignored), Ignore, "{ignored}");
         }
         assert_eq!(FromTo(0, 9).resolve(100), Some(0..10));

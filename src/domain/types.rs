@@ -31,11 +31,7 @@ impl ClipId {
         let len = if quick { Self::QUICK_LEN } else { Self::LEN };
         let mut rng = rand::rng();
         // random_range draws uniformly from 0..36 (rejection sampling, no modulo bias).
-        ClipId(
-            (0..len)
-                .map(|_| CODE_ALPHABET[rng.random_range(0..CODE_ALPHABET.len())] as char)
-                .collect(),
-        )
+        ClipId((0..len).map(|_| CODE_ALPHABET[rng.random_range(0..CODE_ALPHABET.len())] as char).collect())
     }
 
     pub fn as_str(&self) -> &str {
@@ -91,9 +87,7 @@ impl ChunkIndex {
         if raw.is_empty() || raw.len() > 7 || !raw.bytes().all(|b| b.is_ascii_digit()) {
             return Err("must be a non-negative integer");
         }
-        raw.parse()
-            .map(ChunkIndex)
-            .map_err(|_| "must be a non-negative integer")
+        raw.parse().map(ChunkIndex).map_err(|_| "must be a non-negative integer")
     }
 }
 
@@ -109,20 +103,10 @@ pub enum Expiry {
 }
 
 impl Expiry {
-    pub const ALL: [Expiry; 6] = [
-        Expiry::Min5,
-        Expiry::Min15,
-        Expiry::Min30,
-        Expiry::Hr1,
-        Expiry::Hr6,
-        Expiry::Hr24,
-    ];
+    pub const ALL: [Expiry; 6] = [Expiry::Min5, Expiry::Min15, Expiry::Min30, Expiry::Hr1, Expiry::Hr6, Expiry::Hr24];
 
     pub fn parse(raw: &str) -> Result<Expiry, &'static str> {
-        Expiry::ALL
-            .into_iter()
-            .find(|e| e.as_str() == raw)
-            .ok_or("must be one of 5min 15min 30min 1hr 6hr 24hr")
+        Expiry::ALL.into_iter().find(|e| e.as_str() == raw).ok_or("must be one of 5min 15min 30min 1hr 6hr 24hr")
     }
 
     pub fn as_str(self) -> &'static str {
@@ -212,11 +196,8 @@ impl MimeType {
             return Err(err);
         }
         let essence = raw.split(';').next().unwrap_or("").trim();
-        let token = |s: &str| {
-            !s.is_empty()
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
-        };
+        let token =
+            |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b));
         match essence.split_once('/') {
             Some((t, s)) if token(t) && token(s) && raw.bytes().all(|b| (0x20..0x7f).contains(&b)) => {
                 Ok(MimeType(raw.to_string()))
@@ -241,11 +222,7 @@ pub struct AccessCode(String);
 impl AccessCode {
     pub fn parse(raw: &str) -> Result<AccessCode, &'static str> {
         let n = raw.chars().count();
-        if (1..=256).contains(&n) {
-            Ok(AccessCode(raw.to_string()))
-        } else {
-            Err("must be 1 to 256 characters")
-        }
+        if (1..=256).contains(&n) { Ok(AccessCode(raw.to_string())) } else { Err("must be 1 to 256 characters") }
     }
 
     pub fn expose(&self) -> &str {
@@ -265,11 +242,7 @@ pub struct MaxDownloads(pub u32);
 
 impl MaxDownloads {
     pub fn new(n: u64) -> Result<MaxDownloads, &'static str> {
-        if (1..=10_000).contains(&n) {
-            Ok(MaxDownloads(n as u32))
-        } else {
-            Err("must be between 1 and 10000")
-        }
+        if (1..=10_000).contains(&n) { Ok(MaxDownloads(n as u32)) } else { Err("must be between 1 and 10000") }
     }
 }
 

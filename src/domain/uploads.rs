@@ -108,11 +108,7 @@ pub async fn initiate(deps: &Deps, req: InitiateRequest) -> Result<Initiated, Do
         ));
     }
     // Quick shares always live five minutes, whatever the client asked.
-    let expiry = if req.quick_share {
-        Expiry::Min5
-    } else {
-        limits.expiry(req.expiry)
-    };
+    let expiry = if req.quick_share { Expiry::Min5 } else { limits.expiry(req.expiry) };
     let now = deps.now();
     let id = UploadId::generate();
     let record = UploadRecord {
@@ -189,12 +185,7 @@ pub async fn open_chunk(
         return Err(DomainError::TooLarge { limit });
     }
     let writer = deps.blobs.writer(&chunk_key(id.as_str(), index.0)).await?;
-    Ok(ChunkSink {
-        writer,
-        upload_id: id.clone(),
-        index: index.0,
-        limit,
-    })
+    Ok(ChunkSink { writer, upload_id: id.clone(), index: index.0, limit })
 }
 
 impl ChunkSink {
@@ -231,38 +222,21 @@ impl ChunkSink {
         }
         let id = self.upload_id.as_str().to_string();
         let meta = self.writer.commit(Durability::Atomic).await?;
-        if !deps
-            .store
-            .record_chunk(&id, self.index, meta.size, &sha, deps.now())
-            .await?
-        {
+        if !deps.store.record_chunk(&id, self.index, meta.size, &sha, deps.now()).await? {
             return Err(DomainError::UploadCompleted);
         }
+        metrics::counter!("ferry_upload_chunks_total").increment(1);
+        metrics::counter!("ferry_upload_bytes_total").increment(meta.size);
         let s = deps.store.upload(&id).await?.ok_or(DomainError::UploadNotFound)?;
         let uploaded = deps.store.chunks(&id).await?.len() as u32;
-        Ok(ReceivedChunk {
-            index: self.index,
-            uploaded,
-            total: s.total_chunks as u32,
-        })
+        Ok(ReceivedChunk { index: self.index, uploaded, total: s.total_chunks as u32 })
     }
 }
 
 pub async fn status(deps: &Deps, id: &UploadId) -> Result<UploadStatus, DomainError> {
     let s = session(deps, id).await?;
-    let received = deps
-        .store
-        .chunks(id.as_str())
-        .await?
-        .into_iter()
-        .map(|c| c.index as u32)
-        .collect();
-    Ok(UploadStatus {
-        upload_id: s.id,
-        status: s.status,
-        total_chunks: s.total_chunks as u32,
-        received,
-    })
+    let received = deps.store.chunks(id.as_str()).await?.into_iter().map(|c| c.index as u32).collect();
+    Ok(UploadStatus { upload_id: s.id, status: s.status, total_chunks: s.total_chunks as u32, received })
 }
 
 pub async fn cancel(deps: &Deps, id: &UploadId) -> Result<(), DomainError> {
@@ -281,11 +255,7 @@ pub async fn complete(deps: &Deps, id: &UploadId, req: CompleteRequest) -> Resul
     // Another process may hold the assembly; wait for it within a bound.
     for _ in 0..600 {
         let now = deps.now();
-        if let Some(s) = deps
-            .store
-            .begin_assembly(id.as_str(), now, now - deps.limits.stale_assembly_ms)
-            .await?
-        {
+        if let Some(s) = deps.store.begin_assembly(id.as_str(), now, now - deps.limits.stale_assembly_ms).await? {
             return match assemble(deps, &s, &req).await {
                 Ok(done) => Ok(done),
                 Err(e) => {
@@ -297,15 +267,8 @@ pub async fn complete(deps: &Deps, id: &UploadId, req: CompleteRequest) -> Resul
         let s = session(deps, id).await?;
         match s.status.as_str() {
             "complete" => {
-                let clip = deps
-                    .store
-                    .clip_by_upload(id.as_str())
-                    .await?
-                    .ok_or(DomainError::ClipNotFound)?;
-                return Ok(Completed {
-                    clip,
-                    delete_token: s.delete_token,
-                });
+                let clip = deps.store.clip_by_upload(id.as_str()).await?.ok_or(DomainError::ClipNotFound)?;
+                return Ok(Completed { clip, delete_token: s.delete_token });
             }
             "assembling" => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
             _ => {} // it went back to uploading between our two reads: claim again
@@ -330,31 +293,24 @@ async fn assemble(deps: &Deps, s: &UploadRecord, req: &CompleteRequest) -> Resul
         ));
     }
     let chunks = deps.store.chunks(&s.id).await?;
-    let missing: Vec<u32> = (0..s.total_chunks as u32)
-        .filter(|i| !chunks.iter().any(|c| c.index as u32 == *i))
-        .collect();
+    let missing: Vec<u32> =
+        (0..s.total_chunks as u32).filter(|i| !chunks.iter().any(|c| c.index as u32 == *i)).collect();
     if !missing.is_empty() {
         return Err(DomainError::UploadIncomplete { missing });
     }
-    let kind = req.kind.unwrap_or(if s.kind == "text" {
-        ClipKind::Text
-    } else {
-        ClipKind::File
-    });
+    let kind = req.kind.unwrap_or(if s.kind == "text" { ClipKind::Text } else { ClipKind::File });
     let total: u64 = chunks.iter().map(|c| c.size as u64).sum();
     if let Some(declared) = s.filesize
         && declared as u64 != total
     {
-        return Err(DomainError::SizeMismatch {
-            declared: declared as u64,
-            actual: total,
-        });
+        return Err(DomainError::SizeMismatch { declared: declared as u64, actual: total });
     }
     let max = deps.limits.max_for(kind);
     if total > max {
         return Err(DomainError::TooLarge { limit: max });
     }
 
+    let assembly_started = std::time::Instant::now();
     // Read up to `assembly_concurrency` chunks at once, write them strictly in order: memory
     // stays at most that many chunks whatever the file size.
     let key = clip_blob_key(&s.id);
@@ -366,7 +322,7 @@ async fn assemble(deps: &Deps, s: &UploadRecord, req: &CompleteRequest) -> Resul
             let blobs = blobs.clone();
             let upload_id = upload_id.clone();
             async move {
-                let bytes = match blobs.read_all(&chunk_key(&upload_id, c.index as u32)).await {
+                let bytes = match blobs.read_all(&chunk_key(&upload_id, c.index as u32), c.size as usize).await {
                     Ok(bytes) => Some(bytes),
                     Err(crate::blob::BlobError::NotFound) => None,
                     Err(e) => return Err(DomainError::from(e)),
@@ -382,14 +338,13 @@ async fn assemble(deps: &Deps, s: &UploadRecord, req: &CompleteRequest) -> Resul
             _ => {
                 // Lost or torn on disk (chunks are not fsynced): ask the client to resend it.
                 deps.store.forget_chunk(&s.id, chunk.index as u32).await?;
-                return Err(DomainError::UploadIncomplete {
-                    missing: vec![chunk.index as u32],
-                });
+                return Err(DomainError::UploadIncomplete { missing: vec![chunk.index as u32] });
             }
         }
     }
     drop(reads);
     let meta = writer.commit(Durability::Fsync).await?;
+    metrics::histogram!("ferry_assembly_seconds").record(assembly_started.elapsed().as_secs_f64());
 
     let access_code_hash = match &req.access_code {
         Some(code) => Some(deps.access.hash(code).await?),
@@ -419,8 +374,5 @@ async fn assemble(deps: &Deps, s: &UploadRecord, req: &CompleteRequest) -> Resul
         // The clip is committed; leftover chunk files are reclaimed by the orphan sweep.
         tracing::warn!(error = %e, "could not remove assembled chunks");
     }
-    Ok(Completed {
-        clip,
-        delete_token: s.delete_token.clone(),
-    })
+    Ok(Completed { clip, delete_token: s.delete_token.clone() })
 }

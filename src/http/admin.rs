@@ -64,22 +64,14 @@ fn require_bearer(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError>
         .map(|v| v.as_bytes())
         .and_then(|v| v.strip_prefix(b"Bearer "))
         .unwrap_or(b"");
-    if token_matches(state, given)? {
-        Ok(())
-    } else {
-        Err(ApiError::AdminUnauthorized)
-    }
+    if token_matches(state, given)? { Ok(()) } else { Err(ApiError::AdminUnauthorized) }
 }
 
 /// POST /api/admin/auth `{"password"}`
 pub async fn auth(State(state): State<AppState>, JsonObject(body): JsonObject) -> Result<Json<Value>, ApiError> {
     let mut f = Fields::new(&body);
     let password = f.required("password", |p| {
-        if (1..=256).contains(&p.chars().count()) {
-            Ok(p.to_string())
-        } else {
-            Err("must be 1 to 256 characters")
-        }
+        if (1..=256).contains(&p.chars().count()) { Ok(p.to_string()) } else { Err("must be 1 to 256 characters") }
     });
     if state.config().admin_token.is_none() {
         return Err(ApiError::AdminDisabled);
@@ -94,11 +86,7 @@ pub async fn auth(State(state): State<AppState>, JsonObject(body): JsonObject) -
 }
 
 fn percent(part: i64, total: i64) -> i64 {
-    if total == 0 {
-        0
-    } else {
-        (part * 100 + total / 2) / total
-    }
+    if total == 0 { 0 } else { (part * 100 + total / 2) / total }
 }
 
 /// GET /api/admin/stats
@@ -158,5 +146,64 @@ pub async fn system(State(state): State<AppState>, headers: HeaderMap) -> Result
         "lastCleanup": if last_sweep > 0 { json!(last_sweep) } else { Value::Null },
         "currentTime": state.now_ms(),
         "uptime": state.uptime().as_secs(),
+    })))
+}
+
+/// GET /api/admin/performance — cache hit rates, latency per route, sweep figures; read from
+/// the same process-wide metrics that /metrics exposes.
+pub async fn performance(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    require_bearer(&state, &headers)?;
+    let samples = super::metrics::samples();
+    let sum = |name: &str, filter: &dyn Fn(&super::metrics::Sample) -> bool| -> f64 {
+        samples.iter().filter(|s| s.name == name && filter(s)).map(|s| s.value).sum()
+    };
+    let lookups = |level: &str, result: &str| {
+        sum("ferry_cache_lookups_total", &|s| s.label("level") == Some(level) && s.label("result") == Some(result))
+    };
+    let (l1_hit, l1_miss) = (lookups("l1", "hit"), lookups("l1", "miss"));
+    let (l2_hit, l2_miss) = (lookups("l2", "hit"), lookups("l2", "miss"));
+    let store_reads = lookups("store", "read");
+    let rate = |hit: f64, total: f64| if total > 0.0 { hit / total } else { 0.0 };
+    let mut routes: Vec<Value> = Vec::new();
+    for s in samples.iter().filter(|s| s.name == "ferry_http_request_duration_seconds_count") {
+        let Some(route) = s.label("route") else { continue };
+        let quantile = |q: &str| {
+            samples
+                .iter()
+                .find(|x| {
+                    x.name == "ferry_http_request_duration_seconds"
+                        && x.label("route") == Some(route)
+                        && x.label("quantile") == Some(q)
+                })
+                .map(|x| x.value * 1000.0)
+        };
+        routes.push(json!({
+            "route": route,
+            "count": s.value as u64,
+            "p50Ms": quantile("0.5"),
+            "p99Ms": quantile("0.99"),
+        }));
+    }
+    routes.sort_by(|a, b| b["count"].as_u64().cmp(&a["count"].as_u64()));
+    Ok(Json(json!({
+        "cache": {
+            "enabled": state.deps().cache.enabled(),
+            "l1Entries": state.deps().cache.l1_entries(),
+            "l1Hits": l1_hit as u64,
+            "l1Misses": l1_miss as u64,
+            "l1HitRate": rate(l1_hit, l1_hit + l1_miss),
+            "l2Hits": l2_hit as u64,
+            "l2Misses": l2_miss as u64,
+            "storeReads": store_reads as u64,
+            "hitRate": rate(l1_hit + l2_hit, l1_hit + l2_hit + store_reads),
+            "redis": state.deps().cache.redis_state().map(|r| format!("{r:?}").to_lowercase()),
+        },
+        "routes": routes,
+        "sweep": {
+            "lastSweep": state.deps().last_sweep_ms(),
+            "batches": sum("ferry_sweep_batches_total", &|_| true) as u64,
+            "rows": sum("ferry_sweep_rows_total", &|_| true) as u64,
+        },
+        "inFlight": sum("ferry_http_requests_in_flight", &|_| true) as i64,
     })))
 }

@@ -37,19 +37,11 @@ pub const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').
 pub fn content_disposition(name: &str) -> HeaderValue {
     let fallback: String = name
         .chars()
-        .map(|c| {
-            if (c.is_ascii_graphic() || c == ' ') && c != '"' && c != '\\' && c != '%' {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if (c.is_ascii_graphic() || c == ' ') && c != '"' && c != '\\' && c != '%' { c } else { '_' })
         .collect();
     let encoded = utf8_percent_encode(name, ATTR);
-    HeaderValue::from_str(&format!(
-        "attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
-    ))
-    .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
+    HeaderValue::from_str(&format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
 }
 
 fn download_request(headers: &HeaderMap, raw: bool) -> DownloadRequest {
@@ -78,17 +70,11 @@ fn stream_response(dl: Download) -> Response {
         HeaderValue::from_str(mime).unwrap_or(HeaderValue::from_static("application/octet-stream")),
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    h.insert(
-        header::CONTENT_DISPOSITION,
-        content_disposition(clip.filename.as_deref().unwrap_or(&clip.code)),
-    );
+    h.insert(header::CONTENT_DISPOSITION, content_disposition(clip.filename.as_deref().unwrap_or(&clip.code)));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     // Stored bytes are never a document of this origin.
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; sandbox"),
-    );
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
     if let Ok(tag) = HeaderValue::from_str(&dl.etag()) {
         h.insert(header::ETAG, tag);
     }
@@ -124,11 +110,7 @@ pub async fn raw(
     Path(params): Path<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let raw_id = params
-        .iter()
-        .find(|(k, _)| k == "id")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("");
+    let raw_id = params.iter().find(|(k, _)| k == "id").map(|(_, v)| v.as_str()).unwrap_or("");
     let id = param("clipId", raw_id, ClipId::parse)?;
     let dl = clips::open_download(state.deps(), &id, download_request(&headers, true)).await?;
     if header_str(&headers, header::IF_NONE_MATCH.as_str())

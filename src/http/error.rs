@@ -81,21 +81,13 @@ impl ApiError {
     fn body(&self) -> Value {
         let (error, message, code) = match self {
             ApiError::NotFound => ("Not found", "No such route or resource.", "not_found"),
-            ApiError::MethodNotAllowed => (
-                "Method not allowed",
-                "This route does not accept that HTTP method.",
-                "method_not_allowed",
-            ),
-            ApiError::PayloadTooLarge => (
-                "Payload too large",
-                "The request body exceeds the configured limit.",
-                "payload_too_large",
-            ),
-            ApiError::Timeout => (
-                "Request timeout",
-                "The request took longer than the server allows.",
-                "timeout",
-            ),
+            ApiError::MethodNotAllowed => {
+                ("Method not allowed", "This route does not accept that HTTP method.", "method_not_allowed")
+            }
+            ApiError::PayloadTooLarge => {
+                ("Payload too large", "The request body exceeds the configured limit.", "payload_too_large")
+            }
+            ApiError::Timeout => ("Request timeout", "The request took longer than the server allows.", "timeout"),
             ApiError::Unhealthy(report) => return report.clone(),
             ApiError::Internal(_) => ("Internal server error", "Something went wrong on our side.", "internal"),
             ApiError::BadJson(why) => {
@@ -110,11 +102,9 @@ impl ApiError {
                 });
             }
             ApiError::Client(_) => ("Bad request", "The request could not be understood.", "bad_request"),
-            ApiError::AdminDisabled => (
-                "Not found",
-                "The admin API is disabled: no admin token is configured.",
-                "admin_disabled",
-            ),
+            ApiError::AdminDisabled => {
+                ("Not found", "The admin API is disabled: no admin token is configured.", "admin_disabled")
+            }
             ApiError::AdminLoginFailed => ("Authentication failed", "Invalid admin password", "admin_login_failed"),
             ApiError::AdminUnauthorized => ("Unauthorized", "Invalid admin token", "admin_unauthorized"),
             ApiError::UnsupportedMediaType => (
@@ -147,10 +137,7 @@ impl ApiError {
 }
 
 fn store_is_down(e: &StoreError) -> bool {
-    matches!(
-        e,
-        StoreError::Pool(_) | StoreError::Unreachable { .. } | StoreError::Closed
-    )
+    matches!(e, StoreError::Pool(_) | StoreError::Unreachable { .. } | StoreError::Closed)
 }
 
 fn domain_status(e: &DomainError) -> StatusCode {
@@ -183,11 +170,9 @@ fn domain_body(e: &DomainError) -> Value {
             "code": "validation",
             "details": details.iter().map(|d| json!({ "path": d.path, "msg": d.msg, "location": d.location.as_str() })).collect::<Vec<_>>(),
         }),
-        DomainError::UploadNotFound => simple(
-            "Upload not found",
-            "No such upload session, or it expired.",
-            "upload_not_found",
-        ),
+        DomainError::UploadNotFound => {
+            simple("Upload not found", "No such upload session, or it expired.", "upload_not_found")
+        }
         DomainError::UploadCompleted => simple(
             "Upload completed",
             "This upload is completed or being completed; it takes no more changes.",
@@ -214,11 +199,9 @@ fn domain_body(e: &DomainError) -> Value {
             "message": format!("The body exceeds the limit of {limit} bytes."),
             "code": "payload_too_large",
         }),
-        DomainError::ClipNotFound => simple(
-            "Clip not found",
-            "No such clip, or it expired or was already used.",
-            "clip_not_found",
-        ),
+        DomainError::ClipNotFound => {
+            simple("Clip not found", "No such clip, or it expired or was already used.", "clip_not_found")
+        }
         DomainError::ClipGone => simple("Clip gone", "This clip has no downloads left.", "clip_gone"),
         DomainError::AccessCodeRequired => json!({
             "error": "Access code required", "message": "This clip is protected by an access code.",
@@ -233,31 +216,21 @@ fn domain_body(e: &DomainError) -> Value {
             "Protected, one-time and download-limited clips are only served to POST /api/file/:id.",
             "raw_not_allowed",
         ),
-        DomainError::DeleteTokenRequired => simple(
-            "Delete token required",
-            "Send the clip's delete token in X-Delete-Token.",
-            "delete_token_required",
-        ),
-        DomainError::DeleteTokenInvalid => simple(
-            "Invalid delete token",
-            "The delete token is wrong.",
-            "invalid_delete_token",
-        ),
-        DomainError::RangeNotSatisfiable { .. } => simple(
-            "Range not satisfiable",
-            "The requested range lies outside the content.",
-            "range_not_satisfiable",
-        ),
-        DomainError::BadBody(_) => simple(
-            "Bad request body",
-            "The request body ended early or was malformed.",
-            "bad_body",
-        ),
-        DomainError::Store(s) if store_is_down(s) => simple(
-            "Service unavailable",
-            "The database is not answering; try again shortly.",
-            "unavailable",
-        ),
+        DomainError::DeleteTokenRequired => {
+            simple("Delete token required", "Send the clip's delete token in X-Delete-Token.", "delete_token_required")
+        }
+        DomainError::DeleteTokenInvalid => {
+            simple("Invalid delete token", "The delete token is wrong.", "invalid_delete_token")
+        }
+        DomainError::RangeNotSatisfiable { .. } => {
+            simple("Range not satisfiable", "The requested range lies outside the content.", "range_not_satisfiable")
+        }
+        DomainError::BadBody(_) => {
+            simple("Bad request body", "The request body ended early or was malformed.", "bad_body")
+        }
+        DomainError::Store(s) if store_is_down(s) => {
+            simple("Service unavailable", "The database is not answering; try again shortly.", "unavailable")
+        }
         DomainError::Store(_) | DomainError::Blob(_) | DomainError::Internal(_) => {
             simple("Internal server error", "Something went wrong on our side.", "internal")
         }
@@ -292,19 +265,15 @@ impl IntoResponse for ApiError {
 pub async fn json_error_bodies(req: Request, next: Next) -> Response {
     let response = next.run(req).await;
     let status = response.status();
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let is_json =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if (status.is_client_error() || status.is_server_error()) && !is_json {
         let (mut parts, _) = response.into_parts();
         let mut replaced = ApiError::from_status(status).into_response();
         // Keep the status and headers the layer chose (Allow, Retry-After, request id).
         *replaced.status_mut() = status;
         parts.headers.remove(header::CONTENT_LENGTH);
-        parts
-            .headers
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let (_, body) = replaced.into_parts();
         return Response::from_parts(parts, body);
     }

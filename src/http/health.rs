@@ -36,22 +36,14 @@ where
             false
         }
     };
-    Check {
-        name,
-        ok,
-        latency_ms: started.elapsed().as_millis(),
-    }
+    Check { name, ok, latency_ms: started.elapsed().as_millis() }
 }
 
 async fn run_checks(state: &AppState) -> Vec<Check> {
     let timeout = state.config().server.health_check_timeout;
     let (db, storage) = tokio::join!(
-        timed("database", timeout, async {
-            state.store().ping().await.map_err(|e| e.to_string())
-        }),
-        timed("storage", timeout, async {
-            state.blobs().check().await.map_err(|e| e.to_string())
-        }),
+        timed("database", timeout, async { state.store().ping().await.map_err(|e| e.to_string()) }),
+        timed("storage", timeout, async { state.blobs().check().await.map_err(|e| e.to_string()) }),
     );
     vec![db, storage]
 }
@@ -59,10 +51,7 @@ async fn run_checks(state: &AppState) -> Vec<Check> {
 fn checks_json(checks: &[Check]) -> Value {
     let mut map = serde_json::Map::new();
     for c in checks {
-        map.insert(
-            c.name.into(),
-            json!({ "status": if c.ok { "ok" } else { "error" }, "latencyMs": c.latency_ms }),
-        );
+        map.insert(c.name.into(), json!({ "status": if c.ok { "ok" } else { "error" }, "latencyMs": c.latency_ms }));
     }
     Value::Object(map)
 }
@@ -86,6 +75,13 @@ pub async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, 
         "storage": state.blobs().kind(),
         "checks": checks_json(&checks),
     });
+    // Redis is a helper: when it is down /health says so but stays 200.
+    if let Some(redis) = state.deps().cache.redis_state() {
+        body["redis"] = json!(match redis {
+            crate::cache::RedisState::Connected => "connected",
+            crate::cache::RedisState::Degraded => "degraded",
+        });
+    }
     if failing.is_empty() {
         Ok((HEALTHY_STATUS, Json(body)))
     } else {
@@ -117,9 +113,7 @@ pub async fn livez() -> Json<Value> {
 /// GET /readyz — ready for traffic: dependencies answer and shutdown has not begun.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     if state.is_draining() {
-        return Err(ApiError::Unhealthy(
-            json!({ "status": "draining", "failing": ["shutdown"] }),
-        ));
+        return Err(ApiError::Unhealthy(json!({ "status": "draining", "failing": ["shutdown"] })));
     }
     let checks = run_checks(&state).await;
     let failing = failing(&checks);

@@ -31,11 +31,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(map)) => Ok(JsonObject(map)),
             Ok(_) => Err(ApiError::BadJson("the body must be a JSON object".into())),
-            Err(e) => Err(ApiError::BadJson(format!(
-                "malformed JSON at line {} column {}",
-                e.line(),
-                e.column()
-            ))),
+            Err(e) => Err(ApiError::BadJson(format!("malformed JSON at line {} column {}", e.line(), e.column()))),
         }
     }
 }
@@ -48,10 +44,7 @@ pub struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     pub fn new(map: &'a Map<String, Value>) -> Fields<'a> {
-        Fields {
-            map,
-            errors: Vec::new(),
-        }
+        Fields { map, errors: Vec::new() }
     }
 
     fn fail(&mut self, name: &str, msg: &str) {
@@ -115,11 +108,7 @@ impl<'a> Fields<'a> {
     }
 
     pub fn finish(self) -> Result<(), DomainError> {
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(DomainError::Validation(self.errors))
-        }
+        if self.errors.is_empty() { Ok(()) } else { Err(DomainError::Validation(self.errors)) }
     }
 }
 

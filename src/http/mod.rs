@@ -4,10 +4,12 @@
 
 pub mod admin;
 pub mod clips;
+pub mod compression;
 pub mod download;
 pub mod error;
 pub mod health;
 pub mod input;
+pub mod metrics;
 pub mod oneshot;
 pub mod ratelimit;
 pub mod security;
@@ -37,9 +39,7 @@ struct RandomRequestId;
 
 impl MakeRequestId for RandomRequestId {
     fn make_request_id<B>(&mut self, _req: &axum::http::Request<B>) -> Option<RequestId> {
-        HeaderValue::from_str(&format!("{:016x}", rand::random::<u64>()))
-            .ok()
-            .map(RequestId::new)
+        HeaderValue::from_str(&format!("{:016x}", rand::random::<u64>())).ok().map(RequestId::new)
     }
 }
 
@@ -47,11 +47,7 @@ impl MakeRequestId for RandomRequestId {
 /// in a URL is a capability and must not reach logs; nor do client addresses.
 fn request_span(req: &Request) -> tracing::Span {
     let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
-    let id = req
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-");
+    let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
     tracing::info_span!(
         "request",
         method = %req.method(),
@@ -72,7 +68,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/health", get(health::api_health))
         .route("/ping", get(health::ping))
         .route("/livez", get(health::livez))
-        .route("/readyz", get(health::readyz));
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render));
 
     let limited =
         |group: ratelimit::Group| axum::middleware::from_fn_with_state((state.clone(), group), ratelimit::limit);
@@ -87,10 +84,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/upload/{upload_id}", axum::routing::delete(upload::cancel));
     let reads = Router::new()
         .route("/api/clip/{id}/info", get(clips::info))
-        .route(
-            "/api/clip/{id}",
-            get(clips::read).post(clips::read_with_code).delete(clips::delete),
-        )
+        .route("/api/clip/{id}", get(clips::read).post(clips::read_with_code).delete(clips::delete))
         .route("/api/file/{id}/info", get(clips::file_info))
         .route("/api/config", get(clips::client_config))
         .route_layer(limited(ratelimit::Group::Reads));
@@ -104,7 +98,8 @@ pub fn router(state: AppState) -> Router {
         .route_layer(limited(ratelimit::Group::AdminAuth))
         .route("/api/admin/stats", get(admin::stats))
         .route("/api/admin/clips", get(admin::clips))
-        .route("/api/admin/system", get(admin::system));
+        .route("/api/admin/system", get(admin::system))
+        .route("/api/admin/performance", get(admin::performance));
     let json = Router::new()
         .merge(admin)
         .merge(initiate)
@@ -126,11 +121,8 @@ pub fn router(state: AppState) -> Router {
         // A slow client may take long to send a large body; it gets its own, longer deadline.
         .layer(TimeoutLayer::with_status_code(error::TIMEOUT_STATUS, upload_timeout));
 
-    let mut app = Router::new()
-        .merge(probes)
-        .merge(json)
-        .merge(streams)
-        .fallback(error::not_found);
+    let mut app =
+        Router::new().merge(probes).merge(json).merge(streams).fallback(error::not_found).layer(compression::layer());
     for layer in security::headers() {
         app = app.layer(layer);
     }
@@ -142,12 +134,11 @@ pub fn router(state: AppState) -> Router {
             .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
             .layer(
                 TraceLayer::new_for_http().make_span_with(request_span).on_response(
-                    DefaultOnResponse::new()
-                        .level(Level::INFO)
-                        .latency_unit(tower_http::LatencyUnit::Millis),
+                    DefaultOnResponse::new().level(Level::INFO).latency_unit(tower_http::LatencyUnit::Millis),
                 ),
             )
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(axum::middleware::from_fn(metrics::track))
             .layer(axum::middleware::from_fn(error::json_error_bodies)),
     )
     .with_state(state)

@@ -31,11 +31,9 @@ impl<'a> Options<'a> {
         if let Some(v) = self.headers.get(header) {
             return Some((header.to_string(), Location::Header, v.to_str().unwrap_or("\u{0}")));
         }
-        query_names.iter().find_map(|q| {
-            self.query
-                .get_key_value(*q)
-                .map(|(k, v)| (k.clone(), Location::Query, v.as_str()))
-        })
+        query_names
+            .iter()
+            .find_map(|q| self.query.get_key_value(*q).map(|(k, v)| (k.clone(), Location::Query, v.as_str())))
     }
 
     fn parsed<T>(
@@ -45,9 +43,7 @@ impl<'a> Options<'a> {
         parse: impl FnOnce(&str) -> Result<T, &'static str>,
     ) -> Option<T> {
         let (name, loc, raw) = self.get(header, query)?;
-        parse(raw)
-            .map_err(|m| self.errors.push(FieldError::new(name, m, loc)))
-            .ok()
+        parse(raw).map_err(|m| self.errors.push(FieldError::new(name, m, loc))).ok()
     }
 
     fn boolean(&mut self, header: &str, query: &[&str]) -> bool {
@@ -64,11 +60,7 @@ fn guess_mime(filename: &Filename, declared: Option<&str>) -> Option<MimeType> {
     declared
         .filter(|d| !d.is_empty() && !d.starts_with("application/octet-stream") && !d.starts_with("multipart/"))
         .and_then(|d| MimeType::parse(d).ok())
-        .or_else(|| {
-            mime_guess::from_path(filename.as_str())
-                .first()
-                .and_then(|m| MimeType::parse(m.as_ref()).ok())
-        })
+        .or_else(|| mime_guess::from_path(filename.as_str()).first().and_then(|m| MimeType::parse(m.as_ref()).ok()))
 }
 
 fn request(
@@ -78,38 +70,18 @@ fn request(
     declared_type: Option<&str>,
     content_length: Option<u64>,
 ) -> Result<OneShotRequest, ApiError> {
-    let mut o = Options {
-        headers,
-        query,
-        errors: Vec::new(),
-    };
-    let expiry = o
-        .parsed("expire", &["expire", "expiration"], Expiry::parse)
-        .unwrap_or(Expiry::Hr24);
+    let mut o = Options { headers, query, errors: Vec::new() };
+    let expiry = o.parsed("expire", &["expire", "expiration"], Expiry::parse).unwrap_or(Expiry::Hr24);
     let one_time = o.boolean("one-time", &["oneTime", "one-time", "one_time"]);
-    let max_downloads = o.parsed(
-        "max-downloads",
-        &["maxDownloads", "max-downloads", "max_downloads"],
-        |v| {
-            v.parse::<u64>()
-                .map_err(|_| "must be an integer between 1 and 10000")
-                .and_then(MaxDownloads::new)
-        },
-    );
+    let max_downloads = o.parsed("max-downloads", &["maxDownloads", "max-downloads", "max_downloads"], |v| {
+        v.parse::<u64>().map_err(|_| "must be an integer between 1 and 10000").and_then(MaxDownloads::new)
+    });
     let access_code = o.parsed("access-code", &["accessCode", "access-code"], AccessCode::parse);
     if !o.errors.is_empty() {
         return Err(DomainError::Validation(o.errors).into());
     }
     let mime_type = guess_mime(&filename, declared_type);
-    Ok(OneShotRequest {
-        filename,
-        mime_type,
-        expiry,
-        one_time,
-        max_downloads,
-        access_code,
-        content_length,
-    })
+    Ok(OneShotRequest { filename, mime_type, expiry, one_time, max_downloads, access_code, content_length })
 }
 
 fn respond(base: &str, headers: &HeaderMap, done: Completed) -> Response {
@@ -126,11 +98,7 @@ fn respond(base: &str, headers: &HeaderMap, done: Completed) -> Response {
         axum::Json(body).into_response()
     } else {
         let line = raw_url.unwrap_or_else(|| format!("{base}/file/{}", clip.code));
-        (
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            format!("{line}\n"),
-        )
-            .into_response()
+        ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{line}\n")).into_response()
     };
     if let Ok(v) = HeaderValue::from_str(&done.delete_token) {
         res.headers_mut().insert("x-delete-token", v);
@@ -178,9 +146,8 @@ pub async fn post(
         return Err(ApiError::UnsupportedMediaType);
     }
     let bad = |e: axum::extract::multipart::MultipartError| ApiError::from(DomainError::BadBody(e.body_text()));
-    let mut form = Multipart::from_request(req, &())
-        .await
-        .map_err(|e| ApiError::from(DomainError::BadBody(e.body_text())))?;
+    let mut form =
+        Multipart::from_request(req, &()).await.map_err(|e| ApiError::from(DomainError::BadBody(e.body_text())))?;
     let deps = state.deps();
     let mut done: Option<Completed> = None;
     let read_form = async {

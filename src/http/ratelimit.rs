@@ -43,10 +43,7 @@ struct Limiter {
 impl Limiter {
     fn new(per_minute: u32) -> Limiter {
         let n = NonZeroU32::new(per_minute.max(1)).expect("non-zero");
-        Limiter {
-            per_minute,
-            keyed: RateLimiter::keyed(Quota::per_minute(n)).with_middleware(),
-        }
+        Limiter { per_minute, keyed: RateLimiter::keyed(Quota::per_minute(n)).with_middleware() }
     }
 }
 
@@ -125,9 +122,7 @@ impl RateLimits {
 
     fn quick_blocked(&self, key: IpAddr, now: i64) -> Option<i64> {
         let map = self.misses.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&key)
-            .filter(|m| m.blocked_until > now)
-            .map(|m| m.blocked_until - now)
+        map.get(&key).filter(|m| m.blocked_until > now).map(|m| m.blocked_until - now)
     }
 
     fn quick_missed(&self, key: IpAddr, now: i64) {
@@ -168,21 +163,14 @@ pub async fn limit(State((state, group)): State<(AppState, Group)>, req: Request
     if !limits.enabled {
         return next.run(req).await;
     }
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let peer =
+        req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let key = limits.client_key(peer, req.headers());
     let now = state.now_ms();
     let quick = matches!(group, Group::Reads | Group::Downloads) && quick_code(req.uri().path());
     if quick && let Some(left) = limits.quick_blocked(key, now) {
         let limit = limits.quick_max_misses;
-        return ApiError::RateLimited {
-            retry_after: seconds(left),
-            limit,
-        }
-        .into_response();
+        return ApiError::RateLimited { retry_after: seconds(left), limit }.into_response();
     }
     let limiter = limits.limiter(group);
     let remaining = match limiter.keyed.check_key(&key) {
@@ -190,11 +178,8 @@ pub async fn limit(State((state, group)): State<(AppState, Group)>, req: Request
         Err(not_until) => {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            return ApiError::RateLimited {
-                retry_after: retry_after.max(1),
-                limit: limiter.per_minute,
-            }
-            .into_response();
+            return ApiError::RateLimited { retry_after: retry_after.max(1), limit: limiter.per_minute }
+                .into_response();
         }
     };
     let mut response = next.run(req).await;
@@ -234,22 +219,12 @@ mod tests {
     #[test]
     fn forwarded_for_counts_only_behind_a_trusted_proxy_and_is_read_from_the_right() {
         let mut h = HeaderMap::new();
-        h.insert(
-            "x-forwarded-for",
-            HeaderValue::from_static("6.6.6.6, 1.2.3.4, 10.0.0.7"),
-        );
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6, 1.2.3.4, 10.0.0.7"));
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
         assert_eq!(limits("").client_key(peer, &h), peer, "untrusted peer: header ignored");
         let l = limits("10.0.0.0/8");
-        assert_eq!(
-            l.client_key(peer, &h),
-            "1.2.3.4".parse::<IpAddr>().unwrap(),
-            "nearest untrusted hop"
-        );
-        assert_eq!(
-            l.client_key("9.9.9.9".parse().unwrap(), &h),
-            "9.9.9.9".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(l.client_key(peer, &h), "1.2.3.4".parse::<IpAddr>().unwrap(), "nearest untrusted hop");
+        assert_eq!(l.client_key("9.9.9.9".parse().unwrap(), &h), "9.9.9.9".parse::<IpAddr>().unwrap());
         assert!(quick_code("/api/clip/ABC123/info") && quick_code("/raw/ABC123") && quick_code("/api/file/ABC123"));
         assert!(!quick_code("/api/clip/ABCDEFGHIJ") && !quick_code("/api/upload/ABC123/status"));
     }

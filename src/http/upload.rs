@@ -30,10 +30,7 @@ pub async fn initiate(State(state): State<AppState>, JsonObject(body): JsonObjec
     let kind = f.parsed("contentType", ClipKind::parse).unwrap_or(ClipKind::Text);
     let max_downloads = f.integer("maxDownloads", u64::MAX).and_then(|n| {
         MaxDownloads::new(n)
-            .map_err(|m| {
-                f.errors
-                    .push(crate::domain::FieldError::new("maxDownloads", m, Location::Body))
-            })
+            .map_err(|m| f.errors.push(crate::domain::FieldError::new("maxDownloads", m, Location::Body)))
             .ok()
     });
     f.finish()?;
@@ -76,14 +73,11 @@ pub async fn chunk(
     let deps = state.deps();
     let headers = req.headers().clone();
     let sha = header_str(&headers, "x-chunk-sha256").map(str::to_owned);
-    let content_type = header_str(&headers, header::CONTENT_TYPE.as_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let content_type = header_str(&headers, header::CONTENT_TYPE.as_str()).unwrap_or("").to_ascii_lowercase();
 
     let received = if content_type.starts_with("multipart/form-data") {
-        let mut form = Multipart::from_request(req, &())
-            .await
-            .map_err(|e| ApiError::from(DomainError::BadBody(e.body_text())))?;
+        let mut form =
+            Multipart::from_request(req, &()).await.map_err(|e| ApiError::from(DomainError::BadBody(e.body_text())))?;
         let mut sink = None;
         while let Some(mut field) = form.next_field().await.map_err(bad_multipart)? {
             if field.name() != Some("chunk") {
@@ -185,7 +179,5 @@ pub async fn status(State(state): State<AppState>, Path(upload_id): Path<String>
 pub async fn cancel(State(state): State<AppState>, Path(upload_id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = param("uploadId", &upload_id, UploadId::parse)?;
     uploads::cancel(state.deps(), &id).await?;
-    Ok(Json(
-        json!({ "success": true, "message": "Upload cancelled successfully" }),
-    ))
+    Ok(Json(json!({ "success": true, "message": "Upload cancelled successfully" })))
 }

@@ -58,10 +58,7 @@ pub async fn sweep_once(deps: &Deps, settings: &SweepSettings, now: i64) -> Resu
         report.blobs_deleted += deps.blobs.delete_many(keys(gone)).await?;
     }
     loop {
-        let gone = deps
-            .store
-            .sweep_retired_clips(now - settings.retired_grace_ms, limit)
-            .await?;
+        let gone = deps.store.sweep_retired_clips(now - settings.retired_grace_ms, limit).await?;
         if gone.is_empty() {
             break;
         }
@@ -72,13 +69,9 @@ pub async fn sweep_once(deps: &Deps, settings: &SweepSettings, now: i64) -> Resu
     for finished in [false, true] {
         loop {
             let gone = if finished {
-                deps.store
-                    .sweep_finished_uploads(now - settings.finished_retention_ms, limit)
-                    .await?
+                deps.store.sweep_finished_uploads(now - settings.finished_retention_ms, limit).await?
             } else {
-                deps.store
-                    .sweep_abandoned_uploads(now - settings.abandon_after_ms, limit)
-                    .await?
+                deps.store.sweep_abandoned_uploads(now - settings.abandon_after_ms, limit).await?
             };
             if gone.is_empty() {
                 break;
@@ -97,6 +90,15 @@ pub async fn sweep_once(deps: &Deps, settings: &SweepSettings, now: i64) -> Resu
         }
     }
     deps.last_sweep.store(now, std::sync::atomic::Ordering::Relaxed);
+    metrics::counter!("ferry_sweep_batches_total").increment(report.batches);
+    for (kind, n) in [
+        ("expired_clips", report.expired_clips),
+        ("retired_clips", report.retired_clips),
+        ("abandoned_uploads", report.abandoned_uploads),
+        ("finished_uploads", report.finished_uploads),
+    ] {
+        metrics::counter!("ferry_sweep_rows_total", "kind" => kind).increment(n);
+    }
     Ok(report)
 }
 
@@ -148,12 +150,14 @@ pub async fn run(deps: Deps, settings: SweepSettings, shutdown: CancellationToke
         let now = deps.now();
         match sweep_once(&deps, &settings, now).await {
             Ok(report) => {
+                metrics::counter!("ferry_job_runs_total", "job" => "sweep", "outcome" => "ok").increment(1);
                 failures = 0;
                 if report != SweepReport::default() {
                     tracing::info!(?report, "sweep");
                 }
             }
             Err(e) => {
+                metrics::counter!("ferry_job_runs_total", "job" => "sweep", "outcome" => "error").increment(1);
                 failures += 1;
                 tracing::warn!(error = %e, "sweep failed; backing off");
                 continue;

@@ -43,16 +43,12 @@ pub fn plan<'a>(embedded: &'a [Migration], recorded: &[(i64, String)]) -> Result
                 )));
             }
             Some(_) => {}
-            None => tracing::warn!(
-                version,
-                "database has a migration this ferry does not know; a newer ferry migrated it"
-            ),
+            None => {
+                tracing::warn!(version, "database has a migration this ferry does not know; a newer ferry migrated it")
+            }
         }
     }
-    Ok(embedded
-        .iter()
-        .filter(|m| !recorded.iter().any(|(v, _)| *v == m.version))
-        .collect())
+    Ok(embedded.iter().filter(|m| !recorded.iter().any(|(v, _)| *v == m.version)).collect())
 }
 
 #[cfg(test)]

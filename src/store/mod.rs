@@ -61,9 +61,7 @@ impl Store {
     pub async fn open(config: &Config) -> Result<Store, StoreError> {
         match &config.database_url {
             Some(url) => Ok(Store::Postgres(postgres::PgStore::connect(url, &config.store).await?)),
-            None => Ok(Store::Embedded(
-                sqlite::SqliteStore::open(&Self::sqlite_path(config), &config.store).await?,
-            )),
+            None => Ok(Store::Embedded(sqlite::SqliteStore::open(&Self::sqlite_path(config), &config.store).await?)),
         }
     }
 
@@ -121,10 +119,14 @@ impl Store {
         params: Vec<P>,
         decode: Decode<T>,
     ) -> Result<Vec<T>, StoreError> {
-        match self {
+        let started = std::time::Instant::now();
+        let result = match self {
             Store::Embedded(s) => s.query(sql, params, decode).await,
             Store::Postgres(s) => s.query(sql, params, decode).await,
-        }
+        };
+        metrics::histogram!("ferry_store_query_seconds", "backend" => self.kind())
+            .record(started.elapsed().as_secs_f64());
+        result
     }
 
     async fn query_opt<T: Send + 'static>(
@@ -137,10 +139,14 @@ impl Store {
     }
 
     async fn execute(&self, sql: &'static str, params: Vec<P>) -> Result<u64, StoreError> {
-        match self {
+        let started = std::time::Instant::now();
+        let result = match self {
             Store::Embedded(s) => s.execute(sql, params).await,
             Store::Postgres(s) => s.execute(sql, params).await,
-        }
+        };
+        metrics::histogram!("ferry_store_query_seconds", "backend" => self.kind())
+            .record(started.elapsed().as_secs_f64());
+        result
     }
 }
 
@@ -172,8 +178,7 @@ impl Store {
     }
 
     pub async fn upload(&self, id: &str) -> Result<Option<UploadRecord>, StoreError> {
-        self.query_opt(sql::UPLOAD_BY_ID, vec![text(id)], UploadRecord::decode)
-            .await
+        self.query_opt(sql::UPLOAD_BY_ID, vec![text(id)], UploadRecord::decode).await
     }
 
     /// Record a received chunk (replacing an earlier one); `false` when the session no
@@ -186,13 +191,7 @@ impl Store {
         sha256: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let params = vec![
-            text(id),
-            P::I32(index as i32),
-            P::I64(size as i64),
-            text(sha256),
-            P::I64(now),
-        ];
+        let params = vec![text(id), P::I32(index as i32), P::I64(size as i64), text(sha256), P::I64(now)];
         let recorded = self.execute(sql::RECORD_CHUNK, params).await? == 1;
         if recorded {
             self.execute(sql::TOUCH_UPLOAD, vec![text(id), P::I64(now)]).await?;
@@ -205,9 +204,7 @@ impl Store {
     }
 
     pub async fn forget_chunk(&self, id: &str, index: u32) -> Result<(), StoreError> {
-        self.execute(sql::DELETE_CHUNK_ROW, vec![text(id), P::I32(index as i32)])
-            .await
-            .map(|_| ())
+        self.execute(sql::DELETE_CHUNK_ROW, vec![text(id), P::I32(index as i32)]).await.map(|_| ())
     }
 
     /// Take the assembly lock; `None` when another caller holds it or the session is not
@@ -218,24 +215,16 @@ impl Store {
         now: i64,
         stale_before: i64,
     ) -> Result<Option<UploadRecord>, StoreError> {
-        self.query_opt(
-            sql::BEGIN_ASSEMBLY,
-            vec![text(id), P::I64(now), P::I64(stale_before)],
-            UploadRecord::decode,
-        )
-        .await
+        self.query_opt(sql::BEGIN_ASSEMBLY, vec![text(id), P::I64(now), P::I64(stale_before)], UploadRecord::decode)
+            .await
     }
 
     pub async fn abort_assembly(&self, id: &str, now: i64) -> Result<(), StoreError> {
-        self.execute(sql::ABORT_ASSEMBLY, vec![text(id), P::I64(now)])
-            .await
-            .map(|_| ())
+        self.execute(sql::ABORT_ASSEMBLY, vec![text(id), P::I64(now)]).await.map(|_| ())
     }
 
     pub async fn mark_upload_complete(&self, id: &str, code: &str, now: i64) -> Result<(), StoreError> {
-        self.execute(sql::MARK_UPLOAD_COMPLETE, vec![text(id), text(code), P::I64(now)])
-            .await
-            .map(|_| ())
+        self.execute(sql::MARK_UPLOAD_COMPLETE, vec![text(id), text(code), P::I64(now)]).await.map(|_| ())
     }
 
     /// Remove a session and its chunk rows; `false` when there was none.
@@ -270,32 +259,22 @@ impl Store {
     }
 
     pub async fn clip_by_upload(&self, upload_id: &str) -> Result<Option<ClipRecord>, StoreError> {
-        self.query_opt(sql::CLIP_BY_UPLOAD, vec![text(upload_id)], ClipRecord::decode)
-            .await
+        self.query_opt(sql::CLIP_BY_UPLOAD, vec![text(upload_id)], ClipRecord::decode).await
     }
 
     /// The clip with this code if it is live at `now` (not expired, consumed or deleted).
     pub async fn live_clip(&self, code: &str, now: i64) -> Result<Option<ClipRecord>, StoreError> {
-        self.query_opt(
-            sql::LIVE_CLIP_BY_CODE,
-            vec![text(code), P::I64(now)],
-            ClipRecord::decode,
-        )
-        .await
+        self.query_opt(sql::LIVE_CLIP_BY_CODE, vec![text(code), P::I64(now)], ClipRecord::decode).await
     }
 
     /// Atomically take one download of a one-time or limited clip; `None` when none is left.
     pub async fn claim_download(&self, id: i64, now: i64) -> Result<Option<ClipRecord>, StoreError> {
-        self.query_opt(sql::CLAIM_DOWNLOAD, vec![P::I64(id), P::I64(now)], ClipRecord::decode)
-            .await
+        self.query_opt(sql::CLAIM_DOWNLOAD, vec![P::I64(id), P::I64(now)], ClipRecord::decode).await
     }
 
     /// Retire a live clip; `false` when it was not live.
     pub async fn mark_clip_deleted(&self, id: i64, now: i64) -> Result<bool, StoreError> {
-        Ok(self
-            .execute(sql::MARK_CLIP_DELETED, vec![P::I64(id), P::I64(now)])
-            .await?
-            > 0)
+        Ok(self.execute(sql::MARK_CLIP_DELETED, vec![P::I64(id), P::I64(now)]).await? > 0)
     }
 }
 
@@ -312,54 +291,42 @@ impl Store {
     /// Delete up to `limit` expired live clips; their blob keys.
     pub async fn sweep_expired_clips(&self, now: i64, limit: i64) -> Result<Vec<String>, StoreError> {
         let sql = self.pick(sql::SWEEP_EXPIRED_CLIPS, sql::SWEEP_EXPIRED_CLIPS_PG);
-        self.query(sql, vec![P::I64(now), P::I64(limit)], |r| r.text("blob_key"))
-            .await
+        self.query(sql, vec![P::I64(now), P::I64(limit)], |r| r.text("blob_key")).await
     }
 
     /// Delete up to `limit` clips consumed or deleted before `cutoff`; their blob keys.
     pub async fn sweep_retired_clips(&self, cutoff: i64, limit: i64) -> Result<Vec<String>, StoreError> {
         let sql = self.pick(sql::SWEEP_RETIRED_CLIPS, sql::SWEEP_RETIRED_CLIPS_PG);
-        self.query(sql, vec![P::I64(cutoff), P::I64(limit)], |r| r.text("blob_key"))
-            .await
+        self.query(sql, vec![P::I64(cutoff), P::I64(limit)], |r| r.text("blob_key")).await
     }
 
     /// Delete up to `limit` uploading sessions idle since `cutoff`; their ids.
     pub async fn sweep_abandoned_uploads(&self, cutoff: i64, limit: i64) -> Result<Vec<String>, StoreError> {
         let sql = self.pick(sql::SWEEP_ABANDONED_UPLOADS, sql::SWEEP_ABANDONED_UPLOADS_PG);
-        self.query(sql, vec![P::I64(cutoff), P::I64(limit)], |r| r.text("id"))
-            .await
+        self.query(sql, vec![P::I64(cutoff), P::I64(limit)], |r| r.text("id")).await
     }
 
     /// Delete up to `limit` finished sessions older than `cutoff`; their ids.
     pub async fn sweep_finished_uploads(&self, cutoff: i64, limit: i64) -> Result<Vec<String>, StoreError> {
         let sql = self.pick(sql::SWEEP_FINISHED_UPLOADS, sql::SWEEP_FINISHED_UPLOADS_PG);
-        self.query(sql, vec![P::I64(cutoff), P::I64(limit)], |r| r.text("id"))
-            .await
+        self.query(sql, vec![P::I64(cutoff), P::I64(limit)], |r| r.text("id")).await
     }
 
     /// Whether any clip row owns `blob_key`.
     pub async fn blob_has_clip(&self, blob_key: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .query_opt(sql::CLIP_BLOB_EXISTS, vec![text(blob_key)], |r| r.i32("found"))
-            .await?
-            .is_some())
+        Ok(self.query_opt(sql::CLIP_BLOB_EXISTS, vec![text(blob_key)], |r| r.i32("found")).await?.is_some())
     }
 }
 
 /// Admin views.
 impl Store {
     pub async fn clip_stats(&self, now: i64) -> Result<ClipStats, StoreError> {
-        Ok(self
-            .query_opt(sql::CLIP_STATS, vec![P::I64(now)], ClipStats::decode)
-            .await?
-            .unwrap_or_default())
+        Ok(self.query_opt(sql::CLIP_STATS, vec![P::I64(now)], ClipStats::decode).await?.unwrap_or_default())
     }
 
     /// The newest clips with their deletion time.
     pub async fn recent_clips(&self, limit: i64) -> Result<Vec<(ClipRecord, Option<i64>)>, StoreError> {
-        self.query(sql::RECENT_CLIPS, vec![P::I64(limit)], |r| {
-            Ok((ClipRecord::decode(r)?, r.opt_i64("deleted_at")?))
-        })
-        .await
+        self.query(sql::RECENT_CLIPS, vec![P::I64(limit)], |r| Ok((ClipRecord::decode(r)?, r.opt_i64("deleted_at")?)))
+            .await
     }
 }

@@ -39,22 +39,14 @@ fn describe(config: &tokio_postgres::Config) -> String {
 impl PgStore {
     /// Build the pool and prove the server answers, within the connect timeout.
     pub async fn connect(url: &Secret, config: &StoreConfig) -> Result<PgStore, StoreError> {
-        let mut pg = tokio_postgres::Config::from_str(url.expose()).map_err(|e| StoreError::Unreachable {
-            target: "(unparseable URL)".into(),
-            cause: e.to_string(),
-        })?;
+        let mut pg = tokio_postgres::Config::from_str(url.expose())
+            .map_err(|e| StoreError::Unreachable { target: "(unparseable URL)".into(), cause: e.to_string() })?;
         pg.connect_timeout(config.connect_timeout);
         if pg.get_application_name().is_none() {
             pg.application_name("ferry");
         }
         let target = describe(&pg);
-        let manager = Manager::from_config(
-            pg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(config.pool_size)
             .runtime(Runtime::Tokio1)
@@ -67,10 +59,7 @@ impl PgStore {
         let deadline = config.connect_timeout + std::time::Duration::from_millis(500);
         match tokio::time::timeout(deadline, store.ping()).await {
             Ok(Ok(())) => Ok(store),
-            Ok(Err(e)) => Err(StoreError::Unreachable {
-                target: store.target.clone(),
-                cause: root_cause(&e),
-            }),
+            Ok(Err(e)) => Err(StoreError::Unreachable { target: store.target.clone(), cause: root_cause(&e) }),
             Err(_) => Err(StoreError::Unreachable {
                 target: store.target.clone(),
                 cause: format!("no answer within {:?}", config.connect_timeout),
@@ -114,8 +103,7 @@ impl PgStore {
         let tx = client.transaction().await?;
         // Held until commit: a second instance starting at the same moment waits here, then
         // finds the migrations recorded and applies nothing.
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
-            .await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY]).await?;
         // "already exists, skipping" notices are expected on every start; keep them out of logs.
         tx.batch_execute("SET LOCAL client_min_messages = warning").await?;
         tx.batch_execute(
@@ -138,20 +126,12 @@ impl PgStore {
             })?;
             tx.execute(
                 "INSERT INTO ferry_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)",
-                &[
-                    &m.version,
-                    &m.name,
-                    &m.checksum(),
-                    &crate::domain::clock::system_now_ms(),
-                ],
+                &[&m.version, &m.name, &m.checksum(), &crate::domain::clock::system_now_ms()],
             )
             .await?;
             report.applied.push(m.version);
         }
-        report.current = tx
-            .query_one("SELECT coalesce(max(version), 0) FROM ferry_migrations", &[])
-            .await?
-            .get(0);
+        report.current = tx.query_one("SELECT coalesce(max(version), 0) FROM ferry_migrations", &[]).await?.get(0);
         tx.commit().await?;
         Ok(report)
     }

@@ -99,7 +99,7 @@ row_like!(rusqlite::Row<'_>, get);
 pub type Decode<T> = fn(&dyn RowLike) -> Result<T, StoreError>;
 
 /// A clip as stored.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ClipRecord {
     pub id: i64,
     pub code: String,
@@ -222,11 +222,7 @@ pub struct ChunkRecord {
 
 impl ChunkRecord {
     pub fn decode(r: &dyn RowLike) -> Result<ChunkRecord, StoreError> {
-        Ok(ChunkRecord {
-            index: r.i32("chunk_index")?,
-            size: r.i64("size")?,
-            sha256: r.opt_text("sha256")?,
-        })
+        Ok(ChunkRecord { index: r.i32("chunk_index")?, size: r.i64("size")?, sha256: r.opt_text("sha256")? })
     }
 }
 

@@ -165,8 +165,4 @@ pub const CLIP_STATS: &str = "SELECT count(*) AS total, \
      FROM clips";
 
 /// The newest clips, for the admin list. $1 limit.
-pub const RECENT_CLIPS: &str = concat!(
-    "SELECT ",
-    clip_cols!(),
-    ", deleted_at FROM clips ORDER BY id DESC LIMIT $1"
-);
+pub const RECENT_CLIPS: &str = concat!("SELECT ", clip_cols!(), ", deleted_at FROM clips ORDER BY id DESC LIMIT $1");

@@ -81,11 +81,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Task(e.to_string()))??
         };
         Ok(SqliteStore {
-            inner: Arc::new(Inner {
-                path,
-                idle: Mutex::new(opened),
-                permits: Arc::new(Semaphore::new(n)),
-            }),
+            inner: Arc::new(Inner { path, idle: Mutex::new(opened), permits: Arc::new(Semaphore::new(n)) }),
         })
     }
 
@@ -99,23 +95,13 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let permit = self
-            .inner
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        let permit = self.inner.permits.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
         let inner = self.inner.clone();
         // The lease lives inside the blocking task, so a caller that goes away (a client
         // disconnect drops the handler) cannot strand the connection.
         tokio::task::spawn_blocking(move || {
             let conn = inner.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            let mut lease = Lease {
-                inner: inner.clone(),
-                conn,
-                _permit: permit,
-            };
+            let mut lease = Lease { inner: inner.clone(), conn, _permit: permit };
             let conn = lease.conn.as_mut().ok_or(StoreError::Closed)?;
             f(conn)
         })
@@ -145,9 +131,7 @@ impl SqliteStore {
     /// Run one statement; the number of rows it changed.
     pub async fn execute(&self, sql: &'static str, params: Vec<P>) -> Result<u64, StoreError> {
         self.call(move |conn| {
-            Ok(conn
-                .prepare_cached(&lite(sql))?
-                .execute(rusqlite::params_from_iter(params.iter()))? as u64)
+            Ok(conn.prepare_cached(&lite(sql))?.execute(rusqlite::params_from_iter(params.iter()))? as u64)
         })
         .await
     }
@@ -186,9 +170,8 @@ impl SqliteStore {
                 )?;
                 report.applied.push(m.version);
             }
-            report.current = tx.query_row("SELECT coalesce(max(version), 0) FROM ferry_migrations", [], |r| {
-                r.get(0)
-            })?;
+            report.current =
+                tx.query_row("SELECT coalesce(max(version), 0) FROM ferry_migrations", [], |r| r.get(0))?;
             tx.commit()?;
             Ok(report)
         })
@@ -208,9 +191,7 @@ mod tests {
 
     async fn fresh() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("t.db"), &Config::defaults().store)
-            .await
-            .unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db"), &Config::defaults().store).await.unwrap();
         store.migrate().await.unwrap();
         (dir, store)
     }
@@ -221,9 +202,7 @@ mod tests {
                 let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {}", lite(sql)))?;
                 let all: [&dyn rusqlite::ToSql; 2] = [&"AAAAAAAAAA", &100_i64];
                 let params = &all[..stmt.parameter_count()];
-                let rows: Vec<String> = stmt
-                    .query_map(params, |r| r.get::<_, String>(3))?
-                    .collect::<Result<_, _>>()?;
+                let rows: Vec<String> = stmt.query_map(params, |r| r.get::<_, String>(3))?.collect::<Result<_, _>>()?;
                 Ok(rows.join(" | "))
             })
             .await

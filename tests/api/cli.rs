@@ -28,11 +28,7 @@ fn an_invalid_setting_stops_startup_with_one_line_naming_the_key() {
         ("FERRY_SERVER__SHUTDOWN_GRAZE", "5s", "server.shutdown_graze"),
         ("FERRY_DATABASE_URL", "mysql://x", "database_url"),
     ] {
-        let out = binary()
-            .env("FERRY_DATA_DIR", dir.path())
-            .env(key, value)
-            .output()
-            .unwrap();
+        let out = binary().env("FERRY_DATA_DIR", dir.path()).env(key, value).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{key}={value}");
         let err = String::from_utf8(out.stderr).unwrap();
         assert_eq!(err.trim_end().lines().count(), 1, "one line for {key}: {err}");
@@ -45,20 +41,12 @@ fn environment_overrides_the_file_which_overrides_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ferry.toml");
     std::fs::write(&file, "[server]\nshutdown_grace = \"not a duration\"\n").unwrap();
-    let out = binary()
-        .arg("--config")
-        .arg(&file)
-        .env("FERRY_DATA_DIR", dir.path())
-        .output()
-        .unwrap();
+    let out = binary().arg("--config").arg(&file).env("FERRY_DATA_DIR", dir.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("server.shutdown_grace"));
 
     let mut cmd = binary();
-    cmd.arg("--config")
-        .arg(&file)
-        .env("FERRY_DATA_DIR", dir.path())
-        .env("FERRY_BIND", "127.0.0.1:0");
+    cmd.arg("--config").arg(&file).env("FERRY_DATA_DIR", dir.path()).env("FERRY_BIND", "127.0.0.1:0");
     cmd.env("FERRY_SERVER__SHUTDOWN_GRACE", "2s");
     let mut proc = spawn_binary(cmd);
     signal(&proc.child, "TERM");
@@ -74,10 +62,7 @@ fn sigterm_and_sigint_each_end_the_server_cleanly() {
         let mut proc = spawn_binary(cmd);
         let body = ureq_get(proc.addr, "/health");
         assert!(body.contains("\"status\":\"OK\""), "{body}");
-        assert!(
-            dir.path().join("ferry.db").exists(),
-            "embedded store under FERRY_DATA_DIR"
-        );
+        assert!(dir.path().join("ferry.db").exists(), "embedded store under FERRY_DATA_DIR");
         signal(&proc.child, sig);
         let status = wait_exit(&mut proc.child, Duration::from_secs(10));
         assert_eq!(status.code(), Some(0), "SIG{sig}");
@@ -89,19 +74,11 @@ fn sigterm_and_sigint_each_end_the_server_cleanly() {
 #[test]
 fn migrate_applies_once_and_exits() {
     let dir = tempfile::tempdir().unwrap();
-    let first = binary()
-        .arg("migrate")
-        .env("FERRY_DATA_DIR", dir.path())
-        .output()
-        .unwrap();
+    let first = binary().arg("migrate").env("FERRY_DATA_DIR", dir.path()).output().unwrap();
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let out = String::from_utf8(first.stdout).unwrap();
     assert!(out.contains("applied [1") && out.contains("schema version"), "{out}");
-    let second = binary()
-        .arg("migrate")
-        .env("FERRY_DATA_DIR", dir.path())
-        .output()
-        .unwrap();
+    let second = binary().arg("migrate").env("FERRY_DATA_DIR", dir.path()).output().unwrap();
     assert!(String::from_utf8(second.stdout).unwrap().contains("applied []"));
 }
 
@@ -113,17 +90,10 @@ fn migrate_against_postgres_applies_once_and_exits() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let db = rt.block_on(TestDb::create_empty(&server));
     for expected in ["applied [1", "applied []"] {
-        let out = binary()
-            .arg("migrate")
-            .env("FERRY_DATABASE_URL", &db.url)
-            .output()
-            .unwrap();
+        let out = binary().arg("migrate").env("FERRY_DATABASE_URL", &db.url).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let stdout = String::from_utf8(out.stdout).unwrap();
-        assert!(
-            stdout.contains(expected) && stdout.contains("PostgreSQL at"),
-            "{stdout}"
-        );
+        assert!(stdout.contains(expected) && stdout.contains("PostgreSQL at"), "{stdout}");
     }
     drop(db);
 }
@@ -140,11 +110,7 @@ fn an_unreachable_postgres_fails_fast_with_a_clear_message_and_no_password() {
         .unwrap();
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(out.status.code(), Some(1));
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(all.contains("cannot reach PostgreSQL at 127.0.0.1:1/ferry"), "{all}");
     assert!(!all.contains("hunter2"), "{all}");
 }
@@ -158,9 +124,7 @@ fn database_url_alone_selects_postgres() {
     let db = rt.block_on(TestDb::create(&server));
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = binary();
-    cmd.env("FERRY_DATA_DIR", dir.path())
-        .env("FERRY_BIND", "127.0.0.1:0")
-        .env("DATABASE_URL", &db.url);
+    cmd.env("FERRY_DATA_DIR", dir.path()).env("FERRY_BIND", "127.0.0.1:0").env("DATABASE_URL", &db.url);
     let mut proc = spawn_binary(cmd);
     let body = ureq_get(proc.addr, "/health");
     assert!(body.contains("\"store\":\"postgres\""), "{body}");
@@ -184,12 +148,7 @@ fn ureq_get(addr: std::net::SocketAddr, path: &str) -> String {
 #[test]
 fn sweep_runs_one_pass_and_reports_json() {
     let dir = tempfile::tempdir().unwrap();
-    let out = binary()
-        .arg("sweep")
-        .arg("--reconcile")
-        .env("FERRY_DATA_DIR", dir.path())
-        .output()
-        .unwrap();
+    let out = binary().arg("sweep").arg("--reconcile").env("FERRY_DATA_DIR", dir.path()).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let line = String::from_utf8(out.stdout).unwrap();
     let report: serde_json::Value = serde_json::from_str(line.trim()).expect("one JSON line");

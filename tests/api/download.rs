@@ -12,11 +12,7 @@ use crate::upload::{
 
 /// `POST /api/file/:id` with a `Range` header (and `If-Range` when given).
 async fn ranged_download(app: &TestApp, clip_id: &str, range: &str, if_range: Option<&str>) -> reqwest::Response {
-    let mut request = app
-        .client
-        .post(app.url(&format!("/api/file/{clip_id}")))
-        .json(&json!({}))
-        .header("range", range);
+    let mut request = app.client.post(app.url(&format!("/api/file/{clip_id}"))).json(&json!({})).header("range", range);
     if let Some(tag) = if_range {
         request = request.header("if-range", tag);
     }

@@ -115,9 +115,7 @@ pub async fn spawn_sibling(app: &TestApp) -> TestApp {
     let mut config = app.config.clone();
     config.bind = "127.0.0.1:0".parse().unwrap();
     let clock = app.clock.clone();
-    let built = Application::build_with_clock(config.clone(), clock.clone())
-        .await
-        .expect("sibling builds");
+    let built = Application::build_with_clock(config.clone(), clock.clone()).await.expect("sibling builds");
     let addr = built.local_addr();
     let state = built.state().clone();
     let shutdown = CancellationToken::new();
@@ -160,29 +158,13 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config
     };
     configure(&mut config);
     let clock = Arc::new(ManualClock::new(ferry::domain::clock::system_now_ms()));
-    let app = Application::build_with_clock(config.clone(), clock.clone())
-        .await
-        .expect("application builds");
+    let app = Application::build_with_clock(config.clone(), clock.clone()).await.expect("application builds");
     let addr = app.local_addr();
     let state = app.state().clone();
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run(shutdown.clone()));
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
-    Some(TestApp {
-        addr,
-        state,
-        config,
-        client,
-        clock,
-        backend,
-        shutdown,
-        server: Some(server),
-        db,
-        data_dir,
-    })
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    Some(TestApp { addr, state, config, client, clock, backend, shutdown, server: Some(server), db, data_dir })
 }
 
 /// The PostgreSQL server for tests, or `None` (skip) when unset outside CI.
@@ -196,6 +178,85 @@ pub fn pg_server_url() -> Option<String> {
             eprintln!("SKIPPED (postgres): set FERRY_TEST_DATABASE_URL to run this test against PostgreSQL");
             None
         }
+    }
+}
+
+/// The shared Redis for tests, or `None` (skip) when unset outside CI.
+pub fn redis_url() -> Option<String> {
+    match std::env::var("FERRY_TEST_REDIS_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("FERRY_TEST_REDIS_URL must be set when CI=true: the Redis suite may not be skipped")
+        }
+        _ => {
+            eprintln!("SKIPPED (redis): set FERRY_TEST_REDIS_URL to run this test against Redis");
+            None
+        }
+    }
+}
+
+/// A redis-server of this test's own on a free port, which the test may stop and restart.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl PrivateRedis {
+    /// `None` (skip) when no redis-server binary is installed, outside CI.
+    pub fn start() -> Option<PrivateRedis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut r = PrivateRedis { port, child: None, dir: tempfile::tempdir().unwrap() };
+        if !r.spawn() {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("redis-server is required when CI=true");
+            }
+            eprintln!("SKIPPED (redis): no redis-server binary");
+            return None;
+        }
+        Some(r)
+    }
+
+    fn spawn(&mut self) -> bool {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let Ok(child) = child else { return false };
+        self.child = Some(child);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("private redis-server did not start");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Kill it (a crash, as far as clients can tell).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        assert!(self.spawn());
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -214,9 +275,7 @@ pub fn url_with_db(url: &str, db: &str) -> String {
 }
 
 pub async fn pg_connect(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, NoTls)
-        .await
-        .expect("connect to test PostgreSQL");
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await.expect("connect to test PostgreSQL");
     tokio::spawn(conn);
     client
 }
@@ -233,15 +292,8 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn create(server: &str) -> TestDb {
-        let template = TEMPLATE
-            .get_or_init(|| build_template(server.to_string()))
-            .await
-            .clone();
-        let name = format!(
-            "ferry_test_{}_{}",
-            std::process::id(),
-            NEXT_DB.fetch_add(1, Ordering::SeqCst)
-        );
+        let template = TEMPLATE.get_or_init(|| build_template(server.to_string())).await.clone();
+        let name = format!("ferry_test_{}_{}", std::process::id(), NEXT_DB.fetch_add(1, Ordering::SeqCst));
         let admin = pg_connect(server).await;
         let sql = format!("CREATE DATABASE {name} TEMPLATE {template}");
         let mut attempt = 0;
@@ -256,30 +308,14 @@ impl TestDb {
                 Err(e) => panic!("create test database: {e:?}"),
             }
         }
-        TestDb {
-            url: url_with_db(server, &name),
-            name,
-            server: server.to_string(),
-        }
+        TestDb { url: url_with_db(server, &name), name, server: server.to_string() }
     }
 
     /// An empty database with no migrations applied (for migration tests).
     pub async fn create_empty(server: &str) -> TestDb {
-        let name = format!(
-            "ferry_test_{}_{}",
-            std::process::id(),
-            NEXT_DB.fetch_add(1, Ordering::SeqCst)
-        );
-        pg_connect(server)
-            .await
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create db");
-        TestDb {
-            url: url_with_db(server, &name),
-            name,
-            server: server.to_string(),
-        }
+        let name = format!("ferry_test_{}_{}", std::process::id(), NEXT_DB.fetch_add(1, Ordering::SeqCst));
+        pg_connect(server).await.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create db");
+        TestDb { url: url_with_db(server, &name), name, server: server.to_string() }
     }
 
     /// Drop the database now, disconnecting whoever uses it.
@@ -297,16 +333,11 @@ impl Drop for TestDb {
         let (server, name) = (self.server.clone(), self.name.clone());
         // Drop runs inside the test's runtime; use a thread with its own to do async work.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async {
                 if let Ok((client, conn)) = tokio_postgres::connect(&server, NoTls).await {
                     tokio::spawn(conn);
-                    let _ = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
+                    let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
                 }
             });
         })
@@ -325,21 +356,11 @@ async fn build_template(server: String) -> String {
     // One builder at a time, across test processes too.
     admin.execute("SELECT pg_advisory_lock(7373001)", &[]).await.unwrap();
     drop_stale_test_databases(&admin).await;
-    let exists = admin
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-        .await
-        .unwrap()
-        .is_some();
+    let exists = admin.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).await.unwrap().is_some();
     if !exists {
         let building = format!("{name}_building");
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
-            .await
-            .unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE {building}"))
-            .await
-            .unwrap();
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)")).await.unwrap();
+        admin.batch_execute(&format!("CREATE DATABASE {building}")).await.unwrap();
         let mut config = Config::defaults();
         config.database_url = Some(Secret::new(url_with_db(&server, &building)));
         let store = ferry::store::Store::open(&config).await.expect("open template");
@@ -355,10 +376,7 @@ async fn build_template(server: String) -> String {
             .unwrap();
         let mut attempt = 0;
         loop {
-            match admin
-                .batch_execute(&format!("ALTER DATABASE {building} RENAME TO {name}"))
-                .await
-            {
+            match admin.batch_execute(&format!("ALTER DATABASE {building} RENAME TO {name}")).await {
                 Ok(()) => break,
                 Err(_) if attempt < 50 => {
                     attempt += 1;
@@ -374,18 +392,13 @@ async fn build_template(server: String) -> String {
 
 /// Databases left by earlier runs that died before dropping them (their process is gone).
 async fn drop_stale_test_databases(admin: &tokio_postgres::Client) {
-    let rows = admin
-        .query("SELECT datname FROM pg_database WHERE datname LIKE 'ferry_test_%'", &[])
-        .await
-        .unwrap();
+    let rows = admin.query("SELECT datname FROM pg_database WHERE datname LIKE 'ferry_test_%'", &[]).await.unwrap();
     for row in rows {
         let name: String = row.get(0);
         let pid = name.trim_start_matches("ferry_test_").split('_').next().unwrap_or("");
         let alive = !pid.is_empty() && std::path::Path::new(&format!("/proc/{pid}")).exists();
         if !alive {
-            let _ = admin
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await;
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
         }
     }
 }
@@ -427,10 +440,7 @@ pub fn spawn_binary(mut cmd: Command) -> Proc {
         let Ok(line) = rx.recv_timeout(left) else {
             let _ = child.kill();
             let out = child.wait_with_output().unwrap();
-            panic!(
-                "ferry did not report listening; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
+            panic!("ferry did not report listening; stderr: {}", String::from_utf8_lossy(&out.stderr))
         };
         if let Some(addr) = line.split("listening addr=").nth(1) {
             let addr = addr.split_whitespace().next().unwrap().parse().expect("listen address");
@@ -441,11 +451,7 @@ pub fn spawn_binary(mut cmd: Command) -> Proc {
 
 /// Send a signal by name to a child we started.
 pub fn signal(child: &Child, sig: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
+    let status = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().unwrap();
     assert!(status.success());
 }
 

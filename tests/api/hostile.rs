@@ -112,14 +112,7 @@ fn raw(bytes: impl Into<Vec<u8>>) -> Req {
     let mut words = line.splitn(3, |b| *b == b' ');
     let method = String::from_utf8_lossy(words.next().unwrap_or(b"?")).into_owned();
     let path = String::from_utf8_lossy(words.next().unwrap_or(b"?")).into_owned();
-    Req {
-        method,
-        path,
-        headers: Vec::new(),
-        body: Vec::new(),
-        framing: Framing::Raw(bytes),
-        half_close: false,
-    }
+    Req { method, path, headers: Vec::new(), body: Vec::new(), framing: Framing::Raw(bytes), half_close: false }
 }
 
 impl Req {
@@ -144,8 +137,7 @@ impl Req {
 
     /// A `multipart/form-data` body with the given boundary parameter.
     fn form(self, boundary: &str, body: impl AsRef<[u8]>) -> Req {
-        self.header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
-            .body(body)
+        self.header("Content-Type", format!("multipart/form-data; boundary={boundary}")).body(body)
     }
 
     fn chunked(mut self) -> Req {
@@ -213,22 +205,12 @@ struct Case {
 }
 
 fn case(name: impl Into<String>, req: Req, want: Want) -> Case {
-    Case {
-        name: name.into(),
-        req,
-        want,
-        leaves: Leaves::Nothing,
-    }
+    Case { name: name.into(), req, want, leaves: Leaves::Nothing }
 }
 
 /// An accepted case that leaves `leaves` behind.
 fn accepted(name: impl Into<String>, req: Req, statuses: &'static [u16], leaves: Leaves) -> Case {
-    Case {
-        name: name.into(),
-        req,
-        want: Want::Accepted(statuses),
-        leaves,
-    }
+    Case { name: name.into(), req, want: Want::Accepted(statuses), leaves }
 }
 
 use Want::{Error, Invalid, Protocol, Status};
@@ -245,10 +227,7 @@ struct Reply {
 
 impl Reply {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     fn body_text(&self) -> String {
@@ -264,9 +243,7 @@ impl Reply {
 /// Send `req` on a fresh connection (writing and reading at once, so an early answer is seen)
 /// and read the answer until the server closes.
 async fn exchange(app: &TestApp, req: &Req) -> Result<Reply, String> {
-    let stream = TcpStream::connect(app.addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
+    let stream = TcpStream::connect(app.addr).await.map_err(|e| format!("connect: {e}"))?;
     let (mut rd, mut wr) = stream.into_split();
     let bytes = req.to_bytes();
     let half_close = req.half_close;
@@ -310,10 +287,7 @@ async fn exchange(app: &TestApp, req: &Req) -> Result<Reply, String> {
 
 fn parse_reply(bytes: &[u8]) -> Result<Reply, String> {
     let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Err(format!(
-            "incomplete answer: {:?}",
-            String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
-        ));
+        return Err(format!("incomplete answer: {:?}", String::from_utf8_lossy(&bytes[..bytes.len().min(300)])));
     };
     let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
     let mut lines = head.split("\r\n");
@@ -323,10 +297,8 @@ fn parse_reply(bytes: &[u8]) -> Result<Reply, String> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
-        .collect();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_string(), v.trim().to_string())).collect();
     let rest = &bytes[end + 4..];
     let chunked = headers
         .iter()
@@ -391,24 +363,15 @@ fn judge(want: Want, reply: &Reply) -> Option<String> {
         Ok(body)
     };
     let result = match want {
-        Want::Error(status, code) => shape(status).and_then(|b| {
-            if b["code"] == code {
-                Ok(())
-            } else {
-                Err(format!("want code {code:?}"))
-            }
-        }),
+        Want::Error(status, code) => {
+            shape(status).and_then(|b| if b["code"] == code { Ok(()) } else { Err(format!("want code {code:?}")) })
+        }
         Want::Invalid(field) => shape(400).and_then(|b| {
             let named = b["code"] == "validation"
                 && b["details"].as_array().is_some_and(|d| {
-                    d.iter()
-                        .any(|d| d["path"] == field && d["msg"].is_string() && d["location"].is_string())
+                    d.iter().any(|d| d["path"] == field && d["msg"].is_string() && d["location"].is_string())
                 });
-            if named {
-                Ok(())
-            } else {
-                Err(format!("want a validation error naming {field:?}"))
-            }
+            if named { Ok(()) } else { Err(format!("want a validation error naming {field:?}")) }
         }),
         Want::Status(status) => shape(status).map(|_| ()),
         Want::Protocol(status) => {
@@ -464,11 +427,7 @@ async fn run_cases(app: &TestApp, cases: &[Case]) -> Vec<String> {
         }
         let now = settled(app, expected).await;
         if now != expected {
-            failures.push(format!(
-                "[{}] {target}: left state behind: {}",
-                case.name,
-                expected.diff(&now)
-            ));
+            failures.push(format!("[{}] {target}: left state behind: {}", case.name, expected.diff(&now)));
             expected = now;
         }
     }
@@ -485,11 +444,7 @@ fn prefix(s: &str, max: usize) -> &str {
 }
 
 fn shorten(s: &str) -> String {
-    if s.len() > 120 {
-        format!("{}…({} chars)", prefix(s, 120), s.len())
-    } else {
-        s.to_string()
-    }
+    if s.len() > 120 { format!("{}…({} chars)", prefix(s, 120), s.len()) } else { s.to_string() }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -607,24 +562,11 @@ async fn assert_nothing_left(app: &TestApp, before: Residue, cases: &[Case], att
         ..before
     };
     let now = settled(app, want).await;
-    assert!(
-        now == want,
-        "the hostile requests left state behind: {}",
-        want.diff(&now)
-    );
+    assert!(now == want, "the hostile requests left state behind: {}", want.diff(&now));
     for upload in attacked {
-        let status: Value = app
-            .get(&format!("/api/upload/{upload}/status"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let status: Value = app.get(&format!("/api/upload/{upload}/status")).await.json().await.unwrap();
         assert_eq!(status["status"], "uploading", "{status}");
-        assert_eq!(
-            status["receivedChunks"],
-            json!([]),
-            "upload {upload} recorded a chunk: {status}"
-        );
+        assert_eq!(status["receivedChunks"], json!([]), "upload {upload} recorded a chunk: {status}");
         assert_eq!(status["uploadedChunks"], 0, "{status}");
         assert!(
             !app.data_dir.path().join("blobs/chunks").join(upload).exists()
@@ -679,10 +621,7 @@ async fn make_clip(app: &TestApp, name: &str, bytes: &[u8]) -> (String, String) 
         .await
         .unwrap();
     let done = json_with(res, 200).await;
-    (
-        done["clipId"].as_str().unwrap().to_string(),
-        done["deleteToken"].as_str().unwrap().to_string(),
-    )
+    (done["clipId"].as_str().unwrap().to_string(), done["deleteToken"].as_str().unwrap().to_string())
 }
 
 const BOUNDARY: &str = "hostile-boundary-0f3a9c";
@@ -775,11 +714,7 @@ fn json_cases(upload: &str, clip: &str, finishing: &Finishing) -> Vec<Case> {
     // `{"filename":"a.txt","<key>":<value>}`
     let with = |key: &str, value: &str| format!(r#"{{"filename":"a.txt","{key}":{value}}}"#);
     let bad = |key: &'static str, value: &str| {
-        case(
-            format!("{key} = {value}"),
-            post(INIT).json(with(key, value)),
-            Invalid(key),
-        )
+        case(format!("{key} = {value}"), post(INIT).json(with(key, value)), Invalid(key))
     };
     let filename = |label: &str, json_value: &str| {
         case(
@@ -808,54 +743,20 @@ fn json_cases(upload: &str, clip: &str, finishing: &Finishing) -> Vec<Case> {
         init("unterminated object", "{", Error(400, "invalid_json")),
         init("trailing comma", r#"{"filename":"a.txt",}"#, Error(400, "invalid_json")),
         init("single quotes", "{'filename':'a.txt'}", Error(400, "invalid_json")),
-        init(
-            "trailing garbage",
-            r#"{"filename":"a.txt"} trailing"#,
-            Error(400, "invalid_json"),
-        ),
-        initb(
-            "invalid UTF-8",
-            b"{\"filename\":\"\xff\xfe.txt\"}".to_vec(),
-            Error(400, "invalid_json"),
-        ),
-        initb(
-            "byte order mark",
-            b"\xef\xbb\xbf{\"filename\":\"a.txt\"}".to_vec(),
-            Error(400, "invalid_json"),
-        ),
+        init("trailing garbage", r#"{"filename":"a.txt"} trailing"#, Error(400, "invalid_json")),
+        initb("invalid UTF-8", b"{\"filename\":\"\xff\xfe.txt\"}".to_vec(), Error(400, "invalid_json")),
+        initb("byte order mark", b"\xef\xbb\xbf{\"filename\":\"a.txt\"}".to_vec(), Error(400, "invalid_json")),
         init("bad escape", r#"{"filename":"a\u00"}"#, Error(400, "invalid_json")),
-        init(
-            "lone surrogate",
-            r#"{"filename":"\ud800.txt"}"#,
-            Error(400, "invalid_json"),
-        ),
-        initb(
-            "raw NUL in a string",
-            b"{\"filename\":\"a\x00.txt\"}".to_vec(),
-            Error(400, "invalid_json"),
-        ),
-        init(
-            "NaN",
-            r#"{"filename":"a.txt","filesize":NaN}"#,
-            Error(400, "invalid_json"),
-        ),
-        init(
-            "number overflowing f64",
-            r#"{"filename":"a.txt","filesize":1e400}"#,
-            Error(400, "invalid_json"),
-        ),
+        init("lone surrogate", r#"{"filename":"\ud800.txt"}"#, Error(400, "invalid_json")),
+        initb("raw NUL in a string", b"{\"filename\":\"a\x00.txt\"}".to_vec(), Error(400, "invalid_json")),
+        init("NaN", r#"{"filename":"a.txt","filesize":NaN}"#, Error(400, "invalid_json")),
+        init("number overflowing f64", r#"{"filename":"a.txt","filesize":1e400}"#, Error(400, "invalid_json")),
         init("100000-deep array", &nested, Error(400, "invalid_json")),
         init("300-deep object", &deep_object, Error(400, "invalid_json")),
-        init(
-            "form-encoded body",
-            "filename=a.txt&filesize=3",
-            Error(400, "invalid_json"),
-        ),
+        init("form-encoded body", "filename=a.txt&filesize=3", Error(400, "invalid_json")),
         case(
             "XML with an XML content type",
-            post(INIT)
-                .header("Content-Type", "application/xml")
-                .body("<filename>a.txt</filename>"),
+            post(INIT).header("Content-Type", "application/xml").body("<filename>a.txt</filename>"),
             Error(400, "invalid_json"),
         ),
         // Valid JSON that is not an object.
@@ -874,23 +775,13 @@ fn json_cases(upload: &str, clip: &str, finishing: &Finishing) -> Vec<Case> {
             post(INIT).json(json!({ "filename": "n".repeat(900_000) }).to_string()),
             Invalid("filename"),
         ),
-        init(
-            "duplicate key, last one bad",
-            r#"{"filename":"a.txt","filename":"../x"}"#,
-            Invalid("filename"),
-        ),
+        init("duplicate key, last one bad", r#"{"filename":"a.txt","filename":"../x"}"#, Invalid("filename")),
         // Oversized (json_body_limit = 1 MiB).
         initb("1 MiB + 1 body", pad_json(MIB + 1), Error(413, "payload_too_large")),
-        case(
-            "1 MiB + 1 chunked body",
-            post(INIT).json(pad_json(MIB + 1)).chunked(),
-            Error(413, "payload_too_large"),
-        ),
+        case("1 MiB + 1 chunked body", post(INIT).json(pad_json(MIB + 1)).chunked(), Error(413, "payload_too_large")),
         case(
             "64 MiB declared, headers only",
-            post(INIT)
-                .header("Content-Type", "application/json")
-                .declare_length(64 << 20),
+            post(INIT).header("Content-Type", "application/json").declare_length(64 << 20),
             Error(413, "payload_too_large"),
         ),
         case(
@@ -998,16 +889,8 @@ fn json_cases(upload: &str, clip: &str, finishing: &Finishing) -> Vec<Case> {
             Leaves::Session,
         ),
         // complete: its body is checked before anything is assembled.
-        case(
-            "complete: malformed",
-            post(complete.clone()).json(r#"{"accessCodeHash":"#),
-            Error(400, "invalid_json"),
-        ),
-        case(
-            "complete: array",
-            post(complete.clone()).json("[]"),
-            Error(400, "invalid_json"),
-        ),
+        case("complete: malformed", post(complete.clone()).json(r#"{"accessCodeHash":"#), Error(400, "invalid_json")),
+        case("complete: array", post(complete.clone()).json("[]"), Error(400, "invalid_json")),
         case(
             "complete: requiresAccessCode \"yes\"",
             post(complete.clone()).json(r#"{"requiresAccessCode":"yes"}"#),
@@ -1043,11 +926,7 @@ fn json_cases(upload: &str, clip: &str, finishing: &Finishing) -> Vec<Case> {
             post(complete.clone()).json(r#"{"isTextUpload":"1"}"#),
             Invalid("isTextUpload"),
         ),
-        case(
-            "complete: no chunks yet",
-            post(complete.clone()).json("{}"),
-            Error(400, "upload_incomplete"),
-        ),
+        case("complete: no chunks yet", post(complete.clone()).json("{}"), Error(400, "upload_incomplete")),
         // complete: refused once assembly has begun (the claim must be undone, nothing kept).
         case(
             "complete: password upload without a code",
@@ -1080,11 +959,7 @@ fn json_cases(upload: &str, clip: &str, finishing: &Finishing) -> Vec<Case> {
             post(format!("/api/file/{clip}")).json(r#"{"accessCode""#),
             Error(400, "invalid_json"),
         ),
-        case(
-            "read: array body",
-            post(format!("/api/clip/{clip}")).json("[1,2]"),
-            Error(400, "invalid_json"),
-        ),
+        case("read: array body", post(format!("/api/clip/{clip}")).json("[1,2]"), Error(400, "invalid_json")),
         case(
             "read: 300-char accessCode",
             post(format!("/api/clip/{clip}")).json(json!({ "accessCode": "c".repeat(300) }).to_string()),
@@ -1097,32 +972,16 @@ fn json_cases(upload: &str, clip: &str, finishing: &Finishing) -> Vec<Case> {
 /// filenames, chunk numbers, routing, and the option headers of the one-request upload.
 fn id_cases(upload: &str, clip: &str) -> Vec<Case> {
     let info = |label: &str, id: &str, want: Want| {
-        case(
-            format!("clip info id {label}"),
-            get(format!("/api/clip/{id}/info")),
-            want,
-        )
+        case(format!("clip info id {label}"), get(format!("/api/clip/{id}/info")), want)
     };
     let status = |label: &str, id: &str, want: Want| {
-        case(
-            format!("upload status id {label}"),
-            get(format!("/api/upload/{id}/status")),
-            want,
-        )
+        case(format!("upload status id {label}"), get(format!("/api/upload/{id}/status")), want)
     };
     let chunk = |label: &str, n: &str, want: Want| {
-        case(
-            format!("chunk number {label}"),
-            post(format!("/api/upload/chunk/{upload}/{n}")).octets(b"data"),
-            want,
-        )
+        case(format!("chunk number {label}"), post(format!("/api/upload/chunk/{upload}/{n}")).octets(b"data"), want)
     };
     let put_name = |label: &str, encoded: &str, want: Want| {
-        case(
-            format!("PUT filename {label}"),
-            put(format!("/api/clips/{encoded}")).body(b"hello"),
-            want,
-        )
+        case(format!("PUT filename {label}"), put(format!("/api/clips/{encoded}")).body(b"hello"), want)
     };
     let put_opt = |label: &str, r: Req, want: Want| case(format!("PUT option {label}"), r.body(b"hello"), want);
     let clip_id = Invalid("clipId");
@@ -1142,32 +1001,20 @@ fn id_cases(upload: &str, clip: &str) -> Vec<Case> {
         info("literal dot-dot", "..", clip_id),
         info("encoded NUL", "ABCDEFGHI%00", clip_id),
         info("encoded A-umlaut", "%C3%84BCDEFGHI", clip_id),
-        info(
-            "fullwidth letters",
-            "%EF%BC%A1%EF%BC%A2%EF%BC%A3%EF%BC%A4%EF%BC%A5",
-            clip_id,
-        ),
+        info("fullwidth letters", "%EF%BC%A1%EF%BC%A2%EF%BC%A3%EF%BC%A4%EF%BC%A5", clip_id),
         info("trailing encoded space", "ABCDEFGHIJ%20", clip_id),
         info("10000 chars", &"A".repeat(10_000), clip_id),
         info("unknown", "ZZZZZZZZZZ", Error(404, "clip_not_found")),
         info("unknown quick share", "ZZZZZZ", Error(404, "clip_not_found")),
         case("read lower-case id", get("/api/clip/abcdefghij"), clip_id),
-        case(
-            "read-with-code lower-case id",
-            post("/api/clip/abcdefghij").json("{}"),
-            clip_id,
-        ),
+        case("read-with-code lower-case id", post("/api/clip/abcdefghij").json("{}"), clip_id),
         case("delete lower-case id", delete("/api/clip/abcdefghij"), clip_id),
         case(
             "delete unknown id",
             delete("/api/clip/ZZZZZZZZZZ").header("X-Delete-Token", "00"),
             Error(404, "clip_not_found"),
         ),
-        case(
-            "delete without token",
-            delete(format!("/api/clip/{clip}")),
-            Error(401, "delete_token_required"),
-        ),
+        case("delete without token", delete(format!("/api/clip/{clip}")), Error(401, "delete_token_required")),
         case(
             "delete with a wrong token",
             delete(format!("/api/clip/{clip}")).header("X-Delete-Token", "0".repeat(64)),
@@ -1179,26 +1026,10 @@ fn id_cases(upload: &str, clip: &str) -> Vec<Case> {
             Error(401, "delete_token_required"),
         ),
         case("file info lower-case id", get("/api/file/abcdefghij/info"), clip_id),
-        case(
-            "file info unknown",
-            get("/api/file/ZZZZZZZZZZ/info"),
-            Error(404, "clip_not_found"),
-        ),
-        case(
-            "GET file traversal id",
-            get("/api/file/..%2F..%2Fetc%2Fpasswd"),
-            clip_id,
-        ),
-        case(
-            "download lower-case id",
-            post("/api/file/abcdefghij").json("{}"),
-            clip_id,
-        ),
-        case(
-            "download unknown",
-            post("/api/file/ZZZZZZZZZZ").json("{}"),
-            Error(404, "clip_not_found"),
-        ),
+        case("file info unknown", get("/api/file/ZZZZZZZZZZ/info"), Error(404, "clip_not_found")),
+        case("GET file traversal id", get("/api/file/..%2F..%2Fetc%2Fpasswd"), clip_id),
+        case("download lower-case id", post("/api/file/abcdefghij").json("{}"), clip_id),
+        case("download unknown", post("/api/file/ZZZZZZZZZZ").json("{}"), Error(404, "clip_not_found")),
         case("raw lower-case id", get("/raw/abcdefghij"), clip_id),
         case("raw unknown", get("/raw/ZZZZZZZZZZ"), Error(404, "clip_not_found")),
         case("raw traversal id", get("/raw/..%2F..%2Fetc%2Fpasswd/x"), clip_id),
@@ -1215,21 +1046,9 @@ fn id_cases(upload: &str, clip: &str) -> Vec<Case> {
         status("17 chars", "0123456789ABCDEF0", upload_id),
         status("encoded traversal", "..%2F..%2Fchunks", upload_id),
         status("unknown", "FFFFFFFFFFFFFFFF", Error(404, "upload_not_found")),
-        case(
-            "cancel lower-case id",
-            delete("/api/upload/0123456789abcdef"),
-            upload_id,
-        ),
-        case(
-            "cancel unknown",
-            delete("/api/upload/FFFFFFFFFFFFFFFF"),
-            Error(404, "upload_not_found"),
-        ),
-        case(
-            "complete traversal id",
-            post("/api/upload/complete/..%2F..%2Fetc").json("{}"),
-            upload_id,
-        ),
+        case("cancel lower-case id", delete("/api/upload/0123456789abcdef"), upload_id),
+        case("cancel unknown", delete("/api/upload/FFFFFFFFFFFFFFFF"), Error(404, "upload_not_found")),
+        case("complete traversal id", post("/api/upload/complete/..%2F..%2Fetc").json("{}"), upload_id),
         case(
             "complete unknown",
             post("/api/upload/complete/FFFFFFFFFFFFFFFF").json("{}"),
@@ -1245,11 +1064,7 @@ fn id_cases(upload: &str, clip: &str) -> Vec<Case> {
             post("/api/upload/chunk/FFFFFFFFFFFFFFFF/0").octets(b"data"),
             Error(404, "upload_not_found"),
         ),
-        case(
-            "chunk to a traversal id",
-            post("/api/upload/chunk/..%2F..%2Fclips%2FAB/0").octets(b"data"),
-            upload_id,
-        ),
+        case("chunk to a traversal id", post("/api/upload/chunk/..%2F..%2Fclips%2FAB/0").octets(b"data"), upload_id),
         // Chunk numbers.
         chunk("-1", "-1", Invalid("chunkNumber")),
         chunk("+1", "+1", Invalid("chunkNumber")),
@@ -1263,22 +1078,10 @@ fn id_cases(upload: &str, clip: &str) -> Vec<Case> {
         // Routing.
         case("unknown API route", get("/api/nonexistent"), Error(404, "not_found")),
         case("empty clip id segment", get("/api/clip//info"), clip_id),
-        case(
-            "unknown method on a clip",
-            req("PATCH", "/api/clip/ZZZZZZZZZZ"),
-            Error(405, "method_not_allowed"),
-        ),
-        case(
-            "extension method",
-            req("BREW", "/api/clips"),
-            Error(405, "method_not_allowed"),
-        ),
+        case("unknown method on a clip", req("PATCH", "/api/clip/ZZZZZZZZZZ"), Error(405, "method_not_allowed")),
+        case("extension method", req("BREW", "/api/clips"), Error(405, "method_not_allowed")),
         case("GET on initiate", get(INIT), Error(405, "method_not_allowed")),
-        case(
-            "TRACE on info",
-            req("TRACE", "/api/clip/ZZZZZZZZZZ/info"),
-            Error(405, "method_not_allowed"),
-        ),
+        case("TRACE on info", req("TRACE", "/api/clip/ZZZZZZZZZZ/info"), Error(405, "method_not_allowed")),
         // Filenames in the one-request upload path.
         put_name("encoded traversal", "..%2F..%2Fetc%2Fpasswd", Invalid("filename")),
         put_name("encoded backslash traversal", "..%5C..%5Cwin.ini", Invalid("filename")),
@@ -1288,70 +1091,32 @@ fn id_cases(upload: &str, clip: &str) -> Vec<Case> {
         put_name("encoded ESC", "a%1B.txt", Invalid("filename")),
         put_name("encoded blank", "%20%20", Invalid("filename")),
         put_name("256 chars", &"n".repeat(256), Invalid("filename")),
-        case(
-            "PUT without a filename",
-            put("/api/clips/").body(b"hello"),
-            Invalid("filename"),
-        ),
+        case("PUT without a filename", put("/api/clips/").body(b"hello"), Invalid("filename")),
         case(
             "PUT literal traversal (no route)",
             put("/api/clips/../../etc/passwd").body(b"hello"),
             Error(404, "not_found"),
         ),
-        accepted(
-            "PUT filename CJK",
-            put("/api/clips/%E6%9D%B1%E4%BA%AC.txt").body(b"hello"),
-            &[200],
-            Leaves::Clip,
-        ),
-        accepted(
-            "PUT filename accented",
-            put("/api/clips/r%C3%A9sum%C3%A9.pdf").body(b"hello"),
-            &[200],
-            Leaves::Clip,
-        ),
+        accepted("PUT filename CJK", put("/api/clips/%E6%9D%B1%E4%BA%AC.txt").body(b"hello"), &[200], Leaves::Clip),
+        accepted("PUT filename accented", put("/api/clips/r%C3%A9sum%C3%A9.pdf").body(b"hello"), &[200], Leaves::Clip),
         // Options of the one-request upload.
-        put_opt(
-            "One-Time: yes",
-            put("/api/clips/o.txt").header("One-Time", "yes"),
-            Invalid("one-time"),
-        ),
-        put_opt(
-            "Max-Downloads: 0",
-            put("/api/clips/o.txt").header("Max-Downloads", "0"),
-            Invalid("max-downloads"),
-        ),
-        put_opt(
-            "Max-Downloads: -1",
-            put("/api/clips/o.txt").header("Max-Downloads", "-1"),
-            Invalid("max-downloads"),
-        ),
+        put_opt("One-Time: yes", put("/api/clips/o.txt").header("One-Time", "yes"), Invalid("one-time")),
+        put_opt("Max-Downloads: 0", put("/api/clips/o.txt").header("Max-Downloads", "0"), Invalid("max-downloads")),
+        put_opt("Max-Downloads: -1", put("/api/clips/o.txt").header("Max-Downloads", "-1"), Invalid("max-downloads")),
         put_opt(
             "Max-Downloads: huge",
             put("/api/clips/o.txt").header("Max-Downloads", "99999999999999999999999"),
             Invalid("max-downloads"),
         ),
-        put_opt(
-            "Expire: forever",
-            put("/api/clips/o.txt").header("Expire", "forever"),
-            Invalid("expire"),
-        ),
-        put_opt(
-            "Expire: non-ASCII",
-            put("/api/clips/o.txt").header("Expire", b"24hr\xff"),
-            Invalid("expire"),
-        ),
+        put_opt("Expire: forever", put("/api/clips/o.txt").header("Expire", "forever"), Invalid("expire")),
+        put_opt("Expire: non-ASCII", put("/api/clips/o.txt").header("Expire", b"24hr\xff"), Invalid("expire")),
         put_opt(
             "Access-Code: 257 chars",
             put("/api/clips/o.txt").header("Access-Code", "k".repeat(257)),
             Invalid("access-code"),
         ),
         put_opt("?expire=1y", put("/api/clips/o.txt?expire=1y"), Invalid("expire")),
-        put_opt(
-            "?maxDownloads=1e3",
-            put("/api/clips/o.txt?maxDownloads=1e3"),
-            Invalid("maxDownloads"),
-        ),
+        put_opt("?maxDownloads=1e3", put("/api/clips/o.txt?maxDownloads=1e3"), Invalid("maxDownloads")),
     ]
 }
 
@@ -1374,16 +1139,10 @@ fn multipart_cases(upload: &str, done_upload: &str) -> Vec<Case> {
             to_chunk().header("Content-Type", "text/plain").body(&data),
             Error(415, "unsupported_media_type"),
         ),
-        chunk(
-            "application/json",
-            to_chunk().json(r#"{"chunk":"AAAA"}"#),
-            Error(415, "unsupported_media_type"),
-        ),
+        chunk("application/json", to_chunk().json(r#"{"chunk":"AAAA"}"#), Error(415, "unsupported_media_type")),
         chunk(
             "form-urlencoded",
-            to_chunk()
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .body("chunk=AAAA"),
+            to_chunk().header("Content-Type", "application/x-www-form-urlencoded").body("chunk=AAAA"),
             Error(415, "unsupported_media_type"),
         ),
         chunk(
@@ -1400,24 +1159,18 @@ fn multipart_cases(upload: &str, done_upload: &str) -> Vec<Case> {
         ),
         chunk(
             "10 KB content type",
-            to_chunk()
-                .header("Content-Type", "x/".to_string() + &"y".repeat(10_000))
-                .body(&data),
+            to_chunk().header("Content-Type", "x/".to_string() + &"y".repeat(10_000)).body(&data),
             Error(415, "unsupported_media_type"),
         ),
         // Broken forms on the chunk route.
         chunk(
             "multipart without a boundary",
-            to_chunk()
-                .header("Content-Type", "multipart/form-data")
-                .body(form_of(&[&chunk_part])),
+            to_chunk().header("Content-Type", "multipart/form-data").body(form_of(&[&chunk_part])),
             Error(400, "bad_body"),
         ),
         chunk(
             "multipart with an empty boundary",
-            to_chunk()
-                .header("Content-Type", "multipart/form-data; boundary=")
-                .body(form_of(&[&chunk_part])),
+            to_chunk().header("Content-Type", "multipart/form-data; boundary=").body(form_of(&[&chunk_part])),
             Error(400, "bad_body"),
         ),
         chunk(
@@ -1451,11 +1204,7 @@ fn multipart_cases(upload: &str, done_upload: &str) -> Vec<Case> {
             to_chunk().form(BOUNDARY, chunk_part.clone()),
             Error(400, "bad_body"),
         ),
-        chunk(
-            "form of plain text",
-            to_chunk().form(BOUNDARY, "hello, not a form"),
-            Status(400),
-        ),
+        chunk("form of plain text", to_chunk().form(BOUNDARY, "hello, not a form"), Status(400)),
         chunk(
             "upper-case multipart type, truncated",
             to_chunk()
@@ -1464,11 +1213,7 @@ fn multipart_cases(upload: &str, done_upload: &str) -> Vec<Case> {
             Error(400, "bad_body"),
         ),
         // Oversized and corrupt chunks.
-        chunk(
-            "raw body over the chunk limit",
-            to_chunk().octets(&over),
-            Error(413, "payload_too_large"),
-        ),
+        chunk("raw body over the chunk limit", to_chunk().octets(&over), Error(413, "payload_too_large")),
         chunk(
             "chunked raw body over the chunk limit",
             to_chunk().octets(&over).chunked(),
@@ -1491,9 +1236,7 @@ fn multipart_cases(upload: &str, done_upload: &str) -> Vec<Case> {
         ),
         chunk(
             "form with X-Chunk-Sha256 mismatch",
-            to_chunk()
-                .form(BOUNDARY, form_of(&[&chunk_part]))
-                .header("X-Chunk-Sha256", &wrong_sha),
+            to_chunk().form(BOUNDARY, form_of(&[&chunk_part])).header("X-Chunk-Sha256", &wrong_sha),
             Error(400, "checksum_mismatch"),
         ),
         // A completed upload takes no more changes.
@@ -1502,27 +1245,11 @@ fn multipart_cases(upload: &str, done_upload: &str) -> Vec<Case> {
             post(format!("/api/upload/chunk/{done_upload}/0")).octets(&data),
             Error(409, "upload_completed"),
         ),
-        case(
-            "cancel a completed upload",
-            delete(format!("/api/upload/{done_upload}")),
-            Error(409, "upload_completed"),
-        ),
+        case("cancel a completed upload", delete(format!("/api/upload/{done_upload}")), Error(409, "upload_completed")),
         // POST /api/clips: content types.
-        clips(
-            "without a content type",
-            to_clips().body(&data),
-            Error(415, "unsupported_media_type"),
-        ),
-        clips(
-            "octet-stream",
-            to_clips().octets(&data),
-            Error(415, "unsupported_media_type"),
-        ),
-        clips(
-            "JSON",
-            to_clips().json(r#"{"file":"aGVsbG8="}"#),
-            Error(415, "unsupported_media_type"),
-        ),
+        clips("without a content type", to_clips().body(&data), Error(415, "unsupported_media_type")),
+        clips("octet-stream", to_clips().octets(&data), Error(415, "unsupported_media_type")),
+        clips("JSON", to_clips().json(r#"{"file":"aGVsbG8="}"#), Error(415, "unsupported_media_type")),
         clips(
             "text/plain",
             to_clips().header("Content-Type", "text/plain").body("hello"),
@@ -1530,9 +1257,7 @@ fn multipart_cases(upload: &str, done_upload: &str) -> Vec<Case> {
         ),
         clips(
             "multipart without a boundary",
-            to_clips()
-                .header("Content-Type", "multipart/form-data")
-                .body(form_of(&[&file_part])),
+            to_clips().header("Content-Type", "multipart/form-data").body(form_of(&[&file_part])),
             Error(400, "bad_body"),
         ),
         // POST /api/clips: missing, duplicate and hostile fields.
@@ -1579,17 +1304,12 @@ fn multipart_cases(upload: &str, done_upload: &str) -> Vec<Case> {
         ),
         clips(
             "whole file field, then a truncated second file field",
-            to_clips().form(
-                BOUNDARY,
-                [file_part.clone(), file_part[..file_part.len() - 50].to_vec()].concat(),
-            ),
+            to_clips().form(BOUNDARY, [file_part.clone(), file_part[..file_part.len() - 50].to_vec()].concat()),
             Status(400),
         ),
         clips(
             "bad One-Time header",
-            to_clips()
-                .form(BOUNDARY, form_of(&[&file_part]))
-                .header("One-Time", "maybe"),
+            to_clips().form(BOUNDARY, form_of(&[&file_part])).header("One-Time", "maybe"),
             Invalid("one-time"),
         ),
         clips(
@@ -1604,9 +1324,7 @@ fn multipart_cases(upload: &str, done_upload: &str) -> Vec<Case> {
         ),
         case(
             "PUT declaring more than the maximum, headers only",
-            put("/api/clips/big.bin")
-                .header("Content-Type", "application/octet-stream")
-                .declare_length(MIB as u64 + 1),
+            put("/api/clips/big.bin").header("Content-Type", "application/octet-stream").declare_length(MIB as u64 + 1),
             Error(413, "payload_too_large"),
         ),
         case(
@@ -1626,11 +1344,7 @@ fn multipart_cases(upload: &str, done_upload: &str) -> Vec<Case> {
 /// Absurd Range headers on a real clip (and an empty one), and oversized headers.
 fn range_and_header_cases(clip: &str, empty: &str) -> Vec<Case> {
     let raw_range = |label: &str, value: &[u8], want: Want| {
-        case(
-            format!("raw Range {label}"),
-            get(format!("/raw/{clip}")).header("Range", value),
-            want,
-        )
+        case(format!("raw Range {label}"), get(format!("/raw/{clip}")).header("Range", value), want)
     };
     let ignored = |label: &str, value: &[u8]| raw_range(label, value, Want::Accepted(&[200]));
     let unsatisfiable = Error(416, "range_not_satisfiable");
@@ -1646,9 +1360,7 @@ fn range_and_header_cases(clip: &str, empty: &str) -> Vec<Case> {
         raw_range("19-digit start", b"bytes=9999999999999999999-", unsatisfiable),
         case(
             "download Range past the end",
-            post(format!("/api/file/{clip}"))
-                .json("{}")
-                .header("Range", "bytes=100-"),
+            post(format!("/api/file/{clip}")).json("{}").header("Range", "bytes=100-"),
             unsatisfiable,
         ),
         case(
@@ -1656,21 +1368,9 @@ fn range_and_header_cases(clip: &str, empty: &str) -> Vec<Case> {
             post(format!("/api/file/{clip}")).json("{}").header("Range", "bytes=-0"),
             unsatisfiable,
         ),
-        case(
-            "empty clip Range 0-",
-            get(format!("/raw/{empty}")).header("Range", "bytes=0-"),
-            unsatisfiable,
-        ),
-        case(
-            "empty clip Range -1",
-            get(format!("/raw/{empty}")).header("Range", "bytes=-1"),
-            unsatisfiable,
-        ),
-        case(
-            "empty clip Range 0-0",
-            get(format!("/raw/{empty}")).header("Range", "bytes=0-0"),
-            unsatisfiable,
-        ),
+        case("empty clip Range 0-", get(format!("/raw/{empty}")).header("Range", "bytes=0-"), unsatisfiable),
+        case("empty clip Range -1", get(format!("/raw/{empty}")).header("Range", "bytes=-1"), unsatisfiable),
+        case("empty clip Range 0-0", get(format!("/raw/{empty}")).header("Range", "bytes=0-0"), unsatisfiable),
         // Well-formed ranges the server may ignore: the whole body.
         ignored("multiple ranges", b"bytes=0-1,4-5"),
         ignored("other unit", b"items=0-9"),
@@ -1686,9 +1386,7 @@ fn range_and_header_cases(clip: &str, empty: &str) -> Vec<Case> {
         ignored("spaces around =", b"bytes = 0-1"),
         case(
             "unsatisfiable Range with a stale If-Range",
-            get(format!("/raw/{clip}"))
-                .header("Range", "bytes=100-")
-                .header("If-Range", "\"stale\""),
+            get(format!("/raw/{clip}")).header("Range", "bytes=100-").header("If-Range", "\"stale\""),
             Want::Accepted(&[200]),
         ),
         raw_range("19-digit end", b"bytes=0-9999999999999999999", Want::Accepted(&[206])),
@@ -1699,34 +1397,14 @@ fn range_and_header_cases(clip: &str, empty: &str) -> Vec<Case> {
             get("/raw/ZZZZZZZZZZ").header("Range", "bytes=100-"),
             Error(404, "clip_not_found"),
         ),
-        case(
-            "Range on a malformed id",
-            get("/raw/zzzzzzzzzz").header("Range", "bytes=100-"),
-            Invalid("clipId"),
-        ),
+        case("Range on a malformed id", get("/raw/zzzzzzzzzz").header("Range", "bytes=100-"), Invalid("clipId")),
         // Oversized headers.
-        case(
-            "one 64 KiB header",
-            get(missing).header("X-Big", "a".repeat(64 * 1024)),
-            Error(404, "clip_not_found"),
-        ),
+        case("one 64 KiB header", get(missing).header("X-Big", "a".repeat(64 * 1024)), Error(404, "clip_not_found")),
         case("90 headers", headers(90), Error(404, "clip_not_found")),
         case("200 headers", headers(200), Protocol(431)),
-        case(
-            "one 1 MiB header",
-            get(missing).header("X-Huge", "a".repeat(MIB)),
-            Protocol(431),
-        ),
-        case(
-            "60 KB query string",
-            get(format!("{missing}?{}", "q=1&".repeat(15_000))),
-            Error(404, "clip_not_found"),
-        ),
-        case(
-            "10 KB Host header",
-            get(missing).header("Host", "h".repeat(10_000)),
-            Error(404, "clip_not_found"),
-        ),
+        case("one 1 MiB header", get(missing).header("X-Huge", "a".repeat(MIB)), Protocol(431)),
+        case("60 KB query string", get(format!("{missing}?{}", "q=1&".repeat(15_000))), Error(404, "clip_not_found")),
+        case("10 KB Host header", get(missing).header("Host", "h".repeat(10_000)), Error(404, "clip_not_found")),
         case(
             "64 KiB X-Forwarded-For",
             get(missing).header("X-Forwarded-For", "1.2.3.4, ".repeat(6500)),
@@ -1734,10 +1412,7 @@ fn range_and_header_cases(clip: &str, empty: &str) -> Vec<Case> {
         ),
         case(
             "64 KiB Accept on a PUT option error",
-            put("/api/clips/o.txt")
-                .header("Accept", "a".repeat(64 * 1024))
-                .header("Expire", "never")
-                .body("x"),
+            put("/api/clips/o.txt").header("Accept", "a".repeat(64 * 1024)).header("Expire", "never").body("x"),
             Invalid("expire"),
         ),
     ]
@@ -1753,21 +1428,14 @@ fn framing_cases(upload: &str) -> Vec<Case> {
         // A client that declares more than it sends, then stops (half-close).
         case(
             "chunk body cut short",
-            post(chunk_url.clone())
-                .octets(vec![9u8; 1000])
-                .declare_length(2000)
-                .half_close(),
+            post(chunk_url.clone()).octets(vec![9u8; 1000]).declare_length(2000).half_close(),
             Error(400, "bad_body"),
         ),
         case(
             "chunked chunk body cut short",
             raw(format!(
                 "{}7d0\r\n{}",
-                head(
-                    "POST",
-                    &chunk_url,
-                    "Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n"
-                ),
+                head("POST", &chunk_url, "Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n"),
                 "z".repeat(1000)
             ))
             .half_close(),
@@ -1788,10 +1456,7 @@ fn framing_cases(upload: &str) -> Vec<Case> {
         ),
         case(
             "PUT body cut short",
-            put("/api/clips/cut.bin")
-                .octets(vec![5u8; 100])
-                .declare_length(5000)
-                .half_close(),
+            put("/api/clips/cut.bin").octets(vec![5u8; 100]).declare_length(5000).half_close(),
             Error(400, "bad_body"),
         ),
         case(
@@ -1804,22 +1469,15 @@ fn framing_cases(upload: &str) -> Vec<Case> {
         ),
         case(
             "PUT chunked body without its last chunk",
-            raw(format!(
-                "{}5\r\nhello\r\n",
-                head("PUT", "/api/clips/cut.bin", "Transfer-Encoding: chunked\r\n")
-            ))
-            .half_close(),
+            raw(format!("{}5\r\nhello\r\n", head("PUT", "/api/clips/cut.bin", "Transfer-Encoding: chunked\r\n")))
+                .half_close(),
             Error(400, "bad_body"),
         ),
         case(
             "bad chunk size in a chunk body",
             raw(format!(
                 "{}zz\r\nhello\r\n0\r\n\r\n",
-                head(
-                    "POST",
-                    &chunk_url,
-                    "Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n"
-                )
+                head("POST", &chunk_url, "Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n")
             )),
             Error(400, "bad_body"),
         ),
@@ -1837,28 +1495,15 @@ fn framing_cases(upload: &str) -> Vec<Case> {
         ),
         case(
             "Expect: 100-continue with an oversized declared PUT",
-            put("/api/clips/big.bin")
-                .header("Expect", "100-continue")
-                .declare_length(64 << 20),
+            put("/api/clips/big.bin").header("Expect", "100-continue").declare_length(64 << 20),
             Error(413, "payload_too_large"),
         ),
         // Framing hyper refuses before any route runs.
-        case(
-            "non-numeric Content-Length",
-            raw(head("POST", INIT, "Content-Length: abc\r\n")),
-            Protocol(400),
-        ),
-        case(
-            "negative Content-Length",
-            raw(head("POST", INIT, "Content-Length: -1\r\n")),
-            Protocol(400),
-        ),
+        case("non-numeric Content-Length", raw(head("POST", INIT, "Content-Length: abc\r\n")), Protocol(400)),
+        case("negative Content-Length", raw(head("POST", INIT, "Content-Length: -1\r\n")), Protocol(400)),
         case(
             "conflicting Content-Lengths",
-            raw(format!(
-                "{}{{}}",
-                head("POST", INIT, "Content-Length: 2\r\nContent-Length: 20\r\n")
-            )),
+            raw(format!("{}{{}}", head("POST", INIT, "Content-Length: 2\r\nContent-Length: 20\r\n"))),
             Protocol(400),
         ),
         case(
@@ -1873,11 +1518,7 @@ fn framing_cases(upload: &str) -> Vec<Case> {
             Protocol(400),
         ),
         // hyper lets raw UTF-8 through to the router.
-        case(
-            "raw UTF-8 in the request target",
-            raw(head("GET", "/api/clip/東京東京東/info", "")),
-            Invalid("clipId"),
-        ),
+        case("raw UTF-8 in the request target", raw(head("GET", "/api/clip/東京東京東/info", "")), Invalid("clipId")),
         case(
             "space in a header name",
             raw(head("GET", "/api/clip/ZZZZZZZZZZ/info", "Bad Header: x\r\n")),
@@ -1902,16 +1543,8 @@ fn invalid_utf8_path_cases(upload: &str) -> Vec<Case> {
         case("download", post(format!("/api/file/{bad}")).json("{}"), Status(400)),
         case("raw", get(format!("/raw/{bad}")), Status(400)),
         case("upload status", get(format!("/api/upload/{bad}/status")), Status(400)),
-        case(
-            "complete",
-            post(format!("/api/upload/complete/{bad}")).json("{}"),
-            Status(400),
-        ),
-        case(
-            "chunk number",
-            post(format!("/api/upload/chunk/{upload}/%FF")).octets(b"x"),
-            Status(400),
-        ),
+        case("complete", post(format!("/api/upload/complete/{bad}")).json("{}"), Status(400)),
+        case("chunk number", post(format!("/api/upload/chunk/{upload}/%FF")).octets(b"x"), Status(400)),
         case("PUT filename", put("/api/clips/%FF%FE.txt").body(b"hello"), Status(400)),
     ]
 }

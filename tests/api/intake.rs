@@ -19,10 +19,7 @@ async fn initiate(app: &TestApp, total_chunks: u32) -> String {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    res.json::<Value>().await.unwrap()["uploadId"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    res.json::<Value>().await.unwrap()["uploadId"].as_str().unwrap().to_string()
 }
 
 fn chunk_head(upload: &str, index: u32, length: u64) -> String {
@@ -34,17 +31,12 @@ fn chunk_head(upload: &str, index: u32, length: u64) -> String {
 
 async fn read_response(stream: &mut TcpStream) -> String {
     let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut out))
-        .await
-        .expect("response in time")
-        .ok();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut out)).await.expect("response in time").ok();
     String::from_utf8_lossy(&out).into_owned()
 }
 
 fn temp_files(app: &TestApp) -> usize {
-    std::fs::read_dir(app.data_dir.path().join("blobs/.tmp"))
-        .map(|d| d.count())
-        .unwrap_or(0)
+    std::fs::read_dir(app.data_dir.path().join("blobs/.tmp")).map(|d| d.count()).unwrap_or(0)
 }
 
 both_stores! {

@@ -6,6 +6,7 @@
 mod helpers;
 
 mod admin;
+mod cache;
 mod cli;
 mod download;
 mod health;

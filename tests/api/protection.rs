@@ -17,12 +17,7 @@ use crate::upload::{
 fn clip_blobs(app: &TestApp) -> usize {
     fn walk(dir: &std::path::Path) -> usize {
         std::fs::read_dir(dir)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 })
-                    .sum()
-            })
+            .map(|entries| entries.flatten().map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 }).sum())
             .unwrap_or(0)
     }
     walk(&app.data_dir.path().join("blobs/clips"))
@@ -30,30 +25,15 @@ fn clip_blobs(app: &TestApp) -> usize {
 
 async fn sweep(app: &TestApp) -> ferry::jobs::sweeper::SweepReport {
     let now = app.clock.now_ms();
-    ferry::jobs::sweeper::sweep_once(app.state.deps(), &app.state.sweep_settings(), now)
-        .await
-        .expect("sweep")
+    ferry::jobs::sweeper::sweep_once(app.state.deps(), &app.state.sweep_settings(), now).await.expect("sweep")
 }
 
 async fn file_clip(app: &TestApp, bytes: &[u8], extra: Value) -> (String, Value) {
-    upload_with(
-        app,
-        bytes,
-        file_initiate("f.bin", bytes.len(), extra),
-        json!({}),
-        CHUNK,
-        false,
-    )
-    .await
+    upload_with(app, bytes, file_initiate("f.bin", bytes.len(), extra), json!({}), CHUNK, false).await
 }
 
 async fn download_with_code(app: &TestApp, id: &str, code: &str) -> reqwest::Response {
-    app.client
-        .post(app.url(&format!("/api/file/{id}")))
-        .json(&json!({ "accessCode": code }))
-        .send()
-        .await
-        .unwrap()
+    app.client.post(app.url(&format!("/api/file/{id}"))).json(&json!({ "accessCode": code })).send().await.unwrap()
 }
 
 both_stores! {
@@ -315,11 +295,7 @@ async fn race_downloads(apps: &[&TestApp], id: &str, n: usize) -> Vec<(u16, Vec<
             })
         })
         .collect();
-    futures_util::future::join_all(tasks)
-        .await
-        .into_iter()
-        .map(|t| t.expect("download task"))
-        .collect()
+    futures_util::future::join_all(tasks).await.into_iter().map(|t| t.expect("download task")).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -333,11 +309,7 @@ async fn two_instances_on_one_postgres_hand_out_a_one_time_clip_exactly_once() {
         let (id, _) = file_clip(&a, &data, json!({ "oneTime": true })).await;
         json_with(b.get(&format!("/api/clip/{id}/info")).await, 200).await;
         let outcomes = race_downloads(&[&a, &b], &id, 100).await;
-        assert_eq!(
-            outcomes.iter().filter(|(s, _)| *s == 200).count(),
-            1,
-            "round {round}: {outcomes:?}"
-        );
+        assert_eq!(outcomes.iter().filter(|(s, _)| *s == 200).count(), 1, "round {round}: {outcomes:?}");
         let (limited, _) = file_clip(&b, b"twice", json!({ "maxDownloads": 3 })).await;
         let outcomes = race_downloads(&[&a, &b], &limited, 40).await;
         assert_eq!(outcomes.iter().filter(|(s, _)| *s == 200).count(), 3, "round {round}");
@@ -368,10 +340,6 @@ async fn two_instances_sweeping_one_postgres_never_take_the_same_rows() {
     );
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     assert_eq!(ra.expired_clips + rb.expired_clips, 20000, "{ra:?} {rb:?}");
-    let left: i64 = client
-        .query_one("SELECT count(*) FROM clips", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let left: i64 = client.query_one("SELECT count(*) FROM clips", &[]).await.unwrap().get(0);
     assert_eq!(left, 0);
 }

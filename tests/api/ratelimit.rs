@@ -16,12 +16,7 @@ fn limits_on(c: &mut ferry::Config) {
 }
 
 async fn initiate_status(app: &TestApp) -> reqwest::Response {
-    app.client
-        .post(app.url("/api/upload/initiate"))
-        .json(&file_initiate("r.bin", 10, json!({})))
-        .send()
-        .await
-        .unwrap()
+    app.client.post(app.url("/api/upload/initiate")).json(&file_initiate("r.bin", 10, json!({}))).send().await.unwrap()
 }
 
 async fn info_as(app: &TestApp, id: &str, forwarded_for: &str) -> reqwest::StatusCode {

@@ -50,11 +50,7 @@ async fn postgres_migrations_from_two_instances_at_once_apply_once() {
     let db = TestDb::create_empty(&server).await;
     assert_concurrent_migrations_apply_once(pg_config(&db)).await;
     let client = pg_connect(&db.url).await;
-    let n: i64 = client
-        .query_one("SELECT count(*) FROM ferry_migrations", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = client.query_one("SELECT count(*) FROM ferry_migrations", &[]).await.unwrap().get(0);
     assert_eq!(n as usize, migrate::POSTGRES.len());
 }
 
@@ -65,13 +61,7 @@ async fn postgres_refuses_a_database_whose_applied_migration_was_edited() {
     };
     let db = TestDb::create(&server).await;
     let client = pg_connect(&db.url).await;
-    client
-        .execute(
-            "UPDATE ferry_migrations SET checksum = repeat('0', 64) WHERE version = 1",
-            &[],
-        )
-        .await
-        .unwrap();
+    client.execute("UPDATE ferry_migrations SET checksum = repeat('0', 64) WHERE version = 1", &[]).await.unwrap();
     let store = Store::open(&pg_config(&db)).await.unwrap();
     let err = store.migrate().await.unwrap_err().to_string();
     assert!(err.contains("V1") && err.contains("append-only"), "{err}");
@@ -86,8 +76,7 @@ async fn embedded_refuses_a_database_whose_applied_migration_was_edited() {
     store.migrate().await.unwrap();
     store.close();
     let conn = rusqlite::Connection::open(Store::sqlite_path(&config)).unwrap();
-    conn.execute("UPDATE ferry_migrations SET checksum = 'x' WHERE version = 1", [])
-        .unwrap();
+    conn.execute("UPDATE ferry_migrations SET checksum = 'x' WHERE version = 1", []).unwrap();
     drop(conn);
     let store = Store::open(&config).await.unwrap();
     let err = store.migrate().await.unwrap_err().to_string();
@@ -130,35 +119,16 @@ async fn postgres_lookup_and_sweep_queries_use_their_partial_indexes() {
     let code = "00000000FF".to_string();
     let limit: i64 = 500;
     let cases: [(String, Vec<&(dyn tokio_postgres::types::ToSql + Sync)>, &str); 4] = [
-        (
-            explain(queries::LIVE_CLIP_BY_CODE),
-            vec![&code, &now],
-            "clips_live_code_idx",
-        ),
-        (
-            explain(queries::EXPIRED_CLIPS_BATCH),
-            vec![&now, &limit],
-            "clips_live_expiry_idx",
-        ),
-        (
-            explain(queries::ABANDONED_UPLOADS_BATCH),
-            vec![&now, &limit],
-            "upload_sessions_abandoned_idx",
-        ),
-        (
-            explain(queries::RUNNABLE_JOBS_BATCH),
-            vec![&now, &limit],
-            "jobs_runnable_idx",
-        ),
+        (explain(queries::LIVE_CLIP_BY_CODE), vec![&code, &now], "clips_live_code_idx"),
+        (explain(queries::EXPIRED_CLIPS_BATCH), vec![&now, &limit], "clips_live_expiry_idx"),
+        (explain(queries::ABANDONED_UPLOADS_BATCH), vec![&now, &limit], "upload_sessions_abandoned_idx"),
+        (explain(queries::RUNNABLE_JOBS_BATCH), vec![&now, &limit], "jobs_runnable_idx"),
     ];
     for (sql, params, index) in cases {
         let rows = client.query(&sql, &params).await.unwrap();
         let plan: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
         let plan = plan.join("\n");
         assert!(plan.contains(index), "expected {index} in the plan of {sql}:\n{plan}");
-        assert!(
-            !plan.contains("Seq Scan"),
-            "sequential scan in the plan of {sql}:\n{plan}"
-        );
+        assert!(!plan.contains("Seq Scan"), "sequential scan in the plan of {sql}:\n{plan}");
     }
 }

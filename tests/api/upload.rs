@@ -39,12 +39,7 @@ pub(crate) fn random_bytes(len: usize) -> Vec<u8> {
 #[track_caller]
 pub(crate) fn assert_same_bytes(got: &[u8], want: &[u8]) {
     assert_eq!(got.len(), want.len(), "length of the bytes read back");
-    assert!(
-        got == want,
-        "bytes differ: got sha256 {}, want {}",
-        sha256_hex(got),
-        sha256_hex(want)
-    );
+    assert!(got == want, "bytes differ: got sha256 {}, want {}", sha256_hex(got), sha256_hex(want));
 }
 
 pub(crate) fn is_clip_id(id: &str) -> bool {
@@ -94,13 +89,9 @@ pub(crate) async fn error_with(res: reqwest::Response, status: u16, code: &str) 
 /// A 400 validation error whose details name `field`.
 async fn validation_error(res: reqwest::Response, field: &str) -> Value {
     let body = error_with(res, 400, "validation").await;
-    let details = body["details"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no details: {body}"));
+    let details = body["details"].as_array().unwrap_or_else(|| panic!("no details: {body}"));
     assert!(
-        details
-            .iter()
-            .any(|d| d["path"] == field && d["msg"].is_string() && d["location"].is_string()),
+        details.iter().any(|d| d["path"] == field && d["msg"].is_string() && d["location"].is_string()),
         "details do not name {field}: {body}"
     );
     body
@@ -151,22 +142,14 @@ pub(crate) fn file_initiate(filename: &str, size: usize, extra: Value) -> Value 
 }
 
 pub(crate) async fn initiate(app: &TestApp, body: Value) -> Value {
-    let res = app
-        .client
-        .post(app.url("/api/upload/initiate"))
-        .json(&body)
-        .send()
-        .await
-        .expect("initiate sent");
+    let res = app.client.post(app.url("/api/upload/initiate")).json(&body).send().await.expect("initiate sent");
     let init = json_with(res, 200).await;
     assert_eq!(init["success"], true, "{init}");
     init
 }
 
 pub(crate) fn upload_id_of(init: &Value) -> String {
-    let id = init["uploadId"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no uploadId: {init}"));
+    let id = init["uploadId"].as_str().unwrap_or_else(|| panic!("no uploadId: {init}"));
     assert!(is_upload_id(id), "upload id {id:?} is not 16 upper-case hex characters");
     id.to_string()
 }
@@ -178,30 +161,17 @@ fn chunk_url(app: &TestApp, upload_id: &str, index: usize) -> String {
 /// POST one chunk, as a raw octet-stream body or (`as_multipart`) as the `chunk` field of a form.
 async fn post_chunk(client: reqwest::Client, url: String, data: Vec<u8>, as_multipart: bool) -> reqwest::Response {
     let request = if as_multipart {
-        let form = multipart(&[Part {
-            name: "chunk",
-            filename: Some("blob"),
-            data: &data,
-        }]);
+        let form = multipart(&[Part { name: "chunk", filename: Some("blob"), data: &data }]);
         client.post(url).header("content-type", multipart_type()).body(form)
     } else {
-        client
-            .post(url)
-            .header("content-type", "application/octet-stream")
-            .body(data)
+        client.post(url).header("content-type", "application/octet-stream").body(data)
     };
     request.send().await.expect("chunk sent")
 }
 
 /// POST one chunk as a raw body.
 pub(crate) async fn send_chunk(app: &TestApp, upload_id: &str, index: usize, data: &[u8]) -> reqwest::Response {
-    post_chunk(
-        app.client.clone(),
-        chunk_url(app, upload_id, index),
-        data.to_vec(),
-        false,
-    )
-    .await
+    post_chunk(app.client.clone(), chunk_url(app, upload_id, index), data.to_vec(), false).await
 }
 
 /// Send every chunk of `data`, in order, as raw bodies; each must be accepted.
@@ -307,10 +277,7 @@ pub(crate) async fn upload_with(
     assert_eq!(done["sha256"], sha256_hex(bytes), "{done}");
     assert!(done["deleteToken"].as_str().is_some_and(|t| !t.is_empty()), "{done}");
     assert!(done["expiresAt"].is_i64(), "{done}");
-    assert!(
-        chunk_dir_is_empty(app, &upload_id),
-        "the chunks of {upload_id} are still on disk after complete"
-    );
+    assert!(chunk_dir_is_empty(app, &upload_id), "the chunks of {upload_id} are still on disk after complete");
     (clip_id, done)
 }
 
@@ -347,12 +314,7 @@ pub(crate) async fn upload_text(app: &TestApp, text: &str) -> (String, Value) {
 
 /// `POST /api/file/:id` with `{}`: the content download.
 pub(crate) async fn download(app: &TestApp, clip_id: &str) -> reqwest::Response {
-    app.client
-        .post(app.url(&format!("/api/file/{clip_id}")))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("download sent")
+    app.client.post(app.url(&format!("/api/file/{clip_id}"))).json(&json!({})).send().await.expect("download sent")
 }
 
 /// The downloaded bytes of a clip that must download with 200.
@@ -366,10 +328,7 @@ pub(crate) async fn download_ok(app: &TestApp, clip_id: &str) -> Vec<u8> {
 
 /// `PUT /api/clips/<name>` with a raw body, as `curl -T file http://host/api/clips/` sends it.
 async fn put_clip(app: &TestApp, name: &str, data: &[u8], headers: &[(&str, &str)]) -> reqwest::Response {
-    let mut request = app
-        .client
-        .put(app.url(&format!("/api/clips/{name}")))
-        .body(data.to_vec());
+    let mut request = app.client.put(app.url(&format!("/api/clips/{name}"))).body(data.to_vec());
     for &(key, value) in headers {
         request = request.header(key, value);
     }

@@ -1,0 +1,146 @@
+//! The lookup cache seam: clip metadata by code, chosen at startup. Level one is moka in this
+//! process (bounded by entries, per-entry TTL, never past the clip's own expiry); level two is
+//! Redis when configured, shared by every instance, which also carries invalidations over
+//! pub/sub. Redis is a helper, never a dependency: when it is down, lookups fall through to the
+//! store and nothing fails. Unknown codes are cached negatively in level one for a short time.
+//! Claims (one-time, download limits) never read from here.
+
+mod redis_l2;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache as Moka;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::store::ClipRecord;
+
+pub use redis_l2::RedisState;
+
+/// What the cache knows about a code.
+#[derive(Debug, Clone)]
+pub enum Cached {
+    Found(Arc<ClipRecord>),
+    /// Recently looked up and not found.
+    Missing,
+}
+
+#[derive(Clone)]
+pub struct Cache {
+    inner: Option<Arc<Inner>>,
+}
+
+struct Inner {
+    l1: Moka<String, Cached>,
+    l2: Option<redis_l2::RedisL2>,
+}
+
+/// Per-entry lifetime: the configured TTL, the negative TTL for misses, and never past the
+/// clip's expiry (by the wall clock; readers also check expiry against the service clock).
+struct EntryExpiry {
+    ttl: Duration,
+    negative_ttl: Duration,
+}
+
+impl moka::Expiry<String, Cached> for EntryExpiry {
+    fn expire_after_create(&self, _key: &String, value: &Cached, _at: std::time::Instant) -> Option<Duration> {
+        Some(match value {
+            Cached::Missing => self.negative_ttl,
+            Cached::Found(clip) => {
+                let left = clip.expires_at - crate::domain::clock::system_now_ms();
+                self.ttl.min(Duration::from_millis(left.max(0) as u64))
+            }
+        })
+    }
+}
+
+fn record(level: &'static str, hit: bool) {
+    metrics::counter!("ferry_cache_lookups_total", "level" => level, "result" => if hit { "hit" } else { "miss" })
+        .increment(1);
+}
+
+impl Cache {
+    /// No caching at all (`cache = "none"`).
+    pub fn none() -> Cache {
+        Cache { inner: None }
+    }
+
+    /// Build from configuration; starts the Redis connection and invalidation listener in the
+    /// background when a Redis URL is set (startup never waits for Redis).
+    pub fn from_config(config: &Config, shutdown: &CancellationToken) -> Cache {
+        if config.cache == crate::config::CacheMode::None {
+            return Cache::none();
+        }
+        let c = &config.lookup_cache;
+        let l1 = Moka::builder()
+            .max_capacity(c.max_entries)
+            .expire_after(EntryExpiry { ttl: c.ttl, negative_ttl: c.negative_ttl })
+            .build();
+        let l2 = config
+            .redis_url
+            .as_ref()
+            .map(|url| redis_l2::RedisL2::start(url.expose(), c.ttl, c.redis_timeout, l1.clone(), shutdown));
+        Cache { inner: Some(Arc::new(Inner { l1, l2 })) }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// The cached answer for `code`, from level one, then level two (filling level one).
+    pub async fn get(&self, code: &str) -> Option<Cached> {
+        let inner = self.inner.as_ref()?;
+        if let Some(hit) = inner.l1.get(code).await {
+            record("l1", true);
+            return Some(hit);
+        }
+        record("l1", false);
+        let l2 = inner.l2.as_ref()?;
+        match l2.get(code).await {
+            Some(clip) => {
+                record("l2", true);
+                let found = Cached::Found(Arc::new(clip));
+                inner.l1.insert(code.to_string(), found.clone()).await;
+                Some(found)
+            }
+            None => {
+                record("l2", false);
+                None
+            }
+        }
+    }
+
+    /// Remember what the store said.
+    pub async fn fill(&self, code: &str, found: Option<&ClipRecord>) {
+        let Some(inner) = &self.inner else { return };
+        match found {
+            Some(clip) => {
+                inner.l1.insert(code.to_string(), Cached::Found(Arc::new(clip.clone()))).await;
+                if let Some(l2) = &inner.l2 {
+                    l2.set(clip).await;
+                }
+            }
+            None => inner.l1.insert(code.to_string(), Cached::Missing).await,
+        }
+    }
+
+    /// Forget `code` here at once and, through Redis, in every other instance.
+    pub async fn invalidate(&self, code: &str) {
+        let Some(inner) = &self.inner else { return };
+        inner.l1.invalidate(code).await;
+        if let Some(l2) = &inner.l2 {
+            l2.invalidate(code).await;
+        }
+    }
+
+    /// Redis as /health reports it (`None` when not configured).
+    pub fn redis_state(&self) -> Option<RedisState> {
+        self.inner.as_ref()?.l2.as_ref().map(|l2| l2.state())
+    }
+
+    /// Entries in level one (for the admin view).
+    pub fn l1_entries(&self) -> u64 {
+        self.inner.as_ref().map(|i| i.l1.entry_count()).unwrap_or(0)
+    }
+}

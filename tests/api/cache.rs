@@ -1,0 +1,287 @@
+//! The lookup cache, compression and metrics over HTTP: lookups served from memory and
+//! invalidated at once on change, negative caching, `cache = none`, two instances sharing
+//! PostgreSQL and Redis (invalidation over pub/sub), Redis dying and coming back mid-test,
+//! compression only where it belongs, Prometheus metrics and the admin performance view.
+
+use std::time::Duration;
+
+use ferry::config::{CacheMode, Secret};
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, PrivateRedis, TestApp, redis_url, spawn_app_with, spawn_sibling};
+use crate::upload::{CHUNK, download, error_with, file_initiate, json_with, small_chunks, upload_with};
+
+async fn clip(app: &TestApp, extra: Value) -> String {
+    upload_with(app, b"cached bytes", file_initiate("c.txt", 12, extra), json!({}), CHUNK, false).await.0
+}
+
+/// Delete the row behind the server's back (no invalidation).
+async fn delete_row_directly(app: &TestApp, code: &str) {
+    match app.backend {
+        Backend::Postgres => {
+            let client = crate::helpers::pg_connect(&app.db.as_ref().unwrap().url).await;
+            client.execute("DELETE FROM clips WHERE code = $1", &[&code]).await.unwrap();
+        }
+        Backend::Embedded => {
+            let conn = rusqlite::Connection::open(app.data_dir.path().join("ferry.db")).unwrap();
+            conn.execute("DELETE FROM clips WHERE code = ?1", [code]).unwrap();
+        }
+    }
+}
+
+async fn info_status(app: &TestApp, code: &str) -> u16 {
+    app.get(&format!("/api/clip/{code}/info")).await.status().as_u16()
+}
+
+/// Poll (bounded) until `code`'s info answers `want`.
+async fn eventually(app: &TestApp, code: &str, want: u16) -> bool {
+    for _ in 0..200 {
+        if info_status(app, code).await == want {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+both_stores! {
+    async fn a_looked_up_clip_is_answered_from_memory_and_dropped_at_once_when_it_changes(app, small_chunks) {
+        let a = clip(&app, json!({})).await;
+        assert_eq!(info_status(&app, &a).await, 200);
+        delete_row_directly(&app, &a).await;
+        assert_eq!(info_status(&app, &a).await, 200, "served from the cache without the row");
+
+        let (b, done) = upload_with(&app, b"x", file_initiate("x", 1, json!({})), json!({}), CHUNK, false).await;
+        assert_eq!(info_status(&app, &b).await, 200);
+        let token = done["deleteToken"].as_str().unwrap();
+        let res = app.client.delete(app.url(&format!("/api/clip/{b}"))).header("x-delete-token", token).send().await.unwrap();
+        assert_eq!(res.status(), 204);
+        assert_eq!(info_status(&app, &b).await, 404, "a delete invalidates at once");
+
+        let once = clip(&app, json!({ "oneTime": true })).await;
+        assert_eq!(info_status(&app, &once).await, 200);
+        assert_eq!(download(&app, &once).await.status(), 200);
+        assert_eq!(info_status(&app, &once).await, 404, "consuming invalidates at once");
+    }
+
+    async fn unknown_codes_are_remembered_for_the_negative_ttl(app, |c: &mut ferry::Config| {
+        small_chunks(c);
+        c.lookup_cache.negative_ttl = Duration::from_secs(3600);
+    }) {
+        let code = clip(&app, json!({})).await;
+        // Make the row unknown to the cache, then look up a code that the store will gain.
+        delete_row_directly(&app, &code).await;
+        let missing = "QQQQQQQQQQ";
+        assert_eq!(info_status(&app, missing).await, 404);
+        match app.backend {
+            Backend::Postgres => {
+                let client = crate::helpers::pg_connect(&app.db.as_ref().unwrap().url).await;
+                client
+                    .execute(
+                        "INSERT INTO clips (code, kind, blob_key, size, sha256, created_at, expires_at, delete_token_hash)
+                         VALUES ($1, 'file', 'clips/00/X', 1, repeat('0', 64), 0, 9999999999999, 'x')",
+                        &[&missing],
+                    )
+                    .await
+                    .unwrap();
+            }
+            Backend::Embedded => {
+                let conn = rusqlite::Connection::open(app.data_dir.path().join("ferry.db")).unwrap();
+                conn.execute(
+                    "INSERT INTO clips (code, kind, blob_key, size, sha256, created_at, expires_at, delete_token_hash)
+                     VALUES (?1, 'file', 'clips/00/X', 1, printf('%064d', 0), 0, 9999999999999, 'x')",
+                    [missing],
+                )
+                .unwrap();
+            }
+        }
+        assert_eq!(info_status(&app, missing).await, 404, "the miss is remembered; the store is not asked");
+    }
+
+    async fn with_the_cache_off_every_lookup_reads_the_store(app, |c: &mut ferry::Config| {
+        small_chunks(c);
+        c.cache = CacheMode::None;
+    }) {
+        let a = clip(&app, json!({})).await;
+        assert_eq!(info_status(&app, &a).await, 200);
+        delete_row_directly(&app, &a).await;
+        assert_eq!(info_status(&app, &a).await, 404);
+    }
+
+    async fn compression_applies_to_text_responses_and_never_to_stored_bytes(app, small_chunks) {
+        let text = "compressible ".repeat(400);
+        let (id, _) = upload_with(
+            &app,
+            text.as_bytes(),
+            file_initiate("t.txt", text.len(), json!({ "mimeType": "text/plain" })),
+            json!({}),
+            CHUNK,
+            false,
+        )
+        .await;
+        let metrics = app.client.get(app.url("/metrics")).header("accept-encoding", "gzip").send().await.unwrap();
+        assert_eq!(metrics.headers()["content-encoding"], "gzip");
+        for encoding in ["gzip", "br", "zstd"] {
+            let res = app
+                .client
+                .post(app.url(&format!("/api/file/{id}")))
+                .header("accept-encoding", encoding)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            assert!(res.headers().get("content-encoding").is_none(), "downloads are sent as stored");
+            assert_eq!(res.bytes().await.unwrap().len(), text.len());
+        }
+        let ranged = app.client.get(app.url(&format!("/raw/{id}"))).header("accept-encoding", "gzip").header("range", "bytes=0-99").send().await.unwrap();
+        assert_eq!(ranged.status(), 206);
+        assert!(ranged.headers().get("content-encoding").is_none());
+        let br = app.client.get(app.url("/metrics")).header("accept-encoding", "br").send().await.unwrap();
+        assert_eq!(br.headers()["content-encoding"], "br");
+    }
+
+    async fn metrics_name_routes_by_template_and_count_cache_store_and_uploads(app, |c: &mut ferry::Config| {
+        small_chunks(c);
+        c.admin_token = Some(Secret::new("admin-token-for-tests-0123456789"));
+    }) {
+        let code = clip(&app, json!({})).await;
+        for _ in 0..3 {
+            assert_eq!(info_status(&app, &code).await, 200);
+        }
+        let text = app.get("/metrics").await.text().await.unwrap();
+        for needle in [
+            "ferry_http_requests_total{route=\"/api/clip/{id}/info\"",
+            "ferry_http_request_duration_seconds",
+            "ferry_http_requests_in_flight",
+            "ferry_cache_lookups_total{level=\"l1\",result=\"hit\"}",
+            "ferry_store_query_seconds",
+            "ferry_upload_bytes_total",
+            "ferry_upload_chunks_total",
+            "ferry_assembly_seconds",
+        ] {
+            assert!(text.contains(needle), "metrics lack {needle}");
+        }
+        assert!(!text.contains(&code), "no clip code in metrics");
+        let perf = json_with(
+            app.client
+                .get(app.url("/api/admin/performance"))
+                .header("authorization", "Bearer admin-token-for-tests-0123456789")
+                .send()
+                .await
+                .unwrap(),
+            200,
+        )
+        .await;
+        assert!(perf["cache"]["hitRate"].as_f64().is_some_and(|r| r > 0.0), "{perf}");
+        let routes = perf["routes"].as_array().unwrap();
+        let info = routes.iter().find(|r| r["route"] == "/api/clip/{id}/info").expect("info route listed");
+        assert!(info["p50Ms"].is_f64() && info["p99Ms"].is_f64(), "{info}");
+        error_with(app.get("/api/admin/performance").await, 401, "admin_unauthorized").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_postgres_and_redis_never_serve_a_consumed_clip_after_invalidation() {
+    let Some(redis) = redis_url() else { return };
+    let Some(a) = spawn_app_with(Backend::Postgres, |c: &mut ferry::Config| {
+        small_chunks(c);
+        c.redis_url = Some(Secret::new(redis.clone()));
+        c.lookup_cache.ttl = Duration::from_secs(3600);
+    })
+    .await
+    else {
+        return;
+    };
+    let b = spawn_sibling(&a).await;
+    // Both listeners subscribed before anything is cached.
+    for app in [&a, &b] {
+        let mut ok = false;
+        for _ in 0..300 {
+            if json_with(app.get("/health").await, 200).await["redis"] == "connected" {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(ok, "redis listener connected");
+    }
+    for _ in 0..3 {
+        let once = clip(&a, json!({ "oneTime": true })).await;
+        assert_eq!(info_status(&a, &once).await, 200);
+        assert_eq!(info_status(&b, &once).await, 200, "b now holds it in memory");
+        assert_eq!(download(&b, &once).await.status(), 200);
+        assert!(eventually(&a, &once, 404).await, "a drops it once the invalidation arrives");
+        assert_eq!(info_status(&b, &once).await, 404);
+        let kept = clip(&b, json!({})).await;
+        assert_eq!(info_status(&a, &kept).await, 200, "a fresh clip is visible from the other instance");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_keep_answering_when_redis_dies_and_health_says_degraded() {
+    let Some(mut redis) = PrivateRedis::start() else { return };
+    let url = redis.url();
+    let app = spawn_app_with(Backend::Embedded, |c: &mut ferry::Config| {
+        small_chunks(c);
+        c.redis_url = Some(Secret::new(url.clone()));
+    })
+    .await
+    .unwrap();
+    let mut connected = false;
+    for _ in 0..300 {
+        if json_with(app.get("/health").await, 200).await["redis"] == "connected" {
+            connected = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(connected);
+    let code = clip(&app, json!({})).await;
+    assert_eq!(info_status(&app, &code).await, 200);
+    redis.stop();
+    for _ in 0..50 {
+        assert_eq!(info_status(&app, &code).await, 200, "lookups survive a dead redis");
+    }
+    let fresh = clip(&app, json!({})).await;
+    assert_eq!(info_status(&app, &fresh).await, 200, "uploads and lookups of new clips too");
+    let mut degraded = false;
+    for _ in 0..300 {
+        let res = app.get("/health").await;
+        assert_eq!(res.status(), 200, "redis is not a required dependency");
+        if res.json::<Value>().await.unwrap()["redis"] == "degraded" {
+            degraded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(degraded, "health reports redis as degraded");
+    redis.restart();
+    let mut back = false;
+    for _ in 0..500 {
+        if json_with(app.get("/health").await, 200).await["redis"] == "connected" {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(back, "reconnects by itself");
+    assert_eq!(info_status(&app, &code).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_is_down_at_startup_does_not_stop_the_server() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let app = spawn_app_with(Backend::Embedded, |c: &mut ferry::Config| {
+        small_chunks(c);
+        c.redis_url = Some(Secret::new(format!("redis://127.0.0.1:{port}/")));
+    })
+    .await
+    .unwrap();
+    let health = json_with(app.get("/health").await, 200).await;
+    assert_eq!(health["redis"], "degraded");
+    let code = clip(&app, json!({})).await;
+    for _ in 0..10 {
+        assert_eq!(info_status(&app, &code).await, 200);
+    }
+}
