@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Lookup benchmark: GET /api/clip/<id>/info at 64 connections for 10 s (wrk) against a release
+# ferry — cache on (embedded), cache=none on the embedded store and on PostgreSQL — and, in
+# the same run, against a bare hyper server (examples/bare_hyper.rs) answering a fixed JSON
+# body of the same size. Prints requests/s, p50, p99, the ratio to bare hyper and the moka hit
+# rate, as a markdown table.
+#   scripts/bench-lookup.sh [--duration 10] [--connections 64]
+# Needs wrk (installed with apt-get when missing). Traffic goes to 127.0.0.1 only; every
+# process it starts is stopped by PID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=10
+CONNS=64
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --duration) DURATION=$2; shift 2 ;;
+    --connections) CONNS=$2; shift 2 ;;
+    *) echo "usage: $0 [--duration S] [--connections N]" >&2; exit 2 ;;
+  esac
+done
+command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+cargo build --release --quiet --bin ferry --example bare_hyper
+BIN=target/release/ferry
+BARE=target/release/examples/bare_hyper
+PG_SERVER=${FERRY_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+TMP=$(mktemp -d /tmp/ferry-lookup-bench.XXXXXX)
+PIDS=()
+DBS=()
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+  for d in "${DBS[@]:-}"; do [ -n "$d" ] && psql "$PG_SERVER" -qc "DROP DATABASE IF EXISTS $d WITH (FORCE)" >/dev/null 2>&1; done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_up() { for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$1$2" >/dev/null && return 0; sleep 0.1; done; echo "no answer on $1" >&2; exit 1; }
+
+# wrk output → "rps p50_ms p99_ms non2xx"
+run_wrk() {
+  local out
+  out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency "$1")
+  python3 - "$out" <<'PY'
+import re, sys
+out = sys.argv[1]
+def ms(v):
+    n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
+    return float(n) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+p50 = ms(re.search(r"\s50%\s+(\S+)", out).group(1))
+p99 = ms(re.search(r"\s99%\s+(\S+)", out).group(1))
+bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+print(f"{rps:.0f} {p50:.2f} {p99:.2f} {bad.group(1) if bad else 0}")
+PY
+}
+
+# start_ferry <name> <cache> <store> → sets PORT, URL (the info route of a fresh clip)
+start_ferry() {
+  local name=$1 cache=$2 store=$3
+  PORT=$(free_port)
+  local env=(FERRY_DATA_DIR="$TMP/$name" FERRY_BIND="127.0.0.1:$PORT" FERRY_RATE_LIMITS=off FERRY_CACHE="$cache" FERRY_LOG__LEVEL=warn)
+  if [ "$store" = postgres ]; then
+    local db="ferry_lookup_bench_$$_$name"
+    psql "$PG_SERVER" -qc "CREATE DATABASE $db" >/dev/null
+    DBS+=("$db")
+    env+=(FERRY_DATABASE_URL="${PG_SERVER%/*}/$db")
+  fi
+  env -u DATABASE_URL "${env[@]}" "$BIN" >/dev/null 2>&1 &
+  PIDS+=($!)
+  wait_up "$PORT" /health
+  local link
+  link=$(curl -s -T /etc/hostname "http://127.0.0.1:$PORT/api/clips/bench.txt")
+  local id
+  id=$(echo "$link" | cut -d/ -f5)
+  URL="http://127.0.0.1:$PORT/api/clip/$id/info"
+  BODY_BYTES=$(curl -s "$URL" | wc -c)
+}
+
+hit_rate() {
+  curl -s "http://127.0.0.1:$1/metrics" | python3 -c '
+import re, sys
+t = sys.stdin.read()
+def v(res):
+    m = re.search(r"ferry_cache_lookups_total\{level=\"l1\",result=\"" + res + r"\"\} (\d+)", t)
+    return int(m.group(1)) if m else 0
+h, m = v("hit"), v("miss")
+print(f"{h / (h + m):.4f}" if h + m else "n/a")'
+}
+
+declare -A RES
+rows=()
+for spec in "memory embedded" "none embedded" "memory postgres" "none postgres"; do
+  set -- $spec
+  name="$1-$2"
+  start_ferry "$name" "$1" "$2"
+  read -r rps p50 p99 bad < <(run_wrk "$URL")
+  rate=$([ "$1" = memory ] && hit_rate "$PORT" || echo "n/a")
+  rows+=("$name|$rps|$p50|$p99|$bad|$rate")
+  kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
+done
+
+BPORT=$(free_port)
+"$BARE" "$BPORT" "$BODY_BYTES" >/dev/null 2>&1 &
+PIDS+=($!)
+wait_up "$BPORT" /
+read -r brps bp50 bp99 bbad < <(run_wrk "http://127.0.0.1:$BPORT/")
+
+echo
+echo "Lookup: GET /api/clip/<id>/info, ${CONNS} connections, ${DURATION} s, wrk -t2 (same 2-core machine), body ${BODY_BYTES} B"
+echo
+echo "| target | requests/s | p50 ms | p99 ms | non-2xx | vs bare hyper | moka hit rate |"
+echo "|---|---|---|---|---|---|---|"
+for r in "${rows[@]}"; do
+  IFS='|' read -r name rps p50 p99 bad rate <<<"$r"
+  ratio=$(python3 -c "print(f'{$rps / $brps:.2f}')")
+  echo "| ferry cache=${name/-/ store=} | $rps | $p50 | $p99 | $bad | $ratio | $rate |"
+done
+echo "| bare hyper (fixed JSON) | $brps | $bp50 | $bp99 | $bbad | 1.00 | |"
