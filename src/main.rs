@@ -88,7 +88,7 @@ fn on_signal(token: CancellationToken) {
 fn tune_allocator() {
     // SAFETY: mallopt only adjusts allocator parameters; called before any other thread starts.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
         libc::mallopt(libc::M_ARENA_MAX, 4);
     }
 }

@@ -33,6 +33,19 @@ async fn info_status(app: &TestApp, code: &str) -> u16 {
     app.get(&format!("/api/clip/{code}/info")).await.status().as_u16()
 }
 
+/// Poll /health (bounded, always 200) until it reports Redis as `want`.
+async fn redis_becomes(app: &TestApp, want: &str) -> bool {
+    for _ in 0..500 {
+        let res = app.get("/health").await;
+        assert_eq!(res.status(), 200, "redis is never a required dependency");
+        if res.json::<Value>().await.unwrap()["redis"] == want {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
 /// Poll (bounded) until `code`'s info answers `want`.
 async fn eventually(app: &TestApp, code: &str, want: u16) -> bool {
     for _ in 0..200 {
@@ -196,15 +209,7 @@ async fn two_instances_on_postgres_and_redis_never_serve_a_consumed_clip_after_i
     let b = spawn_sibling(&a).await;
     // Both listeners subscribed before anything is cached.
     for app in [&a, &b] {
-        let mut ok = false;
-        for _ in 0..300 {
-            if json_with(app.get("/health").await, 200).await["redis"] == "connected" {
-                ok = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert!(ok, "redis listener connected");
+        assert!(redis_becomes(app, "connected").await, "redis listener connected");
     }
     for _ in 0..3 {
         let once = clip(&a, json!({ "oneTime": true })).await;
@@ -228,15 +233,7 @@ async fn lookups_keep_answering_when_redis_dies_and_health_says_degraded() {
     })
     .await
     .unwrap();
-    let mut connected = false;
-    for _ in 0..300 {
-        if json_with(app.get("/health").await, 200).await["redis"] == "connected" {
-            connected = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(connected);
+    assert!(redis_becomes(&app, "connected").await);
     let code = clip(&app, json!({})).await;
     assert_eq!(info_status(&app, &code).await, 200);
     redis.stop();
@@ -245,27 +242,9 @@ async fn lookups_keep_answering_when_redis_dies_and_health_says_degraded() {
     }
     let fresh = clip(&app, json!({})).await;
     assert_eq!(info_status(&app, &fresh).await, 200, "uploads and lookups of new clips too");
-    let mut degraded = false;
-    for _ in 0..300 {
-        let res = app.get("/health").await;
-        assert_eq!(res.status(), 200, "redis is not a required dependency");
-        if res.json::<Value>().await.unwrap()["redis"] == "degraded" {
-            degraded = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(degraded, "health reports redis as degraded");
+    assert!(redis_becomes(&app, "degraded").await, "health reports redis as degraded");
     redis.restart();
-    let mut back = false;
-    for _ in 0..500 {
-        if json_with(app.get("/health").await, 200).await["redis"] == "connected" {
-            back = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(back, "reconnects by itself");
+    assert!(redis_becomes(&app, "connected").await, "reconnects by itself");
     assert_eq!(info_status(&app, &code).await, 200);
 }
 

@@ -167,32 +167,29 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config
     Some(TestApp { addr, state, config, client, clock, backend, shutdown, server: Some(server), db, data_dir })
 }
 
-/// The PostgreSQL server for tests, or `None` (skip) when unset outside CI.
-pub fn pg_server_url() -> Option<String> {
-    match std::env::var("FERRY_TEST_DATABASE_URL") {
+/// A backend's URL from `var`, or `None` (skip, with a note) when unset; with `CI=true` a
+/// missing URL fails the test instead, so no backend's suite is silently skipped in CI.
+fn backend_url(var: &str, backend: &str) -> Option<String> {
+    match std::env::var(var) {
         Ok(url) if !url.trim().is_empty() => Some(url),
         _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("FERRY_TEST_DATABASE_URL must be set when CI=true: the PostgreSQL suite may not be skipped")
+            panic!("{var} must be set when CI=true: the {backend} suite may not be skipped")
         }
         _ => {
-            eprintln!("SKIPPED (postgres): set FERRY_TEST_DATABASE_URL to run this test against PostgreSQL");
+            eprintln!("SKIPPED ({backend}): set {var} to run this test against {backend}");
             None
         }
     }
 }
 
+/// The PostgreSQL server for tests, or `None` (skip) when unset outside CI.
+pub fn pg_server_url() -> Option<String> {
+    backend_url("FERRY_TEST_DATABASE_URL", "PostgreSQL")
+}
+
 /// The shared Redis for tests, or `None` (skip) when unset outside CI.
 pub fn redis_url() -> Option<String> {
-    match std::env::var("FERRY_TEST_REDIS_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("FERRY_TEST_REDIS_URL must be set when CI=true: the Redis suite may not be skipped")
-        }
-        _ => {
-            eprintln!("SKIPPED (redis): set FERRY_TEST_REDIS_URL to run this test against Redis");
-            None
-        }
-    }
+    backend_url("FERRY_TEST_REDIS_URL", "Redis")
 }
 
 /// A redis-server of this test's own on a free port, which the test may stop and restart.
