@@ -60,7 +60,7 @@ start_ferry() {
   PORT=$(free_port)
   local env=(FERRY_DATA_DIR="$TMP/$name" FERRY_BIND="127.0.0.1:$PORT" FERRY_RATE_LIMITS=off FERRY_CACHE="$cache" FERRY_LOG__LEVEL=warn)
   if [ "$store" = postgres ]; then
-    local db="ferry_lookup_bench_$$_$name"
+    local db="ferry_lookup_bench_$$_${name//-/_}"
     psql "$PG_SERVER" -qc "CREATE DATABASE $db" >/dev/null
     DBS+=("$db")
     env+=(FERRY_DATABASE_URL="${PG_SERVER%/*}/$db")
