@@ -175,7 +175,9 @@ impl Application {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Application { listener, addr, state } = self;
         let grace = state.config().server.shutdown_grace;
-        let app = crate::http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(
+            crate::http::service(state.clone()),
+        );
         tracing::info!(%addr, "listening");
 
         let draining = state.inner.draining.clone();
@@ -193,6 +195,12 @@ impl Application {
         ));
         state.inner.tasks.spawn(crate::http::ratelimit::forget_idle_loop(state.clone(), shutdown.child_token()));
         state.inner.tasks.spawn(sweeper::run(state.deps().clone(), state.sweep_settings(), shutdown.child_token()));
+        // Small responses must not wait for delayed ACKs (Nagle): send segments at once.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         let server = axum::serve(listener, app).with_graceful_shutdown(signal).into_future();
         let mut server = std::pin::pin!(server);
         tokio::select! {

@@ -55,9 +55,23 @@ impl moka::Expiry<String, Cached> for EntryExpiry {
     }
 }
 
+/// Counters registered once (the hot path must not rebuild metric keys).
 fn record(level: &'static str, hit: bool) {
-    metrics::counter!("ferry_cache_lookups_total", "level" => level, "result" => if hit { "hit" } else { "miss" })
-        .increment(1);
+    use std::sync::OnceLock;
+    static C: OnceLock<[metrics::Counter; 4]> = OnceLock::new();
+    let c = C.get_or_init(|| {
+        let c = |level: &'static str, result: &'static str| {
+            metrics::counter!("ferry_cache_lookups_total", "level" => level, "result" => result)
+        };
+        [c("l1", "hit"), c("l1", "miss"), c("l2", "hit"), c("l2", "miss")]
+    });
+    let i = match (level, hit) {
+        ("l1", true) => 0,
+        ("l1", false) => 1,
+        (_, true) => 2,
+        (_, false) => 3,
+    };
+    c[i].increment(1);
 }
 
 impl Cache {
@@ -112,14 +126,14 @@ impl Cache {
     }
 
     /// Remember what the store said.
-    pub async fn fill(&self, code: &str, found: Option<&ClipRecord>) {
+    pub async fn fill(&self, code: &str, found: Option<Arc<ClipRecord>>) {
         let Some(inner) = &self.inner else { return };
         match found {
             Some(clip) => {
-                inner.l1.insert(code.to_string(), Cached::Found(Arc::new(clip.clone()))).await;
                 if let Some(l2) = &inner.l2 {
-                    l2.set(clip).await;
+                    l2.set(&clip).await;
                 }
+                inner.l1.insert(code.to_string(), Cached::Found(clip)).await;
             }
             None => inner.l1.insert(code.to_string(), Cached::Missing).await,
         }

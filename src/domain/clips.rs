@@ -3,6 +3,7 @@
 //! download-limited clips, early deletion with the delete token, and one-request uploads.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -29,16 +30,16 @@ pub struct Completed {
 /// The live clip with this id, or `ClipNotFound`: from the cache when it knows, else the
 /// store (filling the cache either way). Expiry is checked against the service clock on every
 /// read, so a cached entry is never served past its clip's expiry.
-pub async fn lookup(deps: &Deps, id: &ClipId) -> Result<ClipRecord, DomainError> {
+pub async fn lookup(deps: &Deps, id: &ClipId) -> Result<Arc<ClipRecord>, DomainError> {
     let now = deps.now();
     match deps.cache.get(id.as_str()).await {
-        Some(Cached::Found(clip)) if clip.expires_at > now => return Ok((*clip).clone()),
+        Some(Cached::Found(clip)) if clip.expires_at > now => return Ok(clip),
         Some(_) => return Err(DomainError::ClipNotFound),
         None => {}
     }
-    let found = deps.store.live_clip(id.as_str(), now).await?;
+    let found = deps.store.live_clip(id.as_str(), now).await?.map(Arc::new);
     metrics::counter!("ferry_cache_lookups_total", "level" => "store", "result" => "read").increment(1);
-    deps.cache.fill(id.as_str(), found.as_ref()).await;
+    deps.cache.fill(id.as_str(), found.clone()).await;
     found.ok_or(DomainError::ClipNotFound)
 }
 
@@ -86,7 +87,7 @@ pub struct DownloadRequest {
 
 /// An open download.
 pub struct Download {
-    pub clip: ClipRecord,
+    pub clip: Arc<ClipRecord>,
     /// `Some` when a range is being served (206).
     pub range: Option<std::ops::Range<u64>>,
     pub stream: BoxStream<'static, std::io::Result<Bytes>>,
@@ -141,7 +142,7 @@ pub async fn open_download(deps: &Deps, id: &ClipId, req: DownloadRequest) -> Re
             deps.cache.invalidate(&clip.code).await;
             return Err(DomainError::ClipGone);
         };
-        clip = claimed;
+        clip = Arc::new(claimed);
         last = clip.consumed_at.is_some();
         if last {
             // Gone for every instance's cache now, not at the TTL.

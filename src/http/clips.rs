@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::error::ApiError;
@@ -17,17 +18,30 @@ fn clip_id(raw: &str) -> Result<ClipId, ApiError> {
     param("clipId", raw, ClipId::parse)
 }
 
+/// The info answer, serialized straight from the record (no intermediate JSON tree).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Info<'a> {
+    success: bool,
+    clip_id: &'a str,
+    content_type: &'a str,
+    expires_at: i64,
+    one_time: bool,
+    has_password: bool,
+}
+
 /// GET /api/clip/{id}/info — the hot path.
-pub async fn info(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn info(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Response, ApiError> {
     let clip = clips::lookup(state.deps(), &clip_id(&raw)?).await?;
-    Ok(Json(json!({
-        "success": true,
-        "clipId": clip.code,
-        "contentType": clip.kind,
-        "expiresAt": clip.expires_at,
-        "oneTime": clip.one_time,
-        "hasPassword": clip.access_code_hash.is_some(),
-    })))
+    Ok(Json(Info {
+        success: true,
+        clip_id: &clip.code,
+        content_type: &clip.kind,
+        expires_at: clip.expires_at,
+        one_time: clip.one_time,
+        has_password: clip.access_code_hash.is_some(),
+    })
+    .into_response())
 }
 
 fn read_json(clip: &ClipRecord) -> Value {

@@ -2,9 +2,7 @@
 //! `{error, message, code}` here, and nowhere else is a `StatusCode` chosen. 5xx bodies say
 //! nothing internal; their cause is logged once, here.
 
-use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -262,8 +260,12 @@ impl IntoResponse for ApiError {
 
 /// Layers (body limit, timeout) and the router (405) answer with bare or plain-text bodies;
 /// give every error response the JSON shape clients rely on.
-pub async fn json_error_bodies(req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
+pub fn fix_error_body<B>(response: axum::http::Response<B>) -> Response
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    let response = response.map(axum::body::Body::new);
     let status = response.status();
     let is_json =
         response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));

@@ -37,27 +37,65 @@ fn describe() {
     describe_counter!("ferry_job_runs_total", "Background job runs by job and outcome");
 }
 
+/// Handles for one (route, method, status class), registered once and reused: building a
+/// labelled key on every request would cost more than the cached lookup it measures.
+#[derive(Clone)]
+struct RouteHandles {
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+const METHODS: [axum::http::Method; 7] = [
+    axum::http::Method::GET,
+    axum::http::Method::POST,
+    axum::http::Method::PUT,
+    axum::http::Method::DELETE,
+    axum::http::Method::HEAD,
+    axum::http::Method::OPTIONS,
+    axum::http::Method::PATCH,
+];
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Per route: one slot per (method, status class); looked up by `&str`, so a hit allocates
+/// nothing.
+type Slots = Vec<Option<RouteHandles>>;
+
+fn handles(route: &str, method: &axum::http::Method, class: usize) -> RouteHandles {
+    static MAP: OnceLock<std::sync::RwLock<std::collections::HashMap<Box<str>, Slots>>> = OnceLock::new();
+    let map = MAP.get_or_init(Default::default);
+    let m = METHODS.iter().position(|x| x == method).unwrap_or(METHODS.len());
+    let slot = m * CLASSES.len() + class;
+    if let Some(Some(h)) = map.read().unwrap_or_else(|p| p.into_inner()).get(route).map(|slots| &slots[slot]) {
+        return h.clone();
+    }
+    let method_label = if m < METHODS.len() { method.as_str().to_owned() } else { "OTHER".to_owned() };
+    let h = RouteHandles {
+        requests: metrics::counter!("ferry_http_requests_total", "route" => route.to_owned(), "method" => method_label, "status" => CLASSES[class]),
+        duration: metrics::histogram!("ferry_http_request_duration_seconds", "route" => route.to_owned()),
+    };
+    let mut w = map.write().unwrap_or_else(|p| p.into_inner());
+    let slots = w.entry(route.into()).or_insert_with(|| vec![None; (METHODS.len() + 1) * CLASSES.len()]);
+    slots[slot] = Some(h.clone());
+    h
+}
+
+fn in_flight() -> &'static metrics::Gauge {
+    static G: OnceLock<metrics::Gauge> = OnceLock::new();
+    G.get_or_init(|| metrics::gauge!("ferry_http_requests_in_flight"))
+}
+
 /// Count and time every request under its route template.
 pub async fn track(req: Request, next: Next) -> Response {
-    let route =
-        req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_owned();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
     let started = Instant::now();
-    let in_flight = metrics::gauge!("ferry_http_requests_in_flight");
-    in_flight.increment(1.0);
+    in_flight().increment(1.0);
     let response = next.run(req).await;
-    in_flight.decrement(1.0);
-    let class = match response.status().as_u16() {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
-    };
-    metrics::counter!("ferry_http_requests_total", "route" => route.clone(), "method" => method, "status" => class)
-        .increment(1);
-    metrics::histogram!("ferry_http_request_duration_seconds", "route" => route)
-        .record(started.elapsed().as_secs_f64());
+    in_flight().decrement(1.0);
+    let class = (response.status().as_u16() / 100).clamp(1, 5) as usize - 1;
+    let h = handles(route.as_ref().map(|m| m.as_str()).unwrap_or("unmatched"), &method, class);
+    h.requests.increment(1);
+    h.duration.record(started.elapsed().as_secs_f64());
     response
 }
 

@@ -46,13 +46,12 @@ impl MakeRequestId for RandomRequestId {
 /// The span of one request. It names the route template, never the concrete path: a clip id
 /// in a URL is a capability and must not reach logs; nor do client addresses.
 fn request_span(req: &Request) -> tracing::Span {
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
-    let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+    // Field values are only computed when the span is enabled (not at warn level).
     tracing::info_span!(
         "request",
         method = %req.method(),
-        route = route.as_deref().unwrap_or("(unmatched)"),
-        request_id = ?id,
+        route = req.extensions().get::<MatchedPath>().map(|m| m.as_str()).unwrap_or("(unmatched)"),
+        request_id = ?req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-"),
     )
 }
 
@@ -71,31 +70,39 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render));
 
-    let limited =
-        |group: ratelimit::Group| axum::middleware::from_fn_with_state((state.clone(), group), ratelimit::limit);
+    // With limits off the middleware is left out entirely (it would only pass requests on).
+    let limits_on = config.rate_limits == crate::config::Switch::On;
+    let limited = |router: Router<AppState>, group: ratelimit::Group| {
+        if limits_on {
+            router.route_layer(axum::middleware::from_fn_with_state((state.clone(), group), ratelimit::limit))
+        } else {
+            router
+        }
+    };
     // JSON routes: small bodies, refused past the limit before any handler runs.
-    let initiate = Router::new()
-        .route("/api/upload/initiate", post(upload::initiate))
-        .route_layer(limited(ratelimit::Group::Initiate));
+    let initiate =
+        limited(Router::new().route("/api/upload/initiate", post(upload::initiate)), ratelimit::Group::Initiate);
     // The rest of an upload that was allowed at initiate is never throttled.
     let upload_steps = Router::new()
         .route("/api/upload/complete/{upload_id}", post(upload::complete))
         .route("/api/upload/{upload_id}/status", get(upload::status))
         .route("/api/upload/{upload_id}", axum::routing::delete(upload::cancel));
-    let reads = Router::new()
-        .route("/api/clip/{id}/info", get(clips::info))
-        .route("/api/clip/{id}", get(clips::read).post(clips::read_with_code).delete(clips::delete))
-        .route("/api/file/{id}/info", get(clips::file_info))
-        .route("/api/config", get(clips::client_config))
-        .route_layer(limited(ratelimit::Group::Reads));
-    let downloads = Router::new()
-        .route("/api/file/{id}", get(clips::file_get).post(download::download))
-        .route("/raw/{id}", get(download::raw))
-        .route("/raw/{id}/{name}", get(download::raw))
-        .route_layer(limited(ratelimit::Group::Downloads));
-    let admin = Router::new()
-        .route("/api/admin/auth", post(admin::auth))
-        .route_layer(limited(ratelimit::Group::AdminAuth))
+    let reads = limited(
+        Router::new()
+            .route("/api/clip/{id}/info", get(clips::info))
+            .route("/api/clip/{id}", get(clips::read).post(clips::read_with_code).delete(clips::delete))
+            .route("/api/file/{id}/info", get(clips::file_info))
+            .route("/api/config", get(clips::client_config)),
+        ratelimit::Group::Reads,
+    );
+    let downloads = limited(
+        Router::new()
+            .route("/api/file/{id}", get(clips::file_get).post(download::download))
+            .route("/raw/{id}", get(download::raw))
+            .route("/raw/{id}/{name}", get(download::raw)),
+        ratelimit::Group::Downloads,
+    );
+    let admin = limited(Router::new().route("/api/admin/auth", post(admin::auth)), ratelimit::Group::AdminAuth)
         .route("/api/admin/stats", get(admin::stats))
         .route("/api/admin/clips", get(admin::clips))
         .route("/api/admin/system", get(admin::system))
@@ -109,10 +116,10 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(error::TIMEOUT_STATUS, timeout));
     // Streaming uploads: the services enforce chunk and clip size limits as bytes arrive.
-    let one_shot = Router::new()
-        .route("/api/clips", post(oneshot::post))
-        .route("/api/clips/{filename}", put(oneshot::put))
-        .route_layer(limited(ratelimit::Group::Initiate));
+    let one_shot = limited(
+        Router::new().route("/api/clips", post(oneshot::post)).route("/api/clips/{filename}", put(oneshot::put)),
+        ratelimit::Group::Initiate,
+    );
     let streams = Router::new()
         .route("/api/upload/chunk/{upload_id}/{chunk}", post(upload::chunk))
         .route("/api/clips/", put(oneshot::put_without_name))
@@ -121,25 +128,50 @@ pub fn router(state: AppState) -> Router {
         // A slow client may take long to send a large body; it gets its own, longer deadline.
         .layer(TimeoutLayer::with_status_code(error::TIMEOUT_STATUS, upload_timeout));
 
-    let mut app =
-        Router::new().merge(probes).merge(json).merge(streams).fallback(error::not_found).layer(compression::layer());
-    for layer in security::headers() {
-        app = app.layer(layer);
-    }
-    if let Some(cors) = security::cors(&config.cors_origins.0) {
-        app = app.layer(cors);
-    }
-    app.layer(
-        ServiceBuilder::new()
-            .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
-            .layer(
-                TraceLayer::new_for_http().make_span_with(request_span).on_response(
+    // Only what needs the matched route runs per route (a Router layer is cloned with every
+    // request's route service): the trace span and the metrics.
+    Router::new()
+        .merge(probes)
+        .merge(json)
+        .merge(streams)
+        .fallback(error::not_found)
+        .layer(
+            ServiceBuilder::new()
+                .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(
                     DefaultOnResponse::new().level(Level::INFO).latency_unit(tower_http::LatencyUnit::Millis),
-                ),
-            )
-            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-            .layer(axum::middleware::from_fn(metrics::track))
-            .layer(axum::middleware::from_fn(error::json_error_bodies)),
-    )
-    .with_state(state)
+                ))
+                .layer(axum::middleware::from_fn(metrics::track)),
+        )
+        .with_state(state)
+}
+
+/// The whole application as one service: the router wrapped once in the layers every response
+/// gets (request ids, JSON error bodies, security headers, CORS, compression).
+pub fn service(
+    state: AppState,
+) -> impl tower::Service<
+    axum::extract::Request,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Send + 'static,
+> + Clone
++ Send
++ Sync
++ 'static {
+    let cors = security::cors(&state.config().cors_origins.0);
+    let mut headers = security::headers().into_iter();
+    let mut next_header = || headers.next().expect("six security headers");
+    ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .map_response(error::fix_error_body)
+        .layer(next_header())
+        .layer(next_header())
+        .layer(next_header())
+        .layer(next_header())
+        .layer(next_header())
+        .layer(next_header())
+        .option_layer(cors)
+        .layer(compression::layer())
+        .service(router(state))
 }
