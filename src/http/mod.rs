@@ -160,13 +160,11 @@ pub fn service(
 + 'static {
     let cors = security::cors(&state.config().cors_origins.0);
     let mut headers = security::headers().into_iter();
-    let mut next_header = || headers.next().expect("six security headers");
+    let mut next_header = || headers.next().expect("four security headers");
     ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .map_response(error::fix_error_body)
-        .layer(next_header())
-        .layer(next_header())
         .layer(next_header())
         .layer(next_header())
         .layer(next_header())

@@ -223,7 +223,7 @@ both_stores! {
         for res in [app.get("/health").await, app.get("/nope").await, app.get(&format!("/api/clip/{id}/info")).await] {
             let h = res.headers();
             let csp = h["content-security-policy"].to_str().unwrap();
-            assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'self'"), "{csp}");
+            assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"), "{csp}");
             assert!(!csp.contains("http"), "no third-party origins: {csp}");
             assert_eq!(h["referrer-policy"], "no-referrer");
             assert_eq!(h["x-content-type-options"], "nosniff");
