@@ -1,18 +1,18 @@
 //! Response hardening on every route: a strict Content-Security-Policy with no third-party
-//! origins (API answers load nothing at all), no framing, no referrer, no MIME sniffing; and CORS only for configured origins (a
-//! request from any other Origin simply gets no CORS headers, never an error).
+//! origins (API answers load nothing at all), no framing, no referrer, no MIME sniffing; and
+//! CORS only for configured origins (a request from any other Origin simply gets no CORS
+//! headers, never an error).
 
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
-/// Policy for API responses (JSON, text): they load nothing and are never framed. Stricter than
-/// the page policy, and a seventh of its size on every response.
+/// Policy for API responses (JSON, text): they load nothing and are never framed. Pages of a
+/// browser UI, when served, need their own policy allowing this origin's scripts and styles.
 pub const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 
-
 /// Headers set on every response unless the handler chose its own (downloads set a sandbox
-/// policy; HTML pages the page policy).
+/// policy).
 pub fn headers() -> Vec<SetResponseHeaderLayer<HeaderValue>> {
     [
         (header::CONTENT_SECURITY_POLICY, API_CSP),
