@@ -177,19 +177,7 @@ avail_mib=$(df -Pk "$WORK" | awk 'NR == 2 { print int($4 / 1024) }')
 DB_URL=""
 if [[ $STORE == postgres ]]; then
   DB_NAME=ferry_k6_bench_$$
-  DB_URL=$(python3 - "$ADMIN_URL" "$DB_NAME" <<'PY'
-import sys, urllib.parse as up
-url, name = sys.argv[1], sys.argv[2]
-p = up.urlsplit(url)
-host = p.hostname or ""
-q = dict(up.parse_qsl(p.query))
-local = host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.") or \
-    (host == "" and q.get("host", "/").startswith("/"))
-if p.scheme not in ("postgres", "postgresql") or not local:
-    sys.exit("FERRY_BENCH_DATABASE_URL must be a postgres:// URL on 127.0.0.1/localhost")
-print(up.urlunsplit(p._replace(path="/" + name)))
-PY
-  ) || die "bad FERRY_BENCH_DATABASE_URL"
+  DB_URL=$(python3 "$SCRIPT_DIR/lib/bench_db_url.py" "$ADMIN_URL" "$DB_NAME") || die "bad FERRY_BENCH_DATABASE_URL"
   psql_admin -c "CREATE DATABASE \"$DB_NAME\"" || die "could not create database $DB_NAME on $ADMIN_URL"
   DB_CREATED=1
 fi
