@@ -208,7 +208,7 @@ impl Config {
             figment = figment.merge(
                 Env::prefixed("FERRY_")
                     // The test suite's own variables are not server settings.
-                    .filter(|key| !key.as_str().starts_with("test_"))
+                    .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"))
                     .split("__"),
             );
         }

@@ -156,3 +156,17 @@ fn sweep_runs_one_pass_and_reports_json() {
     assert_eq!(report["orphansDeleted"], 0);
     assert!(report["seconds"].is_f64());
 }
+
+#[test]
+fn the_test_suites_own_variables_do_not_stop_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = binary();
+    cmd.env("FERRY_DATA_DIR", dir.path())
+        .env("FERRY_BIND", "127.0.0.1:0")
+        .env("FERRY_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+        .env("FERRY_TEST_REDIS_URL", "redis://127.0.0.1:6379/");
+    let mut proc = spawn_binary(cmd);
+    assert!(ureq_get(proc.addr, "/health").contains("\"status\":\"OK\""));
+    signal(&proc.child, "TERM");
+    assert!(wait_exit(&mut proc.child, Duration::from_secs(10)).success());
+}
