@@ -27,8 +27,11 @@ TMP=$(mktemp -d /tmp/ferry-lookup-bench.XXXXXX)
 PIDS=()
 DBS=()
 cleanup() {
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
-  for d in "${DBS[@]:-}"; do [ -n "$d" ] && psql "$PG_SERVER" -qc "DROP DATABASE IF EXISTS $d WITH (FORCE)" >/dev/null 2>&1; done
+  # `|| true`: under set -e a failing last command of an && list would end the trap early.
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && { kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; } || true; done
+  for d in "${DBS[@]:-}"; do
+    [ -n "$d" ] && { psql "$PG_SERVER" -qc "DROP DATABASE IF EXISTS $d WITH (FORCE)" >/dev/null 2>&1 || true; }
+  done
   rm -rf "$TMP"
 }
 trap cleanup EXIT
