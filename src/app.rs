@@ -32,9 +32,6 @@ struct Shared {
     deps: Deps,
     rate_limits: crate::http::ratelimit::SharedRateLimits,
     admin_stats: crate::http::admin::StatsCache,
-    store: Store,
-    blobs: BlobStore,
-    clock: SharedClock,
     started: Instant,
     /// Cancelled when shutdown begins; /readyz turns 503 so balancers stop sending traffic.
     draining: CancellationToken,
@@ -56,25 +53,19 @@ impl AppState {
         &self.inner.deps
     }
     pub fn store(&self) -> &Store {
-        &self.inner.store
+        &self.inner.deps.store
     }
     pub fn blobs(&self) -> &BlobStore {
-        &self.inner.blobs
-    }
-    pub fn clock(&self) -> &SharedClock {
-        &self.inner.clock
+        &self.inner.deps.blobs
     }
     pub fn now_ms(&self) -> i64 {
-        self.inner.clock.now_ms()
+        self.inner.deps.now()
     }
     pub fn uptime(&self) -> Duration {
         self.inner.started.elapsed()
     }
     pub fn is_draining(&self) -> bool {
         self.inner.draining.is_cancelled()
-    }
-    pub fn tasks(&self) -> &TaskTracker {
-        &self.inner.tasks
     }
     pub fn sweep_settings(&self) -> SweepSettings {
         sweep_settings(&self.inner.config)
@@ -140,19 +131,15 @@ impl Application {
         config.validate()?;
         crate::http::metrics::handle();
         let deps = open_deps(&config, clock.clone()).await?;
-        let (store, blobs) = (deps.store.clone(), deps.blobs.clone());
         let listener = TcpListener::bind(config.bind).await.with_context(|| format!("binding {}", config.bind))?;
         let addr = listener.local_addr()?;
-        tracing::info!(store = %store.describe(), blobs = blobs.kind(), "ready");
+        tracing::info!(store = %deps.store.describe(), blobs = deps.blobs.kind(), "ready");
         let state = AppState {
             inner: Arc::new(Shared {
                 rate_limits: Arc::new(crate::http::ratelimit::RateLimits::from_config(&config)),
                 admin_stats: Default::default(),
                 config,
                 deps,
-                store,
-                blobs,
-                clock,
                 started: Instant::now(),
                 draining: CancellationToken::new(),
                 tasks: TaskTracker::new(),

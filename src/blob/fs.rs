@@ -4,7 +4,7 @@
 
 use std::io::SeekFrom;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use std::io::Write as _;
 
@@ -35,10 +35,6 @@ impl FsBlobStore {
             let _ = fs::remove_file(e.path()).await;
         }
         Ok(FsBlobStore { root })
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     fn path_of(&self, key: &BlobKey) -> PathBuf {

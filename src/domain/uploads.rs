@@ -150,6 +150,7 @@ pub struct ChunkSink {
     writer: BlobWriter,
     upload_id: UploadId,
     index: u32,
+    total: u32,
     limit: u64,
 }
 
@@ -185,7 +186,7 @@ pub async fn open_chunk(
         return Err(DomainError::TooLarge { limit });
     }
     let writer = deps.blobs.writer(&chunk_key(id.as_str(), index.0)).await?;
-    Ok(ChunkSink { writer, upload_id: id.clone(), index: index.0, limit })
+    Ok(ChunkSink { writer, upload_id: id.clone(), index: index.0, total: s.total_chunks as u32, limit })
 }
 
 impl ChunkSink {
@@ -227,9 +228,8 @@ impl ChunkSink {
         }
         metrics::counter!("ferry_upload_chunks_total").increment(1);
         metrics::counter!("ferry_upload_bytes_total").increment(meta.size);
-        let s = deps.store.upload(&id).await?.ok_or(DomainError::UploadNotFound)?;
         let uploaded = deps.store.chunks(&id).await?.len() as u32;
-        Ok(ReceivedChunk { index: self.index, uploaded, total: s.total_chunks as u32 })
+        Ok(ReceivedChunk { index: self.index, uploaded, total: self.total })
     }
 }
 

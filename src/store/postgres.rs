@@ -71,10 +71,6 @@ impl PgStore {
         &self.target
     }
 
-    pub fn pool(&self) -> &Pool {
-        &self.pool
-    }
-
     /// Run one (cached, prepared) statement and decode every row it returns.
     pub async fn query<T>(&self, sql: &'static str, params: Vec<P>, decode: Decode<T>) -> Result<Vec<T>, StoreError> {
         let client = self.pool.get().await?;
