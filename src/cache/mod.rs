@@ -10,7 +10,7 @@ mod redis_l2;
 use std::sync::Arc;
 use std::time::Duration;
 
-use moka::future::Cache as Moka;
+use moka::sync::Cache as Moka;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -105,7 +105,7 @@ impl Cache {
     /// The cached answer for `code`, from level one, then level two (filling level one).
     pub async fn get(&self, code: &str) -> Option<Cached> {
         let inner = self.inner.as_ref()?;
-        if let Some(hit) = inner.l1.get(code).await {
+        if let Some(hit) = inner.l1.get(code) {
             record("l1", true);
             return Some(hit);
         }
@@ -115,7 +115,7 @@ impl Cache {
             Some(clip) => {
                 record("l2", true);
                 let found = Cached::Found(Arc::new(clip));
-                inner.l1.insert(code.to_string(), found.clone()).await;
+                inner.l1.insert(code.to_string(), found.clone());
                 Some(found)
             }
             None => {
@@ -133,16 +133,16 @@ impl Cache {
                 if let Some(l2) = &inner.l2 {
                     l2.set(&clip).await;
                 }
-                inner.l1.insert(code.to_string(), Cached::Found(clip)).await;
+                inner.l1.insert(code.to_string(), Cached::Found(clip));
             }
-            None => inner.l1.insert(code.to_string(), Cached::Missing).await,
+            None => inner.l1.insert(code.to_string(), Cached::Missing),
         }
     }
 
     /// Forget `code` here at once and, through Redis, in every other instance.
     pub async fn invalidate(&self, code: &str) {
         let Some(inner) = &self.inner else { return };
-        inner.l1.invalidate(code).await;
+        inner.l1.invalidate(code);
         if let Some(l2) = &inner.l2 {
             l2.invalidate(code).await;
         }

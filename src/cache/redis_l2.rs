@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use moka::future::Cache as Moka;
+use moka::sync::Cache as Moka;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
@@ -156,7 +156,7 @@ async fn listen(
             let mut messages = pubsub.on_message();
             while let Some(msg) = messages.next().await {
                 if let Ok(code) = msg.get_payload::<String>() {
-                    l1.invalidate(&code).await;
+                    l1.invalidate(&code);
                 }
             }
             Ok::<(), redis::RedisError>(())

@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
+use http_body_util::BodyExt;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
@@ -14,17 +15,22 @@ use crate::domain::{DomainError, FieldError, Location};
 /// A JSON object body. An empty body reads as `{}`; anything but an object is a 400.
 pub struct JsonObject(pub Map<String, Value>);
 
-impl<S: Send + Sync> FromRequest<S> for JsonObject {
+impl FromRequest<crate::app::AppState> for JsonObject {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::BadJson(e.body_text())
-            }
-        })?;
+    async fn from_request(req: Request, state: &crate::app::AppState) -> Result<Self, Self::Rejection> {
+        let limit = state.config().server.json_body_limit.bytes();
+        // A declared length past the limit is refused before any of the body is read.
+        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        let limited = http_body_util::Limited::new(req.into_body(), usize::try_from(limit).unwrap_or(usize::MAX));
+        let bytes: Bytes = match limited.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(ApiError::PayloadTooLarge),
+            Err(e) => return Err(ApiError::BadJson(format!("failed to read the body: {e}"))),
+        };
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
             return Ok(JsonObject(Map::new()));
         }

@@ -1,13 +1,11 @@
-//! Observability: the process-wide Prometheus recorder, the per-request middleware (count and
-//! latency per route template and status class, requests in flight), `GET /metrics`, and the
-//! summary behind `/api/admin/performance`. Labels are route templates, never concrete paths.
+//! Observability: the process-wide Prometheus recorder, the per-request series (count and
+//! latency per route template and status class, requests in flight; recorded by `edge`),
+//! `GET /metrics`, and the summary behind `/api/admin/performance`. Labels are route templates, never concrete paths.
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -84,19 +82,29 @@ fn in_flight() -> &'static metrics::Gauge {
     G.get_or_init(|| metrics::gauge!("ferry_http_requests_in_flight"))
 }
 
-/// Count and time every request under its route template.
-pub async fn track(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let method = req.method().clone();
-    let started = Instant::now();
-    in_flight().increment(1.0);
-    let response = next.run(req).await;
-    in_flight().decrement(1.0);
-    let class = (response.status().as_u16() / 100).clamp(1, 5) as usize - 1;
-    let h = handles(route.as_ref().map(|m| m.as_str()).unwrap_or("unmatched"), &method, class);
+/// One request in flight, from the router's call until its answer or, when the client goes
+/// away first, until the request is dropped.
+pub struct InFlight(());
+
+impl InFlight {
+    pub fn enter() -> InFlight {
+        in_flight().increment(1.0);
+        InFlight(())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        in_flight().decrement(1.0);
+    }
+}
+
+/// Count and time one answered request under its route template.
+pub fn record_request(route: &str, method: &axum::http::Method, status: axum::http::StatusCode, took: Duration) {
+    let class = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
+    let h = handles(route, method, class);
     h.requests.increment(1);
-    h.duration.record(started.elapsed().as_secs_f64());
-    response
+    h.duration.record(took.as_secs_f64());
 }
 
 /// GET /metrics — Prometheus text format.

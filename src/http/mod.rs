@@ -1,13 +1,16 @@
-//! The HTTP edge: the axum router and its tower-http layers (request ids, tracing, timeouts,
-//! body limits, JSON error bodies). Handlers here parse, call one service, and map the result;
+//! The HTTP surface: the axum router behind the `hot` path for clip info, wrapped in the
+//! `edge` layers (request ids, tracing, metrics, deadlines, security headers, JSON error
+//! bodies, compression) and CORS. Handlers here parse, call one service, and map the result;
 //! they hold no business rules, SQL or file paths.
 
 pub mod admin;
 pub mod clips;
 pub mod compression;
 pub mod download;
+pub mod edge;
 pub mod error;
 pub mod health;
+pub mod hot;
 pub mod input;
 pub mod metrics;
 pub mod oneshot;
@@ -15,52 +18,29 @@ pub mod ratelimit;
 pub mod security;
 pub mod upload;
 
-use std::time::Duration;
-
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue};
 use axum::routing::{get, post, put};
 use tower::ServiceBuilder;
-use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
 
 use crate::app::AppState;
 
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub use edge::REQUEST_ID;
 
-/// Random 16-hex-digit request ids.
-#[derive(Clone, Copy, Default)]
-struct RandomRequestId;
-
-impl MakeRequestId for RandomRequestId {
-    fn make_request_id<B>(&mut self, _req: &axum::http::Request<B>) -> Option<RequestId> {
-        HeaderValue::from_str(&format!("{:016x}", rand::random::<u64>())).ok().map(RequestId::new)
-    }
-}
-
-/// The span of one request. It names the route template, never the concrete path: a clip id
-/// in a URL is a capability and must not reach logs; nor do client addresses.
-fn request_span(req: &Request) -> tracing::Span {
-    // Field values are only computed when the span is enabled (not at warn level).
-    tracing::info_span!(
-        "request",
-        method = %req.method(),
-        route = req.extensions().get::<MatchedPath>().map(|m| m.as_str()).unwrap_or("(unmatched)"),
-        request_id = ?req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-"),
-    )
-}
+/// The routes that stream request bodies: a slow client may take long to send a large body, so
+/// they get the upload deadline instead of the request deadline.
+const CHUNK_ROUTE: &str = "/api/upload/chunk/{upload_id}/{chunk}";
+const ONE_SHOT_ROUTES: [&str; 3] = ["/api/clips", "/api/clips/{filename}", "/api/clips/"];
+const STREAM_ROUTES: [&str; 4] = [CHUNK_ROUTE, ONE_SHOT_ROUTES[0], ONE_SHOT_ROUTES[1], ONE_SHOT_ROUTES[2]];
 
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
     let config = state.config();
-    let timeout: Duration = config.server.request_timeout;
-    let upload_timeout: Duration = config.server.upload_timeout;
-    let body_limit = config.server.json_body_limit.bytes() as usize;
+    let deadlines = edge::Deadlines {
+        request: config.server.request_timeout,
+        upload: config.server.upload_timeout,
+        stream_routes: &STREAM_ROUTES,
+    };
 
     let probes = Router::new()
         .route("/health", get(health::health))
@@ -79,7 +59,7 @@ pub fn router(state: AppState) -> Router {
             router
         }
     };
-    // JSON routes: small bodies, refused past the limit before any handler runs.
+    // JSON routes: small bodies, read by `input::JsonObject` up to the configured limit.
     let initiate =
         limited(Router::new().route("/api/upload/initiate", post(upload::initiate)), ratelimit::Group::Initiate);
     // The rest of an upload that was allowed at initiate is never throttled.
@@ -89,7 +69,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/upload/{upload_id}", axum::routing::delete(upload::cancel));
     let reads = limited(
         Router::new()
-            .route("/api/clip/{id}/info", get(clips::info))
+            .route(hot::INFO_ROUTE, get(clips::info))
             .route("/api/clip/{id}", get(clips::read).post(clips::read_with_code).delete(clips::delete))
             .route("/api/file/{id}/info", get(clips::file_info))
             .route("/api/config", get(clips::client_config)),
@@ -107,46 +87,27 @@ pub fn router(state: AppState) -> Router {
         .route("/api/admin/clips", get(admin::clips))
         .route("/api/admin/system", get(admin::system))
         .route("/api/admin/performance", get(admin::performance));
-    let json = Router::new()
-        .merge(admin)
-        .merge(initiate)
-        .merge(upload_steps)
-        .merge(reads)
-        .merge(downloads)
-        .layer(RequestBodyLimitLayer::new(body_limit))
-        .layer(TimeoutLayer::with_status_code(error::TIMEOUT_STATUS, timeout));
+    let json = Router::new().merge(admin).merge(initiate).merge(upload_steps).merge(reads).merge(downloads);
     // Streaming uploads: the services enforce chunk and clip size limits as bytes arrive.
     let one_shot = limited(
-        Router::new().route("/api/clips", post(oneshot::post)).route("/api/clips/{filename}", put(oneshot::put)),
+        Router::new().route(ONE_SHOT_ROUTES[0], post(oneshot::post)).route(ONE_SHOT_ROUTES[1], put(oneshot::put)),
         ratelimit::Group::Initiate,
     );
     let streams = Router::new()
-        .route("/api/upload/chunk/{upload_id}/{chunk}", post(upload::chunk))
-        .route("/api/clips/", put(oneshot::put_without_name))
+        .route(CHUNK_ROUTE, post(upload::chunk))
+        .route(ONE_SHOT_ROUTES[2], put(oneshot::put_without_name))
         .merge(one_shot)
-        .layer(DefaultBodyLimit::disable())
-        // A slow client may take long to send a large body; it gets its own, longer deadline.
-        .layer(TimeoutLayer::with_status_code(error::TIMEOUT_STATUS, upload_timeout));
+        .layer(DefaultBodyLimit::disable());
 
     // Only what needs the matched route runs per route (a Router layer is cloned with every
-    // request's route service): the trace span and the metrics.
-    Router::new()
-        .merge(probes)
-        .merge(json)
-        .merge(streams)
-        .fallback(error::not_found)
-        .layer(
-            ServiceBuilder::new()
-                .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(
-                    DefaultOnResponse::new().level(Level::INFO).latency_unit(tower_http::LatencyUnit::Millis),
-                ))
-                .layer(axum::middleware::from_fn(metrics::track)),
-        )
-        .with_state(state)
+    // request's route service): span, metrics and deadline, in one service.
+    let r = Router::new().merge(probes).merge(json).merge(streams).fallback(error::not_found);
+    let r = if std::env::var("XEXP").is_ok() { r } else { r.layer(edge::ObserveLayer(deadlines)) };
+    r.with_state(state)
 }
 
 /// The whole application as one service: the router wrapped once in the layers every response
-/// gets (request ids, JSON error bodies, security headers, CORS, compression).
+/// gets (request ids, JSON error bodies, security headers, compression) and CORS.
 pub fn service(
     state: AppState,
 ) -> impl tower::Service<
@@ -158,18 +119,8 @@ pub fn service(
 + Send
 + Sync
 + 'static {
-    let cors = security::cors(&state.config().cors_origins.0);
-    let mut headers = security::headers().into_iter();
-    let mut next_header = || headers.next().expect("four security headers");
-    ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .map_response(error::fix_error_body)
-        .layer(next_header())
-        .layer(next_header())
-        .layer(next_header())
-        .layer(next_header())
-        .option_layer(cors)
-        .layer(compression::layer())
-        .service(router(state))
+    let app = ServiceBuilder::new()
+        .option_layer(security::cors(&state.config().cors_origins.0))
+        .service(hot::HotPath::new(router(state.clone()), state));
+    edge::Edge::new(app, compression::layer())
 }

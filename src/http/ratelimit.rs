@@ -159,9 +159,19 @@ fn seconds(ms: i64) -> u64 {
 
 /// Middleware for one route group.
 pub async fn limit(State((state, group)): State<(AppState, Group)>, req: Request, next: Next) -> Response {
+    check(&state, group, req, |req| next.run(req)).await
+}
+
+/// Answer `req` with `next` if the client is within `group`'s limit, else with 429; the one
+/// implementation behind the middleware and the hot path.
+pub async fn check<F, Fut>(state: &AppState, group: Group, req: Request, next: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     let limits = state.rate_limits();
     if !limits.enabled {
-        return next.run(req).await;
+        return next(req).await;
     }
     let peer =
         req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::from([127, 0, 0, 1]));
@@ -182,7 +192,7 @@ pub async fn limit(State((state, group)): State<(AppState, Group)>, req: Request
                 .into_response();
         }
     };
-    let mut response = next.run(req).await;
+    let mut response = next(req).await;
     if quick && response.status() == axum::http::StatusCode::NOT_FOUND {
         limits.quick_missed(key, now);
     }

@@ -5,7 +5,6 @@
 
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
 
 /// Policy for API responses (JSON, text): they load nothing and are never framed. Pages of a
 /// browser UI, when served, need their own policy allowing this origin's scripts and styles.
@@ -13,17 +12,12 @@ pub const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 
 /// Headers set on every response unless the handler chose its own (downloads set a sandbox
 /// policy).
-pub fn headers() -> Vec<SetResponseHeaderLayer<HeaderValue>> {
-    [
-        (header::CONTENT_SECURITY_POLICY, API_CSP),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-    ]
-    .into_iter()
-    .map(|(name, value)| SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value)))
-    .collect()
-}
+pub const HEADERS: [(HeaderName, &str); 4] = [
+    (header::CONTENT_SECURITY_POLICY, API_CSP),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+];
 
 /// CORS for the configured origins, or `None` (same-origin only) when there are none.
 pub fn cors(origins: &[String]) -> Option<CorsLayer> {
