@@ -23,7 +23,7 @@ async fn admin_get(app: &TestApp, path: &str, auth: Option<&str>) -> reqwest::Re
     req.send().await.unwrap()
 }
 
-both_stores! {
+all_backends! {
     async fn without_a_token_the_admin_api_is_not_there(app) {
         for path in ["/api/admin/stats", "/api/admin/clips", "/api/admin/system"] {
             error_with(admin_get(&app, path, Some("Bearer anything-at-all")).await, 404, "admin_disabled").await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use ferry::config::{CacheMode, Secret};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, PrivateRedis, TestApp, redis_url, spawn_app_with, spawn_sibling};
+use crate::helpers::{Backend, PrivateRedis, TestApp, redis_becomes, redis_url, spawn_app_with, spawn_sibling};
 use crate::upload::{CHUNK, download, error_with, file_initiate, json_with, small_chunks, upload_with};
 
 async fn clip(app: &TestApp, extra: Value) -> String {
@@ -33,19 +33,6 @@ async fn info_status(app: &TestApp, code: &str) -> u16 {
     app.get(&format!("/api/clip/{code}/info")).await.status().as_u16()
 }
 
-/// Poll /health (bounded, always 200) until it reports Redis as `want`.
-async fn redis_becomes(app: &TestApp, want: &str) -> bool {
-    for _ in 0..500 {
-        let res = app.get("/health").await;
-        assert_eq!(res.status(), 200, "redis is never a required dependency");
-        if res.json::<Value>().await.unwrap()["redis"] == want {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
-}
-
 /// Poll (bounded) until `code`'s info answers `want`.
 async fn eventually(app: &TestApp, code: &str, want: u16) -> bool {
     for _ in 0..200 {
@@ -57,7 +44,7 @@ async fn eventually(app: &TestApp, code: &str, want: u16) -> bool {
     false
 }
 
-both_stores! {
+all_backends! {
     async fn a_looked_up_clip_is_answered_from_memory_and_dropped_at_once_when_it_changes(app, small_chunks) {
         let a = clip(&app, json!({})).await;
         assert_eq!(info_status(&app, &a).await, 200);

@@ -1,6 +1,6 @@
 //! Reading clips: the info and metadata routes, the POST download with its headers, Range and
-//! If-Range, one-time and max-download clips, `/raw`, and expiry, on both stores. Every
-//! download compares the bytes with those uploaded.
+//! If-Range, one-time and max-download clips, `/raw`, and expiry, on every backend
+//! combination. Every download compares the bytes with those uploaded.
 
 use serde_json::json;
 
@@ -25,7 +25,7 @@ async fn upload_file_with(app: &TestApp, bytes: &[u8], filename: &str, extra: se
     upload_with(app, bytes, body, json!({}), CHUNK, false).await.0
 }
 
-both_stores! {
+all_backends! {
     async fn clip_info_describes_a_file_clip_without_its_content(app, small_chunks) {
         let data = random_bytes(5000);
         let (id, done) = upload_file(&app, &data, "info.bin", CHUNK, false).await;

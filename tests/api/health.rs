@@ -1,5 +1,5 @@
 //! Health probes, the JSON error shape of router and layer errors, request ids, HTTP/2 (h2c)
-//! and graceful shutdown of the in-process server, on both stores.
+//! and graceful shutdown of the in-process server, on every backend combination.
 
 use std::time::Duration;
 
@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::helpers::Backend;
 
-both_stores! {
+all_backends! {
     async fn health_answers_ok_after_really_checking_store_and_storage(app) {
         // Timestamps come from the injected clock.
         app.clock.set(1_900_000_000_123);

@@ -24,11 +24,20 @@ pub enum Backend {
     Postgres,
 }
 
-/// Run the body once per metadata store. Forms:
-/// `async fn name(app) { .. }` and `async fn name(app, |c: &mut Config| { .. }) { .. }`.
-macro_rules! both_stores {
+/// Run the body once per backend combination (DESIGN rule 8): store embedded|postgres × cache
+/// memory|redis, where "redis" is moka plus the shared Redis second level. Forms:
+/// `async fn name(app) { .. }` and `async fn name(app, |c: &mut Config| { .. }) { .. }`; the
+/// test's own configuration runs last, so a test may still turn the cache off or point it at
+/// a Redis of its own.
+macro_rules! all_backends {
     ($( $(#[$meta:meta])* async fn $name:ident($app:ident $(, $cfg:expr)?) $body:block )*) => {
-        mod embedded {
+        all_backends!(@module embedded, Embedded, false; $( $(#[$meta])* async fn $name($app $(, $cfg)?) $body )*);
+        all_backends!(@module postgres, Postgres, false; $( $(#[$meta])* async fn $name($app $(, $cfg)?) $body )*);
+        all_backends!(@module embedded_redis, Embedded, true; $( $(#[$meta])* async fn $name($app $(, $cfg)?) $body )*);
+        all_backends!(@module postgres_redis, Postgres, true; $( $(#[$meta])* async fn $name($app $(, $cfg)?) $body )*);
+    };
+    (@module $module:ident, $backend:ident, $redis:expr; $( $(#[$meta:meta])* async fn $name:ident($app:ident $(, $cfg:expr)?) $body:block )*) => {
+        mod $module {
             #[allow(unused_imports)]
             use super::*;
             $(
@@ -36,24 +45,9 @@ macro_rules! both_stores {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     #[allow(unused_mut)]
-                    let mut $app = $crate::helpers::spawn_app_with(
-                        $crate::helpers::Backend::Embedded,
-                        |_c: &mut ferry::Config| { $( ($cfg)(_c); )? },
-                    ).await.expect("the embedded store always runs");
-                    $body
-                }
-            )*
-        }
-        mod postgres {
-            #[allow(unused_imports)]
-            use super::*;
-            $(
-                $(#[$meta])*
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    #[allow(unused_mut)]
-                    let Some(mut $app) = $crate::helpers::spawn_app_with(
-                        $crate::helpers::Backend::Postgres,
+                    let Some(mut $app) = $crate::helpers::spawn_app_on(
+                        $crate::helpers::Backend::$backend,
+                        $redis,
                         |_c: &mut ferry::Config| { $( ($cfg)(_c); )? },
                     ).await else { return };
                     $body
@@ -140,6 +134,14 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 
 /// Build and start the real application; `None` only for a skipped PostgreSQL test.
 pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Option<TestApp> {
+    spawn_app_on(backend, false, configure).await
+}
+
+/// Spawn the app on `backend`, with the shared test Redis as second cache level when `redis`
+/// (waiting until it is connected, so the test runs with both levels); `None` (skip) when a
+/// backend is not configured outside CI.
+pub async fn spawn_app_on(backend: Backend, redis: bool, configure: impl FnOnce(&mut Config)) -> Option<TestApp> {
+    let redis_url = if redis { Some(redis_url()?) } else { None };
     let data_dir = tempfile::tempdir().expect("temp dir");
     let mut config = Config::defaults();
     config.bind = "127.0.0.1:0".parse().unwrap();
@@ -156,6 +158,7 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config
             Some(db)
         }
     };
+    config.redis_url = redis_url.map(Secret::new);
     configure(&mut config);
     let clock = Arc::new(ManualClock::new(ferry::domain::clock::system_now_ms()));
     let app = Application::build_with_clock(config.clone(), clock.clone()).await.expect("application builds");
@@ -164,7 +167,24 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run(shutdown.clone()));
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-    Some(TestApp { addr, state, config, client, clock, backend, shutdown, server: Some(server), db, data_dir })
+    let app = TestApp { addr, state, config, client, clock, backend, shutdown, server: Some(server), db, data_dir };
+    if redis && app.config.redis_url.is_some() && app.config.cache != ferry::config::CacheMode::None {
+        assert!(redis_becomes(&app, "connected").await, "the test Redis connects");
+    }
+    Some(app)
+}
+
+/// Poll /health (bounded, always 200) until it reports Redis as `want`.
+pub async fn redis_becomes(app: &TestApp, want: &str) -> bool {
+    for _ in 0..500 {
+        let res = app.get("/health").await;
+        assert_eq!(res.status(), 200, "redis is never a required dependency");
+        if res.json::<serde_json::Value>().await.unwrap()["redis"] == want {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
 }
 
 /// A backend's URL from `var`, or `None` (skip, with a note) when unset; with `CI=true` a

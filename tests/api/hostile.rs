@@ -1571,7 +1571,7 @@ fn broken_form_tail_cases() -> Vec<Case> {
 // ---------------------------------------------------------------------------------------------
 // Tests
 
-both_stores! {
+all_backends! {
     async fn hostile_json_bodies_answer_4xx_json_and_leave_nothing(app, small_limits) {
         let upload = make_session(&app).await;
         let (clip, _) = make_clip(&app, "fixture.bin", &[1u8; 100]).await;

@@ -39,7 +39,7 @@ fn temp_files(app: &TestApp) -> usize {
     std::fs::read_dir(app.data_dir.path().join("blobs/.tmp")).map(|d| d.count()).unwrap_or(0)
 }
 
-both_stores! {
+all_backends! {
     async fn a_client_that_disconnects_mid_chunk_leaves_no_chunk_recorded(app) {
         let upload = initiate(&app, 1).await;
         let mut s = TcpStream::connect(app.addr).await.unwrap();

@@ -1,5 +1,5 @@
 //! The integration suite: the real ferry server over HTTP on port 0, each test with its own
-//! data directory and (for PostgreSQL) its own database. `both_stores!` runs a test against
+//! data directory and (for PostgreSQL) its own database. `all_backends!` runs a test against
 //! the embedded store and against PostgreSQL (`FERRY_TEST_DATABASE_URL`).
 
 #[macro_use]

@@ -36,7 +36,7 @@ async fn download_with_code(app: &TestApp, id: &str, code: &str) -> reqwest::Res
     app.client.post(app.url(&format!("/api/file/{id}"))).json(&json!({ "accessCode": code })).send().await.unwrap()
 }
 
-both_stores! {
+all_backends! {
     async fn a_clip_vanishes_from_every_route_the_instant_it_expires_and_one_sweep_removes_its_blob(app, small_chunks) {
         let data = random_bytes(1000);
         let (id, done) = file_clip(&app, &data, json!({ "expiration": "5min" })).await;

@@ -29,7 +29,7 @@ async fn info_as(app: &TestApp, id: &str, forwarded_for: &str) -> reqwest::Statu
         .status()
 }
 
-both_stores! {
+all_backends! {
     async fn past_the_initiate_quota_the_answer_is_429_with_retry_after_and_ratelimit_headers(app, |c: &mut ferry::Config| {
         limits_on(c);
         c.rate.initiate_per_minute = 3;

@@ -1,6 +1,7 @@
 //! Uploading: the three steps (initiate, chunks in any order and in parallel, complete), status,
 //! cancel, the one-request upload (`PUT /api/clips/:filename`, `POST /api/clips`) and delete
-//! tokens, on both stores. Every round trip compares the bytes read back with the bytes sent.
+//! tokens, on every backend combination. Every round trip compares the bytes read back with
+//! the bytes sent.
 //! The helpers at the top are shared with `download.rs`.
 
 use std::time::Duration;
@@ -347,7 +348,7 @@ fn id_in_line(line: &str, prefix: &str, suffix: &str) -> String {
     id.to_string()
 }
 
-both_stores! {
+all_backends! {
     async fn a_one_byte_file_round_trips(app, small_chunks) {
         let data = [0x2a_u8];
         let (id, done) = upload_file(&app, &data, "one.bin", CHUNK, false).await;
