@@ -76,6 +76,7 @@ pub struct LookupCacheConfig {
     #[serde(with = "humantime_serde")]
     pub ttl: Duration,
     pub max_entries: u64,
+    pub max_bytes: ByteSize,
     #[serde(with = "humantime_serde")]
     pub negative_ttl: Duration,
     #[serde(with = "humantime_serde")]
@@ -271,6 +272,9 @@ impl Config {
             if !ok || redis::Client::open(url.expose()).is_err() {
                 return Err(invalid("redis_url", "must be a redis:// URL"));
             }
+        }
+        if self.lookup_cache.max_bytes.bytes() < 64 * 1024 {
+            return Err(invalid("lookup_cache.max_bytes", "must be at least 64KiB"));
         }
         if self.lookup_cache.max_entries == 0 || self.lookup_cache.redis_timeout.is_zero() {
             return Err(invalid(

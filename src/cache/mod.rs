@@ -55,6 +55,39 @@ impl moka::Expiry<String, Cached> for EntryExpiry {
     }
 }
 
+/// Level one, bounded both by entries and by bytes. moka bounds one weighted total, so the
+/// capacity is `max_bytes` and every entry weighs at least `max_bytes / max_entries`: then no
+/// more than `max_entries` fit, and their estimated sizes never add up past `max_bytes`.
+fn level_one(max_entries: u64, max_bytes: u64, expiry: EntryExpiry) -> Moka<String, Cached> {
+    let floor = max_bytes.div_ceil(max_entries.max(1)).min(u64::from(u32::MAX)) as u32;
+    Moka::builder()
+        .max_capacity(max_bytes)
+        .weigher(move |code: &String, value: &Cached| estimated_size(code, value).max(floor))
+        .expire_after(expiry)
+        .build()
+}
+
+/// What an entry takes in memory, roughly: its key, the record and the record's strings, and
+/// moka's own bookkeeping per entry.
+fn estimated_size(code: &str, value: &Cached) -> u32 {
+    const PER_ENTRY: usize = 160;
+    let record = match value {
+        Cached::Missing => 0,
+        Cached::Found(clip) => {
+            let strings = [&clip.code, &clip.kind, &clip.blob_key, &clip.sha256, &clip.delete_token_hash]
+                .iter()
+                .map(|s| s.len())
+                .sum::<usize>()
+                + [&clip.filename, &clip.mime_type, &clip.access_code_hash]
+                    .iter()
+                    .map(|s| s.as_ref().map_or(0, |s| s.len()))
+                    .sum::<usize>();
+            std::mem::size_of::<ClipRecord>() + strings
+        }
+    };
+    u32::try_from(PER_ENTRY + code.len() + std::mem::size_of::<Cached>() + record).unwrap_or(u32::MAX)
+}
+
 /// Counters registered once (the hot path must not rebuild metric keys).
 fn record(level: &'static str, hit: bool) {
     use std::sync::OnceLock;
@@ -87,10 +120,8 @@ impl Cache {
             return Cache::none();
         }
         let c = &config.lookup_cache;
-        let l1 = Moka::builder()
-            .max_capacity(c.max_entries)
-            .expire_after(EntryExpiry { ttl: c.ttl, negative_ttl: c.negative_ttl })
-            .build();
+        let l1 =
+            level_one(c.max_entries, c.max_bytes.bytes(), EntryExpiry { ttl: c.ttl, negative_ttl: c.negative_ttl });
         let l2 = config
             .redis_url
             .as_ref()
@@ -156,5 +187,68 @@ impl Cache {
     /// Entries in level one (for the admin view).
     pub fn l1_entries(&self) -> u64 {
         self.inner.as_ref().map(|i| i.l1.entry_count()).unwrap_or(0)
+    }
+
+    /// Estimated bytes held by level one (for the admin view).
+    pub fn l1_bytes(&self) -> u64 {
+        self.inner.as_ref().map(|i| i.l1.weighted_size()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(code: &str, filename_len: usize) -> Cached {
+        Cached::Found(Arc::new(ClipRecord {
+            id: 1,
+            code: code.into(),
+            kind: "file".into(),
+            blob_key: format!("blobs/{code}"),
+            filename: Some("f".repeat(filename_len)),
+            mime_type: None,
+            size: 1,
+            sha256: "0".repeat(64),
+            created_at: 0,
+            expires_at: i64::MAX,
+            one_time: false,
+            max_downloads: None,
+            download_count: 0,
+            access_code_hash: None,
+            quick_share: false,
+            delete_token_hash: "0".repeat(64),
+            consumed_at: None,
+        }))
+    }
+
+    fn expiry() -> EntryExpiry {
+        EntryExpiry { ttl: Duration::from_secs(600), negative_ttl: Duration::from_secs(600) }
+    }
+
+    #[test]
+    fn small_entries_are_bounded_by_count() {
+        let l1 = level_one(100, 64 * 1024 * 1024, expiry());
+        for i in 0..2000 {
+            l1.insert(format!("CODE{i:06}"), record("C", 10));
+            l1.insert(format!("MISS{i:06}"), Cached::Missing);
+        }
+        l1.run_pending_tasks();
+        assert!(l1.entry_count() <= 100, "{} entries", l1.entry_count());
+        assert!(l1.entry_count() >= 50, "the bound is the count, not the bytes: {}", l1.entry_count());
+    }
+
+    #[test]
+    fn large_entries_are_bounded_by_bytes() {
+        let max_bytes = 256 * 1024;
+        let l1 = level_one(100_000, max_bytes, expiry());
+        for i in 0..1000 {
+            l1.insert(format!("CODE{i:06}"), record("C", 8 * 1024));
+        }
+        l1.run_pending_tasks();
+        assert!(l1.weighted_size() <= max_bytes, "{} bytes", l1.weighted_size());
+        let each = u64::from(estimated_size("CODE000000", &record("C", 8 * 1024)));
+        assert!(each > 8 * 1024, "a record's strings are counted: {each}");
+        assert!(l1.entry_count() <= max_bytes / each, "{} entries of {each} bytes", l1.entry_count());
+        assert!(l1.entry_count() > 0);
     }
 }

@@ -189,6 +189,7 @@ pub async fn performance(State(state): State<AppState>, headers: HeaderMap) -> R
         "cache": {
             "enabled": state.deps().cache.enabled(),
             "l1Entries": state.deps().cache.l1_entries(),
+            "l1Bytes": state.deps().cache.l1_bytes(),
             "l1Hits": l1_hit as u64,
             "l1Misses": l1_miss as u64,
             "l1HitRate": rate(l1_hit, l1_hit + l1_miss),

@@ -38,6 +38,41 @@ all_backends! {
         assert_eq!(info["hasPassword"], false);
     }
 
+    async fn info_answers_alike_through_the_hot_path_and_through_the_router(app, small_chunks) {
+        let initiate = file_initiate("same.bin", 100, json!({ "hasPassword": true }));
+        let complete = json!({ "accessCodeHash": "open-sesame-42-open-sesame-42" });
+        let (id, _) = upload_with(&app, &random_bytes(100), initiate, complete, CHUNK, false).await;
+        // A percent-encoded first character is left to the router, which decodes it to the
+        // same id; a plain id takes the hot path.
+        let encoded = |id: &str| format!("%{:02X}{}", id.as_bytes()[0], &id[1..]);
+        let comparable = |res: &reqwest::Response| {
+            let mut names: Vec<String> = res
+                .headers()
+                .keys()
+                .map(|k| k.as_str().to_string())
+                .filter(|k| k != "date" && k != "x-request-id")
+                .collect();
+            names.sort();
+            let fixed: Vec<String> = names.iter().map(|n| format!("{n}: {:?}", res.headers()[n.as_str()])).collect();
+            (res.status(), fixed)
+        };
+        for (plain, status) in [(id.clone(), 200), ("ZZZZZZZZZZ".to_string(), 404), ("abc".to_string(), 400)] {
+            let hot = app.get(&format!("/api/clip/{plain}/info")).await;
+            let routed = app.get(&format!("/api/clip/{}/info", encoded(&plain))).await;
+            assert_eq!(hot.status(), status, "{plain}");
+            assert_eq!(comparable(&hot), comparable(&routed), "{plain}");
+            assert!(hot.headers().contains_key("x-request-id"));
+            let (hot, routed) = (hot.text().await.unwrap(), routed.text().await.unwrap());
+            assert_eq!(hot, routed, "{plain}");
+        }
+        let info = json_with(app.get(&format!("/api/clip/{id}/info")).await, 200).await;
+        assert_eq!(info["hasPassword"], true, "{info}");
+        // HEAD goes to the router and answers like GET, without a body.
+        let head = app.client.head(app.url(&format!("/api/clip/{id}/info"))).send().await.unwrap();
+        assert_eq!(head.status(), 200);
+        assert_eq!(head.text().await.unwrap(), "");
+    }
+
     async fn clip_metadata_of_a_file_points_at_the_download_route(app, small_chunks) {
         let data = random_bytes(CHUNK + 3);
         let id = upload_file_with(&app, &data, "report.pdf", json!({ "mimeType": "application/pdf" })).await;

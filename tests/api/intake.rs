@@ -1,6 +1,7 @@
 //! Streaming intake at the socket level: a client that vanishes mid-chunk leaves nothing
-//! recorded, a declared-oversized chunk is refused before its body is read, and shutdown lets
-//! an upload that is mid-body finish.
+//! recorded, a declared-oversized chunk is refused before its body is read, a stalled request
+//! is answered 408 at its deadline (the longer upload deadline on streaming routes), and
+//! shutdown lets an upload that is mid-body finish.
 
 use std::time::Duration;
 
@@ -73,6 +74,41 @@ all_backends! {
         let response = read_response(&mut s).await;
         assert!(response.starts_with("HTTP/1.1 413"), "{response}");
         assert!(response.contains("\"code\":\"payload_too_large\""), "{response}");
+    }
+
+    async fn a_json_request_that_stalls_past_the_request_deadline_is_answered_408(
+        app,
+        |c: &mut ferry::Config| c.server.request_timeout = Duration::from_secs(1)
+    ) {
+        let mut s = TcpStream::connect(app.addr).await.unwrap();
+        let head = "POST /api/upload/initiate HTTP/1.1\r\nHost: localhost\r\n\
+                    Content-Type: application/json\r\nContent-Length: 60\r\n\r\n{\"filename\":";
+        s.write_all(head.as_bytes()).await.unwrap();
+        let started = std::time::Instant::now();
+        let response = read_response(&mut s).await;
+        assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+        assert!(response.contains("\"code\":\"timeout\""), "{response}");
+        assert!(response.to_ascii_lowercase().contains("x-request-id:"), "{response}");
+        assert!(started.elapsed() >= Duration::from_millis(900), "answered at the deadline, not before");
+    }
+
+    async fn a_streaming_upload_gets_the_longer_upload_deadline(
+        app,
+        |c: &mut ferry::Config| {
+            c.server.request_timeout = Duration::from_secs(1);
+            c.server.upload_timeout = Duration::from_secs(3);
+        }
+    ) {
+        let upload = initiate(&app, 1).await;
+        let mut s = TcpStream::connect(app.addr).await.unwrap();
+        s.write_all(chunk_head(&upload, 0, 1000).as_bytes()).await.unwrap();
+        s.write_all(&[1u8; 10]).await.unwrap();
+        let started = std::time::Instant::now();
+        let response = read_response(&mut s).await;
+        assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+        assert!(started.elapsed() >= Duration::from_millis(2500), "the chunk route waited for the upload deadline");
+        let status = app.get(&format!("/api/upload/{upload}/status")).await.json::<Value>().await.unwrap();
+        assert_eq!(status["receivedChunks"], json!([]), "a timed-out chunk is not recorded");
     }
 
     async fn shutdown_lets_an_upload_in_mid_body_finish(app) {

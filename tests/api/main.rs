@@ -9,6 +9,7 @@ mod admin;
 mod cache;
 mod cli;
 mod download;
+mod edge;
 mod health;
 mod hostile;
 mod intake;
