@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
 # Lookup benchmark: GET /api/clip/<id>/info at 64 connections for 10 s (wrk) against a release
-# ferry — cache on (embedded), cache=none on the embedded store and on PostgreSQL — and, in
-# the same run, against a bare hyper server (examples/bare_hyper.rs) answering a fixed JSON
-# body of the same size. Prints requests/s, p50, p99, the ratio to bare hyper and the moka hit
-# rate, as a markdown table.
-#   scripts/bench-lookup.sh [--duration 10] [--connections 64]
+# ferry — cache on and cache=none, each on the embedded store and on PostgreSQL — and, in the
+# same run, against a bare hyper server (examples/bare_hyper.rs) answering a fixed JSON body of
+# the same size, over interleaved rounds. Prints requests/s, p50, p99, the ratio to bare hyper
+# and the moka hit rate, as a markdown table.
+#   scripts/bench-lookup.sh [--duration 10] [--connections 64] [--rounds 3]
 # Needs wrk (installed with apt-get when missing). Traffic goes to 127.0.0.1 only; every
 # process it starts is stopped by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=10
 CONNS=64
+ROUNDS=3
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION=$2; shift 2 ;;
     --connections) CONNS=$2; shift 2 ;;
-    *) echo "usage: $0 [--duration S] [--connections N]" >&2; exit 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    *) echo "usage: $0 [--duration S] [--connections N] [--rounds R]" >&2; exit 2 ;;
   esac
 done
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
@@ -26,6 +28,7 @@ PG_SERVER=${FERRY_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgre
 TMP=$(mktemp -d /tmp/ferry-lookup-bench.XXXXXX)
 PIDS=()
 DBS=()
+FPORTS=()
 cleanup() {
   # `|| true`: under set -e a failing last command of an && list would end the trap early.
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && { kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; } || true; done
@@ -90,32 +93,60 @@ h, m = v("hit"), v("miss")
 print(f"{h / (h + m):.4f}" if h + m else "n/a")'
 }
 
-declare -A RES
-rows=()
+# Every target runs at once (idle ones cost nothing); each round drives every target in turn,
+# so the machine's drift over the run touches all of them alike. A target's figure is its
+# median over the rounds; its ratio is the median of its per-round ratios to the bare server
+# driven in the same round.
+NAMES=()
+URLS=()
 for spec in "memory embedded" "none embedded" "memory postgres" "none postgres"; do
   set -- $spec
-  name="$1-$2"
-  start_ferry "$name" "$1" "$2"
-  read -r rps p50 p99 bad < <(run_wrk "$URL")
-  rate=$([ "$1" = memory ] && hit_rate "$PORT" || echo "n/a")
-  rows+=("$name|$rps|$p50|$p99|$bad|$rate")
-  kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
+  start_ferry "$1-$2" "$1" "$2"
+  NAMES+=("$1-$2")
+  URLS+=("$URL")
+  FPORTS+=("$PORT")
 done
-
 BPORT=$(free_port)
 "$BARE" "$BPORT" "$BODY_BYTES" >/dev/null 2>&1 &
 PIDS+=($!)
 wait_up "$BPORT" /
-read -r brps bp50 bp99 bbad < <(run_wrk "http://127.0.0.1:$BPORT/")
+NAMES+=("bare")
+URLS+=("http://127.0.0.1:$BPORT/")
+
+RESULTS="$TMP/results"
+: >"$RESULTS"
+for round in $(seq 1 "$ROUNDS"); do
+  for i in "${!NAMES[@]}"; do
+    read -r rps p50 p99 bad < <(run_wrk "${URLS[$i]}")
+    echo "$round ${NAMES[$i]} $rps $p50 $p99 $bad" >>"$RESULTS"
+    echo "round $round ${NAMES[$i]}: $rps req/s" >&2
+  done
+done
+RATES="$TMP/rates"
+: >"$RATES"
+for i in "${!FPORTS[@]}"; do
+  [[ "${NAMES[$i]}" == memory-* ]] && echo "${NAMES[$i]} $(hit_rate "${FPORTS[$i]}")" >>"$RATES"
+done
 
 echo
-echo "Lookup: GET /api/clip/<id>/info, ${CONNS} connections, ${DURATION} s, wrk -t2 (same 2-core machine), body ${BODY_BYTES} B"
+echo "Lookup: GET /api/clip/<id>/info, ${CONNS} connections, ${DURATION} s per run, wrk -t2 (same 2-core machine), body ${BODY_BYTES} B, ${ROUNDS} interleaved rounds"
 echo
-echo "| target | requests/s | p50 ms | p99 ms | non-2xx | vs bare hyper | moka hit rate |"
-echo "|---|---|---|---|---|---|---|"
-for r in "${rows[@]}"; do
-  IFS='|' read -r name rps p50 p99 bad rate <<<"$r"
-  ratio=$(python3 -c "print(f'{$rps / $brps:.2f}')")
-  echo "| ferry cache=${name/-/ store=} | $rps | $p50 | $p99 | $bad | $ratio | $rate |"
-done
-echo "| bare hyper (fixed JSON) | $brps | $bp50 | $bp99 | $bbad | 1.00 | |"
+python3 - "$RESULTS" "$RATES" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+rates = dict(l.split() for l in open(sys.argv[2]))
+bare = {r[0]: float(r[2]) for r in rows if r[1] == "bare"}
+names = list(dict.fromkeys(r[1] for r in rows))
+print("| target | requests/s (median) | p50 ms | p99 ms | non-2xx | vs bare hyper (median, min–max) | moka hit rate |")
+print("|---|---|---|---|---|---|---|")
+for name in names:
+    mine = [r for r in rows if r[1] == name]
+    rps = statistics.median(float(r[2]) for r in mine)
+    p50 = statistics.median(float(r[3]) for r in mine)
+    p99 = statistics.median(float(r[4]) for r in mine)
+    bad = sum(int(r[5]) for r in mine)
+    ratios = [float(r[2]) / bare[r[0]] for r in mine]
+    label = "bare hyper (fixed JSON)" if name == "bare" else "ferry cache=" + name.replace("-", " store=")
+    spread = f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})"
+    print(f"| {label} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {bad} | {spread} | {rates.get(name, '')} |")
+PY
