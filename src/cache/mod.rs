@@ -56,8 +56,10 @@ impl moka::Expiry<String, Cached> for EntryExpiry {
 }
 
 /// Level one, bounded both by entries and by bytes. moka bounds one weighted total, so the
-/// capacity is `max_bytes` and every entry weighs at least `max_bytes / max_entries`: then no
-/// more than `max_entries` fit, and their estimated sizes never add up past `max_bytes`.
+/// capacity is `max_bytes` and every entry weighs at least `max_bytes / max_entries` (rounded
+/// up): then at most `max_entries` fit, and their estimated sizes add up to at most
+/// `max_bytes` (moka enforces the bound at its next maintenance, so briefly a little more).
+/// Past 4 GiB per entry the floor saturates; no real configuration comes near.
 fn level_one(max_entries: u64, max_bytes: u64, expiry: EntryExpiry) -> Moka<String, Cached> {
     let floor = max_bytes.div_ceil(max_entries.max(1)).min(u64::from(u32::MAX)) as u32;
     Moka::builder()

@@ -22,7 +22,7 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::error::{self, ApiError};
-use super::{metrics, security};
+use super::{compression, metrics, security};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -39,7 +39,8 @@ fn new_request_id() -> HeaderValue {
 }
 
 /// The outermost service. `compressed` is `plain` behind the compression layer; a request
-/// that accepts no encoding skips that layer, since nothing would be compressed for it.
+/// that accepts no encoding skips that layer, since nothing would be compressed for it (its
+/// answer still says `Vary: accept-encoding` where the layer would have).
 #[derive(Clone)]
 pub struct Edge<S, C> {
     plain: S,
@@ -83,10 +84,11 @@ where
         );
         let inner = span.in_scope(|| {
             tracing::debug!("started processing request");
-            if req.headers().contains_key(header::ACCEPT_ENCODING) {
-                Inner::Compressed { fut: self.compressed.call(req) }
-            } else {
-                Inner::Plain { fut: self.plain.call(req) }
+            match req.headers().get(header::ACCEPT_ENCODING) {
+                Some(accepted) if compression::negotiable(accepted.as_bytes()) => {
+                    Inner::Compressed { fut: self.compressed.call(req) }
+                }
+                _ => Inner::Plain { fut: self.plain.call(req) },
             }
         });
         EdgeFuture { inner, id: Some(id), span }
@@ -122,14 +124,19 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let _entered = this.span.enter();
-        let response = match this.inner.project() {
-            InnerProj::Plain { fut } => ready!(fut.poll(cx)),
-            InnerProj::Compressed { fut } => ready!(fut.poll(cx)).map(|r| r.map(Body::new)),
+        let (response, plain) = match this.inner.project() {
+            InnerProj::Plain { fut } => (ready!(fut.poll(cx)), true),
+            InnerProj::Compressed { fut } => (ready!(fut.poll(cx)).map(|r| r.map(Body::new)), false),
         };
         let Ok(response) = response;
         let mut response = error::fix_error_body(response);
+        // What the compression layer would have said to caches had it seen this request.
+        let vary = plain && compression::varies(&response);
         let headers = response.headers_mut();
-        headers.reserve(security::HEADERS.len() + 1);
+        headers.reserve(security::HEADERS.len() + 2);
+        if vary {
+            headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
+        }
         for (name, value) in security::HEADERS {
             // A handler's own choice wins (downloads set a sandbox policy).
             headers.entry(name).or_insert(HeaderValue::from_static(value));
@@ -271,11 +278,9 @@ where
         metrics::record_request(watch.route.as_str(), &watch.method, response.status(), elapsed);
         let status = response.status().as_u16();
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
-        if response.status().is_server_error() {
-            tracing::error!(status, latency_ms, "request failed");
-        } else {
-            tracing::info!(status, latency_ms, "finished processing request");
-        }
+        // A server error's cause is logged where it is mapped (`error.rs`); this is the line
+        // every request gets.
+        tracing::info!(status, latency_ms, "finished processing request");
         Poll::Ready(Ok(response))
     }
 }

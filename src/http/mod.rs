@@ -102,8 +102,7 @@ pub fn router(state: AppState) -> Router {
     // Only what needs the matched route runs per route (a Router layer is cloned with every
     // request's route service): span, metrics and deadline, in one service.
     let r = Router::new().merge(probes).merge(json).merge(streams).fallback(error::not_found);
-    let r = if std::env::var("XEXP").is_ok() { r } else { r.layer(edge::ObserveLayer(deadlines)) };
-    r.with_state(state)
+    r.layer(edge::ObserveLayer(deadlines)).with_state(state)
 }
 
 /// The whole application as one service: the router wrapped once in the layers every response

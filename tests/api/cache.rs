@@ -9,7 +9,7 @@ use ferry::config::{CacheMode, Secret};
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, PrivateRedis, TestApp, redis_becomes, redis_url, spawn_app_with, spawn_sibling};
-use crate::upload::{CHUNK, download, error_with, file_initiate, json_with, small_chunks, upload_with};
+use crate::upload::{CHUNK, download, error_with, file_initiate, is_gone, json_with, small_chunks, upload_with};
 
 async fn clip(app: &TestApp, extra: Value) -> String {
     upload_with(app, b"cached bytes", file_initiate("c.txt", 12, extra), json!({}), CHUNK, false).await.0
@@ -139,6 +139,56 @@ all_backends! {
         assert!(ranged.headers().get("content-encoding").is_none());
         let br = app.client.get(app.url("/metrics")).header("accept-encoding", "br").send().await.unwrap();
         assert_eq!(br.headers()["content-encoding"], "br");
+    }
+
+    async fn a_client_refusing_every_coding_still_gets_its_one_time_download_once(app, small_chunks) {
+        let data = b"spend me once".repeat(100);
+        let (id, _) = upload_with(
+            &app,
+            &data,
+            file_initiate("once.bin", data.len(), json!({ "oneTime": true })),
+            json!({}),
+            CHUNK,
+            false,
+        )
+        .await;
+        let refuse = |id: &str| {
+            app.client
+                .post(app.url(&format!("/api/file/{id}")))
+                .header("accept-encoding", "identity;q=0")
+                .json(&json!({}))
+                .send()
+        };
+        let res = refuse(&id).await.unwrap();
+        assert_eq!(res.status(), 200, "served without a coding, never a 406 after spending the clip");
+        assert!(res.headers().get("content-encoding").is_none());
+        assert_eq!(res.bytes().await.unwrap().to_vec(), data);
+        assert!(is_gone(refuse(&id).await.unwrap().status()), "spent exactly once");
+        // Same for JSON: answered plainly, not 406.
+        let metrics = app.client.get(app.url("/metrics")).header("accept-encoding", "*;q=0").send().await.unwrap();
+        assert_eq!(metrics.status(), 200);
+        assert!(metrics.headers().get("content-encoding").is_none());
+    }
+
+    async fn compressible_answers_say_they_vary_by_accept_encoding_to_every_client(app) {
+        for _ in 0..3 {
+            assert_eq!(app.get("/health").await.status(), 200);
+        }
+        for accept in [None, Some("gzip"), Some("identity")] {
+            let mut req = app.client.get(app.url("/metrics"));
+            if let Some(a) = accept {
+                req = req.header("accept-encoding", a);
+            }
+            let res = req.send().await.unwrap();
+            let vary: Vec<_> = res.headers().get_all("vary").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+            assert_eq!(vary, ["accept-encoding"], "{accept:?}");
+            if accept != Some("gzip") {
+                assert!(res.text().await.unwrap().len() > 512, "a page big enough to compress");
+            }
+        }
+        // Small answers are never compressed and do not vary.
+        let small = app.get("/ping").await;
+        assert!(small.headers().get("vary").is_none());
     }
 
     async fn metrics_name_routes_by_template_and_count_cache_store_and_uploads(app, |c: &mut ferry::Config| {
