@@ -29,6 +29,8 @@ TMP=$(mktemp -d /tmp/ferry-lookup-bench.XXXXXX)
 PIDS=()
 DBS=()
 FPORTS=()
+FPIDS=()
+RSS_START=()
 cleanup() {
   # `|| true`: under set -e a failing last command of an && list would end the trap early.
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && { kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; } || true; done
@@ -39,6 +41,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+rss_mib() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_up() { for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$1$2" >/dev/null && return 0; sleep 0.1; done; echo "no answer on $1" >&2; exit 1; }
 
@@ -105,6 +108,8 @@ for spec in "memory embedded" "none embedded" "memory postgres" "none postgres";
   NAMES+=("$1-$2")
   URLS+=("$URL")
   FPORTS+=("$PORT")
+  FPIDS+=("${PIDS[-1]}")
+  RSS_START+=("$(rss_mib "${PIDS[-1]}")")
 done
 BPORT=$(free_port)
 "$BARE" "$BPORT" "$BODY_BYTES" >/dev/null 2>&1 &
@@ -125,7 +130,8 @@ done
 RATES="$TMP/rates"
 : >"$RATES"
 for i in "${!FPORTS[@]}"; do
-  [[ "${NAMES[$i]}" == memory-* ]] && echo "${NAMES[$i]} $(hit_rate "${FPORTS[$i]}")" >>"$RATES"
+  rate=$([[ "${NAMES[$i]}" == memory-* ]] && hit_rate "${FPORTS[$i]}" || echo "-")
+  echo "${NAMES[$i]} $rate ${RSS_START[$i]} $(rss_mib "${FPIDS[$i]}")" >>"$RATES"
 done
 
 echo
@@ -134,11 +140,11 @@ echo
 python3 - "$RESULTS" "$RATES" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
-rates = dict(l.split() for l in open(sys.argv[2]))
+rates = {l.split()[0]: l.split()[1:] for l in open(sys.argv[2])}
 bare = {r[0]: float(r[2]) for r in rows if r[1] == "bare"}
 names = list(dict.fromkeys(r[1] for r in rows))
-print("| target | requests/s (median) | p50 ms | p99 ms | non-2xx | vs bare hyper (median, min–max) | moka hit rate |")
-print("|---|---|---|---|---|---|---|")
+print("| target | requests/s (median) | p50 ms | p99 ms | non-2xx | vs bare hyper (median, min–max) | moka hit rate | RSS MiB before → after |")
+print("|---|---|---|---|---|---|---|---|")
 for name in names:
     mine = [r for r in rows if r[1] == name]
     rps = statistics.median(float(r[2]) for r in mine)
@@ -148,5 +154,7 @@ for name in names:
     ratios = [float(r[2]) / bare[r[0]] for r in mine]
     label = "bare hyper (fixed JSON)" if name == "bare" else "ferry cache=" + name.replace("-", " store=")
     spread = f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})"
-    print(f"| {label} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {bad} | {spread} | {rates.get(name, '')} |")
+    rate, before, after = rates.get(name, ["", "", ""])
+    rss = f"{before} → {after}" if before else ""
+    print(f"| {label} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {bad} | {spread} | {rate.replace('-', '')} | {rss} |")
 PY

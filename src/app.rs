@@ -181,6 +181,7 @@ impl Application {
             shutdown.child_token(),
         ));
         state.inner.tasks.spawn(crate::http::ratelimit::forget_idle_loop(state.clone(), shutdown.child_token()));
+        state.inner.tasks.spawn(crate::http::metrics::upkeep_loop(Duration::from_secs(1), shutdown.child_token()));
         state.inner.tasks.spawn(sweeper::run(state.deps().clone(), state.sweep_settings(), shutdown.child_token()));
         // Small responses must not wait for delayed ACKs (Nagle): send segments at once.
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {

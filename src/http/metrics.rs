@@ -107,6 +107,23 @@ pub fn record_request(route: &str, method: &axum::http::Method, status: axum::ht
     h.duration.record(took.as_secs_f64());
 }
 
+/// Drain the histogram samples recorded since the last upkeep into their summaries. The
+/// exporter keeps every raw sample until then, so without this loop memory grows with traffic
+/// between scrapes (2.9 M lookups took RSS from 13 to 70 MB when nothing scraped).
+pub fn upkeep_once() {
+    handle().run_upkeep();
+}
+
+/// Run `upkeep_once` every `every` until cancelled.
+pub async fn upkeep_loop(every: Duration, shutdown: tokio_util::sync::CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => upkeep_once(),
+        }
+    }
+}
+
 /// GET /metrics — Prometheus text format.
 pub async fn render() -> Response {
     let mut res = handle().render().into_response();
