@@ -301,3 +301,121 @@ async fn a_redis_that_is_down_at_startup_does_not_stop_the_server() {
         assert_eq!(info_status(&app, &code).await, 200);
     }
 }
+
+/// The issue's own walk-through with real processes: two `ferry` binaries on their own ports
+/// sharing one PostgreSQL, one blob directory and one Redis (a private one, so the test can
+/// stop it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_ferry_processes_share_invalidations_and_keep_answering_when_redis_stops() {
+    let Some(server) = crate::helpers::pg_server_url() else { return };
+    let Some(mut redis) = PrivateRedis::start() else { return };
+    let db = crate::helpers::TestDb::create(&server).await;
+    let data = tempfile::tempdir().unwrap();
+    let start = || {
+        let mut cmd = crate::helpers::binary();
+        cmd.env("FERRY_DATA_DIR", data.path()).env("FERRY_BIND", "127.0.0.1:0");
+        cmd.env("FERRY_DATABASE_URL", &db.url).env("FERRY_REDIS_URL", redis.url());
+        cmd.env("FERRY_RATE_LIMITS", "off").env("FERRY_LOG__LEVEL", "info");
+        crate::helpers::spawn_binary(cmd)
+    };
+    let (a, b) = (start(), start());
+    let client = reqwest::Client::new();
+    let url = |p: &crate::helpers::Proc, path: &str| format!("http://{}{path}", p.addr);
+    let status = |p: &crate::helpers::Proc, path: &str| {
+        let req = client.get(url(p, path));
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let health = |p: &crate::helpers::Proc| {
+        let req = client.get(url(p, "/health"));
+        async move {
+            let res = req.send().await.unwrap();
+            assert_eq!(res.status(), 200, "redis is never a required dependency");
+            res.json::<Value>().await.unwrap()["redis"].as_str().unwrap_or_default().to_string()
+        }
+    };
+    // A clip made on `p` with a one-request upload: its code and delete token.
+    let make = |p: &crate::helpers::Proc, name: &str, one_time: bool| {
+        let req = client
+            .put(url(p, &format!("/api/clips/{name}")))
+            .header("accept", "application/json")
+            .header("one-time", one_time.to_string())
+            .body(format!("contents of {name}"));
+        async move {
+            let res = req.send().await.unwrap();
+            assert_eq!(res.status(), 200);
+            let token = res.headers()["x-delete-token"].to_str().unwrap().to_string();
+            let body = res.json::<Value>().await.unwrap();
+            (body["clipId"].as_str().unwrap().to_string(), token)
+        }
+    };
+    for p in [&a, &b] {
+        let mut connected = false;
+        for _ in 0..300 {
+            if health(p).await == "connected" {
+                connected = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(connected, "both processes reach Redis");
+    }
+
+    // A one-time clip made on A and looked up there (so A has it in memory) ...
+    let (code, _) = make(&a, "once.txt", true).await;
+    let info = format!("/api/clip/{code}/info");
+    assert_eq!(status(&a, &info).await, 200);
+    assert_eq!(status(&b, &info).await, 200);
+    // ... downloaded through B ...
+    let got = client.post(url(&b, &format!("/api/file/{code}"))).json(&json!({})).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.text().await.unwrap(), "contents of once.txt");
+    // ... is gone on A as soon as the invalidation arrives (bounded wait; delivery is async).
+    let mut gone = false;
+    for _ in 0..200 {
+        if status(&a, &info).await == 404 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(gone, "A stops serving the consumed clip's metadata");
+    assert_eq!(status(&b, &info).await, 404);
+
+    // A clip deleted through B with its token is gone on A too.
+    let (code, token) = make(&a, "del.txt", false).await;
+    let info = format!("/api/clip/{code}/info");
+    assert_eq!(status(&a, &info).await, 200);
+    let del =
+        client.delete(url(&b, &format!("/api/clip/{code}"))).header("x-delete-token", token).send().await.unwrap();
+    assert_eq!(del.status(), 204);
+    let mut gone = false;
+    for _ in 0..200 {
+        if status(&a, &info).await == 404 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(gone, "A stops serving the deleted clip's metadata");
+
+    // Redis stops: both keep answering lookups, and report Redis as degraded.
+    let (code, _) = make(&a, "keep.txt", false).await;
+    let info = format!("/api/clip/{code}/info");
+    redis.stop();
+    for _ in 0..50 {
+        assert_eq!(status(&a, &info).await, 200);
+        assert_eq!(status(&b, &info).await, 200);
+    }
+    for p in [&a, &b] {
+        let mut degraded = false;
+        for _ in 0..500 {
+            if health(p).await == "degraded" {
+                degraded = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(degraded, "health reports Redis as degraded");
+    }
+    assert_eq!(status(&b, &info).await, 200);
+}

@@ -428,6 +428,14 @@ pub struct Proc {
     pub log: std::sync::mpsc::Receiver<String>,
 }
 
+/// A ferry process a test started is never left running, even when the test fails.
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub fn binary() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
     for (key, _) in std::env::vars() {
