@@ -9,14 +9,12 @@
 //   * ferry_http_requests_in_flight at the end must be back to ~0 (<= SOAK_MAX_IN_FLIGHT,
 //     default 1: the /metrics request itself may be counted) — a stuck request or a leaked
 //     in-flight guard shows here;
-//   * process_resident_memory_bytes, ONLY IF ferry exports it: growth start -> end must stay
+//   * process_resident_memory_bytes (ferry exports it on Linux): growth start -> end must stay
 //     below SOAK_MAX_RSS_GROWTH_MIB (default 64).
-// What it does NOT measure: ferry's /metrics (as of this writing) exports no process RSS, and
-// k6 cannot read /proc/<pid>/status after its init phase (open() works in the init context
-// only), so without process_resident_memory_bytes this script does not check memory at all —
-// it says so in its output. scripts/bench.sh samples the server's VmRSS from /proc itself
-// (every 0.2 s) and reports the peak per scenario; watch VmRSS by hand for a soak, e.g.
-//   while sleep 5; do grep VmRSS /proc/$FERRY_PID/status; done
+// A server that does not export process_resident_memory_bytes (k6 cannot read /proc/<pid>
+// after its init phase) is not checked for memory; the script says so in its output.
+// scripts/bench.sh samples the server's VmRSS from /proc itself (every 0.2 s) and reports the
+// peak per scenario.
 // A build without GET /metrics (404) makes both /metrics checks "unavailable" (reported, not
 // failed) unless SOAK_REQUIRE_METRICS=1, which fails the run then.
 // After the load stops, teardown waits SOAK_SETTLE_S (2) seconds before its /metrics read.

@@ -33,6 +33,8 @@ fn describe() {
     describe_counter!("ferry_sweep_batches_total", "Sweep delete batches");
     describe_counter!("ferry_sweep_rows_total", "Rows removed by the sweep, by kind");
     describe_counter!("ferry_job_runs_total", "Background job runs by job and outcome");
+    describe_gauge!("process_resident_memory_bytes", "Resident memory of the ferry process");
+    describe_gauge!("process_open_fds", "Open file descriptors of the ferry process");
 }
 
 /// Handles for one (route, method, status class), registered once and reused: building a
@@ -124,8 +126,30 @@ pub async fn upkeep_loop(every: Duration, shutdown: tokio_util::sync::Cancellati
     }
 }
 
+/// The process figures Prometheus conventionally names, read when scraped (Linux procfs; a
+/// memory-only read, no disk).
+fn record_process() {
+    #[cfg(target_os = "linux")]
+    {
+        let resident_pages = std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<f64>().ok());
+        // SAFETY: sysconf only reads a system constant.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if let Some(pages) = resident_pages
+            && page > 0
+        {
+            metrics::gauge!("process_resident_memory_bytes").set(pages * page as f64);
+        }
+        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+            metrics::gauge!("process_open_fds").set(fds.count() as f64);
+        }
+    }
+}
+
 /// GET /metrics — Prometheus text format.
 pub async fn render() -> Response {
+    record_process();
     let mut res = handle().render().into_response();
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));

@@ -61,6 +61,9 @@ async fn requests_are_logged_and_counted_by_route_template_and_in_flight_ones_le
     let info_2xx = "ferry_http_requests_total{route=\"/api/clip/{id}/info\",method=\"GET\",status=\"2xx\"}";
     assert_eq!(sample(&page, info_2xx), Some(3.0), "hot and routed lookups share one series:\n{page}");
     assert_eq!(sample(&page, "ferry_http_requests_in_flight"), Some(1.0), "only the metrics request itself");
+    let rss = sample(&page, "process_resident_memory_bytes").expect("process RSS exported");
+    assert!(rss > 1e6 && rss < 1e9, "{rss}");
+    assert!(sample(&page, "process_open_fds").is_some_and(|n| n >= 3.0), "{page}");
 
     // A chunk upload whose client stalls, then vanishes.
     let init: serde_json::Value = client
