@@ -98,15 +98,9 @@ bounded() { # bounded SECONDS CMD...: run CMD, stopped after SECONDS when coreut
 }
 
 # --- the binary -------------------------------------------------------------------------------
-if [[ -z $BIN ]]; then
-  BIN=$ROOT/target/release/ferry
-  if [[ ! -x $BIN ]]; then
-    echo "bench: $BIN missing; running cargo build --release" >&2
-    (cd "$ROOT" && cargo build --release) || die "cargo build --release failed"
-  fi
-fi
-[[ -x $BIN && -f $BIN ]] || die "not an executable file: $BIN"
-BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+# shellcheck source=lib/release_bin.sh
+source "$SCRIPT_DIR/lib/release_bin.sh"
+resolve_bin bench
 
 # --- temp dir and cleanup ---------------------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ferry-k6-bench.XXXXXX")

@@ -203,23 +203,12 @@ mod tests {
 
     fn record(code: &str, filename_len: usize) -> Cached {
         Cached::Found(Arc::new(ClipRecord {
-            id: 1,
-            code: code.into(),
-            kind: "file".into(),
             blob_key: format!("blobs/{code}"),
             filename: Some("f".repeat(filename_len)),
-            mime_type: None,
             size: 1,
             sha256: "0".repeat(64),
-            created_at: 0,
-            expires_at: i64::MAX,
-            one_time: false,
-            max_downloads: None,
-            download_count: 0,
-            access_code_hash: None,
-            quick_share: false,
             delete_token_hash: "0".repeat(64),
-            consumed_at: None,
+            ..ClipRecord::sample(code)
         }))
     }
 

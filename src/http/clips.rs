@@ -156,23 +156,11 @@ mod tests {
 
     fn record(code: &str, kind: &str, one_time: bool, protected: bool, expires_at: i64) -> ClipRecord {
         ClipRecord {
-            id: 1,
-            code: code.into(),
             kind: kind.into(),
-            blob_key: String::new(),
-            filename: None,
-            mime_type: None,
-            size: 0,
-            sha256: String::new(),
-            created_at: 0,
             expires_at,
             one_time,
-            max_downloads: None,
-            download_count: 0,
             access_code_hash: protected.then(|| "hash".into()),
-            quick_share: false,
-            delete_token_hash: String::new(),
-            consumed_at: None,
+            ..ClipRecord::sample(code)
         }
     }
 

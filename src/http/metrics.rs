@@ -1,6 +1,7 @@
 //! Observability: the process-wide Prometheus recorder, the per-request series (count and
 //! latency per route template and status class, requests in flight; recorded by `edge`),
-//! `GET /metrics`, and the summary behind `/api/admin/performance`. Labels are route templates, never concrete paths.
+//! `GET /metrics`, and the summary behind `/api/admin/performance`. Labels are route
+//! templates, never concrete paths.
 
 use std::sync::OnceLock;
 use std::time::Duration;

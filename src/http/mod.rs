@@ -25,13 +25,13 @@ use tower::ServiceBuilder;
 
 use crate::app::AppState;
 
-pub use edge::REQUEST_ID;
-
 /// The routes that stream request bodies: a slow client may take long to send a large body, so
 /// they get the upload deadline instead of the request deadline.
 const CHUNK_ROUTE: &str = "/api/upload/chunk/{upload_id}/{chunk}";
-const ONE_SHOT_ROUTES: [&str; 3] = ["/api/clips", "/api/clips/{filename}", "/api/clips/"];
-const STREAM_ROUTES: [&str; 4] = [CHUNK_ROUTE, ONE_SHOT_ROUTES[0], ONE_SHOT_ROUTES[1], ONE_SHOT_ROUTES[2]];
+const ONE_SHOT_POST: &str = "/api/clips";
+const ONE_SHOT_PUT: &str = "/api/clips/{filename}";
+const ONE_SHOT_PUT_UNNAMED: &str = "/api/clips/";
+const STREAM_ROUTES: [&str; 4] = [CHUNK_ROUTE, ONE_SHOT_POST, ONE_SHOT_PUT, ONE_SHOT_PUT_UNNAMED];
 
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
@@ -90,12 +90,12 @@ pub fn router(state: AppState) -> Router {
     let json = Router::new().merge(admin).merge(initiate).merge(upload_steps).merge(reads).merge(downloads);
     // Streaming uploads: the services enforce chunk and clip size limits as bytes arrive.
     let one_shot = limited(
-        Router::new().route(ONE_SHOT_ROUTES[0], post(oneshot::post)).route(ONE_SHOT_ROUTES[1], put(oneshot::put)),
+        Router::new().route(ONE_SHOT_POST, post(oneshot::post)).route(ONE_SHOT_PUT, put(oneshot::put)),
         ratelimit::Group::Initiate,
     );
     let streams = Router::new()
         .route(CHUNK_ROUTE, post(upload::chunk))
-        .route(ONE_SHOT_ROUTES[2], put(oneshot::put_without_name))
+        .route(ONE_SHOT_PUT_UNNAMED, put(oneshot::put_without_name))
         .merge(one_shot)
         .layer(DefaultBodyLimit::disable());
 

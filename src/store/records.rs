@@ -120,6 +120,33 @@ pub struct ClipRecord {
     pub consumed_at: Option<i64>,
 }
 
+#[cfg(test)]
+impl ClipRecord {
+    /// A live, unprotected file clip with `code` and otherwise neutral fields, for unit tests
+    /// to adjust with struct update syntax.
+    pub(crate) fn sample(code: &str) -> ClipRecord {
+        ClipRecord {
+            id: 1,
+            code: code.into(),
+            kind: "file".into(),
+            blob_key: String::new(),
+            filename: None,
+            mime_type: None,
+            size: 0,
+            sha256: String::new(),
+            created_at: 0,
+            expires_at: i64::MAX,
+            one_time: false,
+            max_downloads: None,
+            download_count: 0,
+            access_code_hash: None,
+            quick_share: false,
+            delete_token_hash: String::new(),
+            consumed_at: None,
+        }
+    }
+}
+
 impl ClipRecord {
     pub fn decode(r: &dyn RowLike) -> Result<ClipRecord, StoreError> {
         Ok(ClipRecord {

@@ -8,7 +8,9 @@ use std::time::Duration;
 use ferry::config::{CacheMode, Secret};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, PrivateRedis, TestApp, redis_becomes, redis_url, spawn_app_with, spawn_sibling};
+use crate::helpers::{
+    Backend, PrivateRedis, TestApp, poll_until, redis_becomes, redis_url, spawn_app_with, spawn_sibling,
+};
 use crate::upload::{CHUNK, download, error_with, file_initiate, is_gone, json_with, small_chunks, upload_with};
 
 async fn clip(app: &TestApp, extra: Value) -> String {
@@ -35,13 +37,7 @@ async fn info_status(app: &TestApp, code: &str) -> u16 {
 
 /// Poll (bounded) until `code`'s info answers `want`.
 async fn eventually(app: &TestApp, code: &str, want: u16) -> bool {
-    for _ in 0..200 {
-        if info_status(app, code).await == want {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
+    poll_until(200, Duration::from_millis(10), || async { info_status(app, code).await == want }).await
 }
 
 all_backends! {
@@ -348,16 +344,10 @@ async fn two_ferry_processes_share_invalidations_and_keep_answering_when_redis_s
             (body["clipId"].as_str().unwrap().to_string(), token)
         }
     };
+    let (health, status) = (&health, &status);
     for p in [&a, &b] {
-        let mut connected = false;
-        for _ in 0..300 {
-            if health(p).await == "connected" {
-                connected = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert!(connected, "both processes reach Redis");
+        let connected = poll_until(300, Duration::from_millis(10), || async move { health(p).await == "connected" });
+        assert!(connected.await, "both processes reach Redis");
     }
 
     // A one-time clip made on A and looked up there (so A has it in memory) ...
@@ -370,15 +360,8 @@ async fn two_ferry_processes_share_invalidations_and_keep_answering_when_redis_s
     assert_eq!(got.status(), 200);
     assert_eq!(got.text().await.unwrap(), "contents of once.txt");
     // ... is gone on A as soon as the invalidation arrives (bounded wait; delivery is async).
-    let mut gone = false;
-    for _ in 0..200 {
-        if status(&a, &info).await == 404 {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert!(gone, "A stops serving the consumed clip's metadata");
+    let gone = poll_until(200, Duration::from_millis(5), || async { status(&a, &info).await == 404 });
+    assert!(gone.await, "A stops serving the consumed clip's metadata");
     assert_eq!(status(&b, &info).await, 404);
 
     // A clip deleted through B with its token is gone on A too.
@@ -388,15 +371,8 @@ async fn two_ferry_processes_share_invalidations_and_keep_answering_when_redis_s
     let del =
         client.delete(url(&b, &format!("/api/clip/{code}"))).header("x-delete-token", token).send().await.unwrap();
     assert_eq!(del.status(), 204);
-    let mut gone = false;
-    for _ in 0..200 {
-        if status(&a, &info).await == 404 {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert!(gone, "A stops serving the deleted clip's metadata");
+    let gone = poll_until(200, Duration::from_millis(5), || async { status(&a, &info).await == 404 });
+    assert!(gone.await, "A stops serving the deleted clip's metadata");
 
     // Redis stops: both keep answering lookups, and report Redis as degraded.
     let (code, _) = make(&a, "keep.txt", false).await;
@@ -407,15 +383,8 @@ async fn two_ferry_processes_share_invalidations_and_keep_answering_when_redis_s
         assert_eq!(status(&b, &info).await, 200);
     }
     for p in [&a, &b] {
-        let mut degraded = false;
-        for _ in 0..500 {
-            if health(p).await == "degraded" {
-                degraded = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert!(degraded, "health reports Redis as degraded");
+        let degraded = poll_until(500, Duration::from_millis(10), || async move { health(p).await == "degraded" });
+        assert!(degraded.await, "health reports Redis as degraded");
     }
     assert_eq!(status(&b, &info).await, 200);
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::helpers::{binary, signal, spawn_binary, wait_exit};
+use crate::helpers::{binary, poll_until, signal, spawn_binary, wait_exit};
 
 /// The value of the first sample whose line starts with `prefix` in a Prometheus text page.
 fn sample(page: &str, prefix: &str) -> Option<f64> {
@@ -87,24 +87,11 @@ async fn requests_are_logged_and_counted_by_route_template_and_in_flight_ones_le
         let page = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
         sample(&page, "ferry_http_requests_in_flight")
     };
-    let mut seen = None;
-    for _ in 0..200 {
-        seen = in_flight().await;
-        if seen == Some(2.0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(seen, Some(2.0), "the stalled chunk is in flight");
+    poll_until(200, Duration::from_millis(10), || async { in_flight().await == Some(2.0) }).await;
+    assert_eq!(in_flight().await, Some(2.0), "the stalled chunk is in flight");
     drop(stalled);
-    for _ in 0..200 {
-        seen = in_flight().await;
-        if seen == Some(1.0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(seen, Some(1.0), "a request whose client went away is no longer in flight");
+    poll_until(200, Duration::from_millis(10), || async { in_flight().await == Some(1.0) }).await;
+    assert_eq!(in_flight().await, Some(1.0), "a request whose client went away is no longer in flight");
 
     signal(&proc.child, "TERM");
     assert!(wait_exit(&mut proc.child, Duration::from_secs(10)).success());

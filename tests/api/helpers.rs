@@ -174,17 +174,30 @@ pub async fn spawn_app_on(backend: Backend, redis: bool, configure: impl FnOnce(
     Some(app)
 }
 
-/// Poll /health (bounded, always 200) until it reports Redis as `want`.
-pub async fn redis_becomes(app: &TestApp, want: &str) -> bool {
-    for _ in 0..500 {
-        let res = app.get("/health").await;
-        assert_eq!(res.status(), 200, "redis is never a required dependency");
-        if res.json::<serde_json::Value>().await.unwrap()["redis"] == want {
+/// Ask `check` up to `tries` times, `every` apart, until it answers true (what a test does
+/// while something it cannot await happens elsewhere: a message delivered, a socket noticed).
+pub async fn poll_until<F, Fut>(tries: u32, every: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..tries {
+        if check().await {
             return true;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(every).await;
     }
     false
+}
+
+/// Poll /health (bounded, always 200) until it reports Redis as `want`.
+pub async fn redis_becomes(app: &TestApp, want: &str) -> bool {
+    poll_until(500, Duration::from_millis(10), || async {
+        let res = app.get("/health").await;
+        assert_eq!(res.status(), 200, "redis is never a required dependency");
+        res.json::<serde_json::Value>().await.unwrap()["redis"] == want
+    })
+    .await
 }
 
 /// A backend's URL from `var`, or `None` (skip, with a note) when unset; with `CI=true` a
