@@ -83,7 +83,12 @@ fn estimated_size(code: &str, value: &Cached) -> u32 {
                 + [&clip.filename, &clip.mime_type, &clip.access_code_hash]
                     .iter()
                     .map(|s| s.as_ref().map_or(0, |s| s.len()))
-                    .sum::<usize>();
+                    .sum::<usize>()
+                + clip.client.as_ref().map_or(0, |f| {
+                    std::mem::size_of::<crate::store::ClientFormat>()
+                        + f.meta.as_ref().map_or(0, String::len)
+                        + f.stream_header.as_ref().map_or(0, String::len)
+                });
             std::mem::size_of::<ClipRecord>() + strings
         }
     };

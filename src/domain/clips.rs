@@ -144,10 +144,9 @@ pub async fn open_download(deps: &Deps, id: &ClipId, req: DownloadRequest) -> Re
         };
         clip = Arc::new(claimed);
         last = clip.consumed_at.is_some();
-        if last {
-            // Gone for every instance's cache now, not at the TTL.
-            deps.cache.invalidate(&clip.code).await;
-        }
+        // Gone (or one download fewer left, which info shows) for every instance's cache now,
+        // not at the TTL.
+        deps.cache.invalidate(&clip.code).await;
     }
     let stream = if last {
         // The last permitted download removes the bytes however the transfer ends.
@@ -266,6 +265,7 @@ where
         quick_share: false,
         delete_token_hash: token_hash(&delete_token),
         upload_id: None,
+        client: None,
     };
     match insert_with_fresh_code(deps, new, false).await {
         Ok(clip) => Ok(Completed { clip, delete_token }),

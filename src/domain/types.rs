@@ -246,6 +246,75 @@ impl MaxDownloads {
     }
 }
 
+/// The encryption format a browser client declares at complete (FORMAT.md): Qopy's V3 or
+/// ferry's streaming V4. Absent means 3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FormatVersion {
+    V3 = 3,
+    V4 = 4,
+}
+
+impl FormatVersion {
+    pub fn from_number(n: u64) -> Result<FormatVersion, &'static str> {
+        match n {
+            3 => Ok(FormatVersion::V3),
+            4 => Ok(FormatVersion::V4),
+            _ => Err("must be 3 or 4"),
+        }
+    }
+}
+
+/// The 28-byte header a V4 stream starts with, checked against FORMAT.md's rules: version 4,
+/// flags bit 0 only, record size 2^12..=2^24, the two reserved bytes zero.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct StreamHeader([u8; StreamHeader::LEN]);
+
+impl StreamHeader {
+    pub const LEN: usize = 28;
+
+    pub fn parse(bytes: &[u8]) -> Result<StreamHeader, &'static str> {
+        let header: [u8; Self::LEN] =
+            bytes.get(..Self::LEN).and_then(|b| b.try_into().ok()).ok_or("the stream is shorter than a V4 header")?;
+        let [version, flags, log2, reserved, ..] = header;
+        if version != 4 || flags & !1 != 0 || !(12..=24).contains(&log2) || reserved != 0 || header[27] != 0 {
+            return Err("chunk 0 does not begin with a V4 header");
+        }
+        Ok(StreamHeader(header))
+    }
+
+    pub fn to_base64url(self) -> String {
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, self.0)
+    }
+}
+
+/// A V4 file's encrypted metadata as the client sends it: base64url without padding of
+/// `0x04 ‖ nonce[12] ‖ AES-GCM(padded JSON)`, the JSON at most 4096 bytes (FORMAT.md), so at
+/// most 4125 bytes decoded. Opaque otherwise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncryptedMeta(String);
+
+impl EncryptedMeta {
+    /// 1 version byte + 12 nonce bytes + 4096 of padded JSON + 16 tag bytes.
+    pub const MAX_DECODED: usize = 1 + 12 + 4096 + 16;
+
+    pub fn parse(raw: &str) -> Result<EncryptedMeta, &'static str> {
+        const SHAPE: &str = "must be base64url (no padding) of a V4 metadata block, at most 4125 bytes";
+        if raw.len() > Self::MAX_DECODED.div_ceil(3) * 4 {
+            return Err(SHAPE);
+        }
+        let decoded =
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, raw).map_err(|_| SHAPE)?;
+        if decoded.len() < 1 + 12 + 16 || decoded.len() > Self::MAX_DECODED || decoded[0] != 4 {
+            return Err(SHAPE);
+        }
+        Ok(EncryptedMeta(raw.to_string()))
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
 /// A random secret token (hex), e.g. a delete token.
 pub fn random_token() -> String {
     let bytes: [u8; 32] = rand::random();
@@ -289,5 +358,31 @@ mod tests {
         assert!(Expiry::parse("2hr").is_err());
         assert_eq!(Expiry::parse("24hr").unwrap().millis(), 86_400_000);
         assert!(MaxDownloads::new(0).is_err() && MaxDownloads::new(10_001).is_err());
+    }
+
+    #[test]
+    fn only_format_rule_conforming_v4_headers_and_metadata_blocks_are_taken() {
+        let mut good = [0u8; 28];
+        good[0] = 4;
+        good[2] = 16;
+        assert!(StreamHeader::parse(&good).is_ok());
+        assert_eq!(StreamHeader::parse(&good).unwrap().to_base64url().len(), 38);
+        for (at, value) in [(0, 3), (1, 2), (2, 11), (2, 25), (3, 1), (27, 1)] {
+            let mut bad = good;
+            bad[at] = value;
+            assert!(StreamHeader::parse(&bad).is_err(), "byte {at} = {value}");
+        }
+        assert!(StreamHeader::parse(&good[..27]).is_err());
+        let b64 = |bytes: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
+        let mut meta = vec![4u8; 285];
+        assert!(EncryptedMeta::parse(&b64(&meta)).is_ok());
+        meta[0] = 3;
+        assert!(EncryptedMeta::parse(&b64(&meta)).is_err());
+        assert!(EncryptedMeta::parse(&b64(&[4u8; EncryptedMeta::MAX_DECODED])).is_ok());
+        assert!(EncryptedMeta::parse(&b64(&[4u8; EncryptedMeta::MAX_DECODED + 1])).is_err());
+        for bad in ["", "BA", "BAAA====", "BA+/", "not base64!"] {
+            assert!(EncryptedMeta::parse(bad).is_err(), "{bad}");
+        }
+        assert!(FormatVersion::from_number(4).is_ok() && FormatVersion::from_number(5).is_err());
     }
 }

@@ -9,9 +9,12 @@ use futures_util::{Stream, StreamExt};
 use super::Deps;
 use super::clips::{self, Completed};
 use super::error::{DomainError, Location};
-use super::types::{AccessCode, ChunkIndex, ClipKind, Expiry, Filename, MaxDownloads, MimeType, UploadId};
+use super::types::{
+    AccessCode, ChunkIndex, ClipKind, EncryptedMeta, Expiry, Filename, FormatVersion, MaxDownloads, MimeType,
+    StreamHeader, UploadId,
+};
 use crate::blob::{BlobKey, BlobWriter, Durability};
-use crate::store::{NewClip, UploadRecord};
+use crate::store::{ChunkRecord, ClientFormat, NewClip, UploadRecord};
 
 /// A validated initiate request.
 #[derive(Debug, Clone)]
@@ -42,6 +45,9 @@ pub struct Initiated {
 pub struct CompleteRequest {
     pub access_code: Option<AccessCode>,
     pub kind: Option<ClipKind>,
+    /// ferry's clients say how they encrypted (FORMAT.md); Qopy's say nothing (format 3).
+    pub format: Option<FormatVersion>,
+    pub meta: Option<EncryptedMeta>,
 }
 
 #[derive(Debug, Clone)]
@@ -49,7 +55,9 @@ pub struct UploadStatus {
     pub upload_id: String,
     pub status: String,
     pub total_chunks: u32,
-    pub received: Vec<u32>,
+    /// The acknowledged chunks in index order, with the size and SHA-256 recorded for each, so
+    /// a client resuming can prove its file unchanged (FORMAT.md).
+    pub chunks: Vec<ChunkRecord>,
 }
 
 pub fn chunk_key(id: &str, index: u32) -> BlobKey {
@@ -88,7 +96,10 @@ pub async fn initiate(deps: &Deps, req: InitiateRequest) -> Result<Initiated, Do
             Location::Body,
         ));
     }
-    let max_chunks = div_ceil(max, limits.chunk_size).max(1);
+    // Clients may cut chunks smaller than the chunk size (V4 fills a chunk with whole records,
+    // 98.8 % of it at the default size): a file at the maximum size may use chunks of half the
+    // chunk size on average.
+    let max_chunks = div_ceil(max, (limits.chunk_size / 2).max(1)).max(1);
     let derived = req.filesize.map(|s| div_ceil(s, limits.chunk_size).max(1)).unwrap_or(1);
     let total = req.total_chunks.map(u64::from).unwrap_or(derived);
     if total == 0 || total > max_chunks {
@@ -235,8 +246,8 @@ impl ChunkSink {
 
 pub async fn status(deps: &Deps, id: &UploadId) -> Result<UploadStatus, DomainError> {
     let s = session(deps, id).await?;
-    let received = deps.store.chunks(id.as_str()).await?.into_iter().map(|c| c.index as u32).collect();
-    Ok(UploadStatus { upload_id: s.id, status: s.status, total_chunks: s.total_chunks as u32, received })
+    let chunks = deps.store.chunks(id.as_str()).await?;
+    Ok(UploadStatus { upload_id: s.id, status: s.status, total_chunks: s.total_chunks as u32, chunks })
 }
 
 pub async fn cancel(deps: &Deps, id: &UploadId) -> Result<(), DomainError> {
@@ -309,6 +320,7 @@ async fn assemble(deps: &Deps, s: &UploadRecord, req: &CompleteRequest) -> Resul
     if total > max {
         return Err(DomainError::TooLarge { limit: max });
     }
+    let client = client_format(deps, s, req).await?;
 
     let assembly_started = std::time::Instant::now();
     // Read up to `assembly_concurrency` chunks at once, write them strictly in order: memory
@@ -367,6 +379,7 @@ async fn assemble(deps: &Deps, s: &UploadRecord, req: &CompleteRequest) -> Resul
         quick_share: s.quick_share,
         delete_token_hash: super::access::token_hash(&s.delete_token),
         upload_id: Some(s.id.clone()),
+        client,
     };
     let clip = clips::insert_with_fresh_code(deps, new, s.quick_share).await?;
     deps.store.mark_upload_complete(&s.id, &clip.code, now).await?;
@@ -375,4 +388,33 @@ async fn assemble(deps: &Deps, s: &UploadRecord, req: &CompleteRequest) -> Resul
         tracing::warn!(error = %e, "could not remove assembled chunks");
     }
     Ok(Completed { clip, delete_token: s.delete_token.clone() })
+}
+
+/// What the client declared about its encryption, checked against the stored bytes: a V4
+/// stream must start with a V4 header, which is kept (it is public: salt and nonce prefix) so
+/// a reader can open the metadata before the download that may spend the clip.
+async fn client_format(
+    deps: &Deps,
+    s: &UploadRecord,
+    req: &CompleteRequest,
+) -> Result<Option<ClientFormat>, DomainError> {
+    let meta = req.meta.clone().map(EncryptedMeta::into_string);
+    let stream_header = match req.format {
+        None | Some(FormatVersion::V3) if meta.is_some() => {
+            return Err(DomainError::invalid("meta", "is only taken with format 4", Location::Body));
+        }
+        None => return Ok(None),
+        Some(FormatVersion::V3) => None,
+        Some(FormatVersion::V4) => {
+            let range = Some(0..StreamHeader::LEN as u64);
+            let mut first = deps.blobs.read(&chunk_key(&s.id, 0), range).await?.stream;
+            let mut bytes = Vec::with_capacity(StreamHeader::LEN);
+            while let Some(piece) = first.next().await {
+                bytes.extend_from_slice(&piece.map_err(|e| DomainError::Internal(e.to_string()))?);
+            }
+            let header = StreamHeader::parse(&bytes).map_err(|m| DomainError::invalid("format", m, Location::Body))?;
+            Some(header.to_base64url())
+        }
+    };
+    Ok(Some(ClientFormat { format: req.format.map_or(3, |f| f as u8), meta, stream_header }))
 }

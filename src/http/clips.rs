@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::input::{Fields, JsonObject, header_str, param};
 use crate::app::AppState;
 use crate::domain::clips;
-use crate::domain::types::{AccessCode, ClipId};
+use crate::domain::types::{AccessCode, ClipId, ClipKind, Expiry};
 use crate::store::ClipRecord;
 
 fn clip_id(raw: &str) -> Result<ClipId, ApiError> {
@@ -21,8 +21,14 @@ fn clip_id(raw: &str) -> Result<ClipId, ApiError> {
 
 /// The info answer, written straight into its buffer: the lookup is the hottest route and
 /// this runs on every hit. Same bytes as serializing the fields with serde_json (tested).
+/// ferry's own fields follow Qopy's: `format` (3 unless a client said 4), the client's
+/// encrypted `meta` and V4 stream `header` when it gave them, `downloadsLeft` for limited clips.
 fn info_body(clip: &ClipRecord) -> Bytes {
-    let mut out = Vec::with_capacity(112 + clip.code.len() + clip.kind.len());
+    let client = clip.client.as_ref();
+    let extra = client.map_or(0, |f| {
+        f.meta.as_ref().map_or(0, |m| m.len() + 10) + f.stream_header.as_ref().map_or(0, |h| h.len() + 12)
+    });
+    let mut out = Vec::with_capacity(160 + clip.code.len() + clip.kind.len() + extra);
     out.extend_from_slice(b"{\"success\":true,\"clipId\":");
     json_str(&mut out, &clip.code);
     out.extend_from_slice(b",\"contentType\":");
@@ -31,8 +37,27 @@ fn info_body(clip: &ClipRecord) -> Bytes {
     serde_json::to_writer(&mut out, &clip.expires_at).expect("writing to a Vec cannot fail");
     out.extend_from_slice(if clip.one_time { b",\"oneTime\":true" } else { b",\"oneTime\":false" });
     let protected = clip.access_code_hash.is_some();
-    out.extend_from_slice(if protected { b",\"hasPassword\":true}" } else { b",\"hasPassword\":false}" });
+    out.extend_from_slice(if protected { b",\"hasPassword\":true" } else { b",\"hasPassword\":false" });
+    out.extend_from_slice(if client.is_some_and(|f| f.format == 4) { b",\"format\":4" } else { b",\"format\":3" });
+    if let Some(meta) = client.and_then(|f| f.meta.as_deref()) {
+        out.extend_from_slice(b",\"meta\":");
+        json_str(&mut out, meta);
+    }
+    if let Some(header) = client.and_then(|f| f.stream_header.as_deref()) {
+        out.extend_from_slice(b",\"header\":");
+        json_str(&mut out, header);
+    }
+    if let Some(left) = downloads_left(clip) {
+        out.extend_from_slice(b",\"downloadsLeft\":");
+        serde_json::to_writer(&mut out, &left).expect("writing to a Vec cannot fail");
+    }
+    out.push(b'}');
     Bytes::from(out)
+}
+
+/// Downloads a limited clip has left (none for unlimited ones).
+fn downloads_left(clip: &ClipRecord) -> Option<i32> {
+    clip.max_downloads.map(|max| (max - clip.download_count).max(0))
 }
 
 /// A JSON string: copied as is when nothing in it needs escaping, else escaped by serde_json.
@@ -110,9 +135,19 @@ pub async fn read_with_code(
     Ok(Json(read_json(&clip)))
 }
 
-/// GET /api/config — what the browser UI needs to derive access-code hashes.
+/// GET /api/config — what a browser client needs: the salt of access-code hashes (Qopy's
+/// field) and ferry's limits, so its UI offers only what this server accepts.
 pub async fn client_config(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({ "pbkdf2Salt": state.config().access.pbkdf2_salt }))
+    let limits = state.deps().limits;
+    let expiry: Vec<&str> = Expiry::ALL.into_iter().filter(|e| *e <= limits.max_expiry).map(Expiry::as_str).collect();
+    Json(json!({
+        "pbkdf2Salt": state.config().access.pbkdf2_salt,
+        "chunkSize": limits.chunk_size,
+        "maxUploadSize": limits.max_upload,
+        "maxTextSize": limits.max_for(ClipKind::Text),
+        "expiryOptions": expiry,
+        "defaultExpiry": limits.expiry(Expiry::Hr24).as_str(),
+    }))
 }
 
 /// GET /api/file/{id}/info — file clips only.
@@ -153,6 +188,7 @@ pub async fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::ClientFormat;
 
     fn record(code: &str, kind: &str, one_time: bool, protected: bool, expires_at: i64) -> ClipRecord {
         ClipRecord {
@@ -166,30 +202,61 @@ mod tests {
 
     #[test]
     fn the_info_body_is_what_serde_json_writes_for_the_same_fields() {
+        let v4 = ClientFormat {
+            format: 4,
+            meta: Some("BHmZSrvnqYiK8x3t".into()),
+            stream_header: Some("BAAQAGSHsaMi5jinmDLfOO2Vmqhm".into()),
+        };
         let cases = [
             record("ABCDEFGHJK", "file", false, false, 1_795_508_059_260),
             record("Q7X2K9", "text", true, true, 0),
             record("x\"y\\z\u{1}é", "we\"ird\n", false, true, -5),
             record("", "", true, false, i64::MAX),
+            ClipRecord {
+                client: Some(v4.clone()),
+                max_downloads: Some(3),
+                download_count: 1,
+                ..record("K", "file", false, false, 9)
+            },
+            ClipRecord { client: Some(ClientFormat { meta: None, ..v4 }), ..record("K", "file", false, false, 9) },
+            ClipRecord {
+                client: Some(ClientFormat { format: 3, meta: None, stream_header: None }),
+                max_downloads: Some(2),
+                download_count: 5,
+                ..record("K", "text", false, false, 9)
+            },
         ];
         for clip in cases {
-            let expected = serde_json::json!({
+            let mut expected = serde_json::json!({
                 "success": true,
                 "clipId": clip.code,
                 "contentType": clip.kind,
                 "expiresAt": clip.expires_at,
                 "oneTime": clip.one_time,
                 "hasPassword": clip.access_code_hash.is_some(),
+                "format": clip.client.as_ref().map_or(3, |f| f.format),
             });
+            let mut keys = vec!["success", "clipId", "contentType", "expiresAt", "oneTime", "hasPassword", "format"];
+            if let Some(f) = &clip.client {
+                if let Some(meta) = &f.meta {
+                    expected["meta"] = meta.clone().into();
+                    keys.push("meta");
+                }
+                if let Some(header) = &f.stream_header {
+                    expected["header"] = header.clone().into();
+                    keys.push("header");
+                }
+            }
+            if let Some(max) = clip.max_downloads {
+                expected["downloadsLeft"] = (max - clip.download_count).max(0).into();
+                keys.push("downloadsLeft");
+            }
             let body = info_body(&clip);
             let parsed: Value = serde_json::from_slice(&body).expect("valid JSON");
             assert_eq!(parsed, expected, "{}", String::from_utf8_lossy(&body));
-            // Field order is the order clients have always seen.
+            // Field order is the order clients have always seen, ferry's fields after Qopy's.
             let text = String::from_utf8(body.to_vec()).unwrap();
-            let at: Vec<usize> = ["success", "clipId", "contentType", "expiresAt", "oneTime", "hasPassword"]
-                .iter()
-                .map(|k| text.find(&format!("\"{k}\":")).expect("key present"))
-                .collect();
+            let at: Vec<usize> = keys.iter().map(|k| text.find(&format!("\"{k}\":")).expect("key present")).collect();
             assert!(at.windows(2).all(|w| w[0] < w[1]), "{text}");
         }
     }

@@ -1,6 +1,7 @@
-//! Response compression (gzip, brotli, zstd via tower-http) for JSON, text and static assets
-//! above a small size; never for stored blobs (downloads carry Content-Disposition), range
-//! responses, or types that are already compressed.
+//! Response compression (gzip, brotli, zstd via tower-http) for JSON and text above a small
+//! size; never for stored blobs (downloads carry Content-Disposition), range responses, types
+//! that are already compressed, or answers with an ETag (the UI's assets are compressed at
+//! build time, each form with its own tag).
 
 use axum::http::{Response, header};
 use tower_http::compression::CompressionLayer;
@@ -16,7 +17,12 @@ impl Predicate for TextualNotBlobs {
         B: http_body::Body,
     {
         let h = response.headers();
-        if h.contains_key(header::CONTENT_DISPOSITION) || h.contains_key(header::CONTENT_RANGE) {
+        // A strong ETag names these exact bytes (the UI's assets come precompressed, each form
+        // with its own tag): re-encoding would break it.
+        if h.contains_key(header::CONTENT_DISPOSITION)
+            || h.contains_key(header::CONTENT_RANGE)
+            || h.contains_key(header::ETAG)
+        {
             return false;
         }
         let ct = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");

@@ -113,6 +113,12 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// An integer field, parsed by `parse` (which names the allowed range in its message).
+    pub fn number<T>(&mut self, name: &str, parse: impl FnOnce(u64) -> Result<T, &'static str>) -> Option<T> {
+        let n = self.integer(name, u64::MAX)?;
+        parse(n).map_err(|m| self.fail(name, m)).ok()
+    }
+
     pub fn finish(self) -> Result<(), DomainError> {
         if self.errors.is_empty() { Ok(()) } else { Err(DomainError::Validation(self.errors)) }
     }

@@ -14,6 +14,7 @@ pub mod hot;
 pub mod input;
 pub mod metrics;
 pub mod oneshot;
+pub mod pages;
 pub mod ratelimit;
 pub mod security;
 pub mod upload;
@@ -101,7 +102,16 @@ pub fn router(state: AppState) -> Router {
 
     // Only what needs the matched route runs per route (a Router layer is cloned with every
     // request's route service): span, metrics and deadline, in one service.
-    let r = Router::new().merge(probes).merge(json).merge(streams).fallback(error::not_found);
+    // The browser UI (never rate limited: loading a page must not spend a client's budget).
+    let ui = Router::new()
+        .route("/", get(pages::shell))
+        .route("/clip/{id}", get(pages::shell))
+        .route("/file/{id}", get(pages::shell))
+        .route("/sw.js", get(pages::service_worker))
+        .route("/robots.txt", get(pages::robots))
+        .route("/assets/{version}/{*path}", get(pages::asset));
+
+    let r = Router::new().merge(probes).merge(json).merge(streams).merge(ui).fallback(error::not_found);
     r.layer(edge::ObserveLayer(deadlines)).with_state(state)
 }
 

@@ -11,7 +11,9 @@ use super::error::ApiError;
 use super::input::{BaseUrl, Fields, JsonObject, content_length, header_str, param};
 use crate::app::AppState;
 use crate::domain::clips::Completed;
-use crate::domain::types::{AccessCode, ChunkIndex, ClipKind, Expiry, Filename, MaxDownloads, MimeType, UploadId};
+use crate::domain::types::{
+    AccessCode, ChunkIndex, ClipKind, EncryptedMeta, Expiry, Filename, FormatVersion, MaxDownloads, MimeType, UploadId,
+};
 use crate::domain::uploads::{self, CompleteRequest, InitiateRequest};
 use crate::domain::{DomainError, Location};
 
@@ -28,11 +30,7 @@ pub async fn initiate(State(state): State<AppState>, JsonObject(body): JsonObjec
     let quick_share = f.boolean("quickShare");
     let is_text = f.boolean("isTextContent");
     let kind = f.parsed("contentType", ClipKind::parse).unwrap_or(ClipKind::Text);
-    let max_downloads = f.integer("maxDownloads", u64::MAX).and_then(|n| {
-        MaxDownloads::new(n)
-            .map_err(|m| f.errors.push(crate::domain::FieldError::new("maxDownloads", m, Location::Body)))
-            .ok()
-    });
+    let max_downloads = f.number("maxDownloads", MaxDownloads::new);
     f.finish()?;
     let req = InitiateRequest {
         filename: filename.expect("validated"),
@@ -144,6 +142,8 @@ pub async fn complete(
     let requires = f.boolean("requiresAccessCode");
     let is_text = f.boolean("isTextUpload");
     let kind = f.parsed("contentType", ClipKind::parse);
+    let format = f.number("format", FormatVersion::from_number);
+    let meta = f.parsed("meta", EncryptedMeta::parse);
     f.finish()?;
     let access_code = code.or(legacy);
     if requires && access_code.is_none() {
@@ -155,7 +155,7 @@ pub async fn complete(
         .into());
     }
     let kind = kind.or(is_text.then_some(ClipKind::Text));
-    let done = uploads::complete(state.deps(), &id, CompleteRequest { access_code, kind }).await?;
+    let done = uploads::complete(state.deps(), &id, CompleteRequest { access_code, kind, format, meta }).await?;
     Ok(Json(completed_json(&base, &done)))
 }
 
@@ -163,7 +163,10 @@ pub async fn complete(
 pub async fn status(State(state): State<AppState>, Path(upload_id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = param("uploadId", &upload_id, UploadId::parse)?;
     let s = uploads::status(state.deps(), &id).await?;
-    let uploaded = s.received.len() as u32;
+    let uploaded = s.chunks.len() as u32;
+    let received: Vec<i32> = s.chunks.iter().map(|c| c.index).collect();
+    let chunks: Vec<Value> =
+        s.chunks.iter().map(|c| json!({ "index": c.index, "size": c.size, "sha256": c.sha256 })).collect();
     Ok(Json(json!({
         "success": true,
         "uploadId": s.upload_id,
@@ -171,7 +174,8 @@ pub async fn status(State(state): State<AppState>, Path(upload_id): Path<String>
         "uploadedChunks": uploaded,
         "totalChunks": s.total_chunks,
         "progress": (uploaded as f64 * 100.0 / s.total_chunks.max(1) as f64).round() as u32,
-        "receivedChunks": s.received,
+        "receivedChunks": received,
+        "chunks": chunks,
     })))
 }
 

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use crate::config::Config;
 
 pub use migrate::{Migration, MigrationReport};
-pub use records::{ChunkRecord, ClipRecord, ClipStats, NewClip, UploadRecord};
+pub use records::{ChunkRecord, ClientFormat, ClipRecord, ClipStats, NewClip, UploadRecord};
 
 use records::{Decode, P};
 
@@ -254,6 +254,9 @@ impl Store {
             P::Bool(c.quick_share),
             text(&c.delete_token_hash),
             P::OptText(c.upload_id.clone()),
+            P::OptI32(c.client.as_ref().map(|f| i32::from(f.format))),
+            P::OptText(c.client.as_ref().and_then(|f| f.meta.clone())),
+            P::OptText(c.client.as_ref().and_then(|f| f.stream_header.clone())),
         ];
         self.query_opt(sql::INSERT_CLIP, params, ClipRecord::decode).await
     }

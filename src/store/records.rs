@@ -118,6 +118,19 @@ pub struct ClipRecord {
     pub quick_share: bool,
     pub delete_token_hash: String,
     pub consumed_at: Option<i64>,
+    /// Entries cached in Redis by an older build have no such field.
+    #[serde(default)]
+    pub client: Option<ClientFormat>,
+}
+
+/// What a browser client declared about its encryption at complete (FORMAT.md): format 3 or
+/// 4, the encrypted metadata and, for V4, the stream's 28-byte header (base64url). `None` for
+/// Qopy clients and curl, which means format 3 and nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClientFormat {
+    pub format: u8,
+    pub meta: Option<String>,
+    pub stream_header: Option<String>,
 }
 
 #[cfg(test)]
@@ -143,6 +156,7 @@ impl ClipRecord {
             quick_share: false,
             delete_token_hash: String::new(),
             consumed_at: None,
+            client: None,
         }
     }
 }
@@ -167,6 +181,14 @@ impl ClipRecord {
             quick_share: r.bool("quick_share")?,
             delete_token_hash: r.text("delete_token_hash")?,
             consumed_at: r.opt_i64("consumed_at")?,
+            client: match r.opt_i32("format")? {
+                Some(format) => Some(ClientFormat {
+                    format: u8::try_from(format).map_err(|_| StoreError::Task(format!("format {format}")))?,
+                    meta: r.opt_text("meta")?,
+                    stream_header: r.opt_text("stream_header")?,
+                }),
+                None => None,
+            },
         })
     }
 }
@@ -189,6 +211,7 @@ pub struct NewClip {
     pub quick_share: bool,
     pub delete_token_hash: String,
     pub upload_id: Option<String>,
+    pub client: Option<ClientFormat>,
 }
 
 /// An upload session as stored.

@@ -5,7 +5,7 @@ macro_rules! clip_cols {
     () => {
         "id, code, kind, blob_key, filename, mime_type, size, sha256, created_at, expires_at, \
          one_time, max_downloads, download_count, access_code_hash, quick_share, delete_token_hash, \
-         consumed_at"
+         consumed_at, format, meta, stream_header"
     };
 }
 
@@ -30,8 +30,9 @@ pub const CLIP_BY_UPLOAD: &str = concat!("SELECT ", clip_cols!(), " FROM clips W
 /// Insert a clip unless its code collides with a live one or its upload already has a clip.
 pub const INSERT_CLIP: &str = concat!(
     "INSERT INTO clips (code, kind, blob_key, filename, mime_type, size, sha256, created_at, \
-     expires_at, one_time, max_downloads, access_code_hash, quick_share, delete_token_hash, upload_id) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+     expires_at, one_time, max_downloads, access_code_hash, quick_share, delete_token_hash, upload_id, \
+     format, meta, stream_header) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
      ON CONFLICT DO NOTHING RETURNING ",
     clip_cols!()
 );

@@ -816,7 +816,8 @@ fn json_cases(upload: &str, clip: &str, finishing: &Finishing) -> Vec<Case> {
         bad("totalChunks", "1000001"),
         bad("totalChunks", "4294967296"),
         bad("totalChunks", r#""lots""#),
-        bad("totalChunks", "17"),
+        // 1 MiB at 64 KiB chunks: 16 full chunks, or up to 32 of at least half a chunk.
+        bad("totalChunks", "33"),
         case(
             "filesize 1 MiB in one 64 KiB chunk",
             post(INIT).json(r#"{"filename":"a.bin","contentType":"file","filesize":1048576,"totalChunks":1}"#),

@@ -13,6 +13,7 @@ mod edge;
 mod health;
 mod hostile;
 mod intake;
+mod pages;
 mod protection;
 mod ratelimit;
 mod store;

@@ -272,11 +272,26 @@ all_backends! {
         assert!(res.headers().get("access-control-allow-origin").is_none());
     }
 
-    async fn the_client_config_serves_the_pbkdf2_salt(app, |c: &mut ferry::Config| {
+    async fn the_client_config_serves_the_pbkdf2_salt_and_this_servers_limits(app, |c: &mut ferry::Config| {
         c.access.pbkdf2_salt = "salt-of-this-server".into();
+        c.limits.chunk_size = ferry::config::ByteSize(1 << 20);
+        c.limits.max_upload_size = ferry::config::ByteSize(50 << 20);
+        c.limits.max_text_size = ferry::config::ByteSize(2 << 20);
+        c.limits.max_expiry = "6hr".into();
     }) {
         let body = json_with(app.get("/api/config").await, 200).await;
-        assert_eq!(body, json!({ "pbkdf2Salt": "salt-of-this-server" }));
+        assert_eq!(
+            body,
+            json!({
+                "pbkdf2Salt": "salt-of-this-server",
+                "chunkSize": 1 << 20,
+                "maxUploadSize": 50 << 20,
+                "maxTextSize": 2 << 20,
+                // Only lifetimes the server grants are offered.
+                "expiryOptions": ["5min", "15min", "30min", "1hr", "6hr"],
+                "defaultExpiry": "6hr",
+            })
+        );
     }
 }
 
