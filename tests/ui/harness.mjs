@@ -105,17 +105,18 @@ export async function launch() {
 }
 
 /**
- * A page in a fresh context that keeps every request (url, method, headers, body) and every
- * console error. `page.requests` and `page.errors` are filled as it goes.
+ * A page in a fresh context that keeps every request (url, method, headers and, with `capture`,
+ * the body) and every console error. `page.requests` and `page.errors` are filled as it goes.
  */
-export async function openPage(browser, options = {}) {
+export async function openPage(browser, { capture = true, ...options } = {}) {
   const context = await browser.newContext({ acceptDownloads: true, ...options });
   await context.grantPermissions(['clipboard-read', 'clipboard-write']).catch(() => {});
   const page = await context.newPage();
   page.requests = [];
   page.errors = [];
+  // Bodies are kept only when asked: a test moving hundreds of MiB must not copy them here.
   context.on('request', (req) => {
-    page.requests.push({ url: req.url(), method: req.method(), headers: req.headers(), body: req.postDataBuffer() });
+    page.requests.push({ url: req.url(), method: req.method(), headers: req.headers(), body: capture ? req.postDataBuffer() : null });
   });
   page.on('console', (msg) => {
     // A refused request is logged by the browser as a console error; the tests check answers.
@@ -125,25 +126,15 @@ export async function openPage(browser, options = {}) {
   return page;
 }
 
-/** Write `size` bytes to a temp file from a seeded generator; returns { path, sha256, size }. */
+/** Write `size` random bytes (or `fill` bytes) to a temp file; returns { path, sha256, size }. */
 export async function makeFile(name, size, { dir = mkdtempSync(join(tmpdir(), 'ferry-file-')), fill = null } = {}) {
   const path = join(dir, name);
   const out = createWriteStream(path);
   const hash = createHash('sha256');
   const block = 1 << 20;
-  let seed = createHash('sha256').update(name).digest();
   for (let done = 0; done < size; ) {
     const n = Math.min(block, size - done);
-    let bytes;
-    if (fill !== null) {
-      bytes = Buffer.alloc(n, fill);
-    } else {
-      bytes = Buffer.alloc(n);
-      for (let at = 0; at < n; at += 32) {
-        seed = createHash('sha256').update(seed).digest();
-        seed.copy(bytes, at, 0, Math.min(32, n - at));
-      }
-    }
+    const bytes = fill === null ? randomBytes(n) : Buffer.alloc(n, fill);
     hash.update(bytes);
     if (!out.write(bytes)) await once(out, 'drain');
     done += n;

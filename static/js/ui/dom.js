@@ -28,13 +28,16 @@ export function screen(id, { focus = true } = {}) {
   }
 }
 
-let announceTimer = 0;
-/** Say `text` through the polite live region (screen readers), once. */
+/**
+ * Say `text` through the polite live region: each message is a node of its own, so quick
+ * successions (one phase after another) are all read, not only the last; old ones are pruned.
+ */
 export function announce(text) {
   const region = $('announce');
-  clearTimeout(announceTimer);
-  region.textContent = '';
-  announceTimer = setTimeout(() => (region.textContent = text), 50);
+  const line = document.createElement('p');
+  line.textContent = text;
+  region.append(line);
+  while (region.childElementCount > 3) region.firstElementChild.remove();
 }
 
 const UNITS = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];

@@ -229,8 +229,8 @@ async function openV4File(id, info, secret, access) {
     setText('open-once', note);
     show('open-once');
   }
-  for (;;) {
-    await click(`Download (${formatBytes(meta.size)})`);
+  for (let round = 0; ; round++) {
+    await click(`${round ? 'Download again' : 'Download'} (${formatBytes(meta.size)})`);
     show('open-error', false);
     const progress = downloadProgress(meta.size);
     setText('open-dl-figures', 'Starting…');

@@ -26,6 +26,8 @@ export function progressScreen(name, { onCancel }) {
   pause.textContent = 'Pause';
   let engine = null;
   let quarter = 0;
+  // Chunks waiting to be tried again; the note about them stays until they all got through.
+  const retrying = new Set();
 
   pause.onclick = () => {
     if (!engine) return;
@@ -65,12 +67,13 @@ export function progressScreen(name, { onCancel }) {
         if (note) announce(note);
       });
       e.addEventListener('retry', ({ detail }) => {
+        retrying.add(detail.index);
         const wait = formatDuration(detail.delay / 1000) || 'a moment';
         const why = detail.error.status === 429 ? 'The server asked to slow down' : 'A chunk did not get through';
         setText('up-note', `${why}; trying again in ${wait}.`);
       });
-      e.addEventListener('chunk', () => {
-        if (e.state === 'running') setText('up-note', '');
+      e.addEventListener('chunk', ({ detail }) => {
+        if (retrying.delete(detail.index) && retrying.size === 0 && e.state === 'running') setText('up-note', '');
       });
       e.addEventListener('progress', ({ detail }) => {
         const { sent, total, speed, eta } = detail;
