@@ -31,7 +31,7 @@ self.addEventListener('fetch', (event) => {
   const token = url.pathname.slice(PREFIX.length);
   const job = jobs.get(token);
   jobs.delete(token);
-  event.respondWith(job ? serve(job) : new Response(null, { status: 204 }));
+  event.respondWith(job ? serve(job).catch((e) => refuse(job, 'server', String(e?.message ?? e))) : new Response(null, { status: 204 }));
 });
 
 function kindOf(status) {
@@ -62,15 +62,18 @@ async function serve(job) {
     return refuse(job, 'network');
   }
   if (!upstream.ok) return refuse(job, kindOf(upstream.status), String(upstream.status));
-  const length = Number(upstream.headers.get('content-length'));
-  const size = Number.isFinite(length) ? plainSize(length, job.keys.header.recordSize) : null;
-  if (length !== job.streamLength || size !== job.size) {
+  // The length the file's own metadata implies is what must arrive. A declared length that
+  // differs settles it at once; none (a proxy re-chunking or compressing) is checked as the
+  // bytes come.
+  if (plainSize(job.streamLength, job.keys.header.recordSize) !== job.size) return refuse(job, 'tampered', 'metadata');
+  const declared = upstream.headers.has('content-encoding') ? NaN : Number(upstream.headers.get('content-length') ?? NaN);
+  if (Number.isFinite(declared) && declared !== job.streamLength) {
     upstream.body?.cancel();
-    return refuse(job, 'tampered', 'length');
+    return refuse(job, declared < job.streamLength ? 'truncated' : 'tampered', 'length');
   }
 
   const reader = upstream.body.getReader();
-  const decryptor = new Decryptor(job.keys, length);
+  const decryptor = new Decryptor(job.keys, job.streamLength);
   let delivered = 0;
   let lastReport = 0;
   const report = (force = false) => {

@@ -1,7 +1,9 @@
 // ferry's HTTP API as the UI uses it (API.md): JSON calls with one error type, retries with
 // exponential backoff and jitter for idempotent calls (429 waits for Retry-After; offline waits
-// for the network), and chunk uploads through XMLHttpRequest, which reports upload progress.
+// for the network), and chunk uploads (ChunkSender, through a worker: see send-worker.js).
 // Nothing here sees plaintext, keys or passwords: callers hand it ciphertext and hashes.
+
+import { postChunk } from './chunk-xhr.js';
 
 export class ApiError extends Error {
   constructor(status, body = {}, retryAfter = null) {
@@ -104,15 +106,16 @@ export function retryDelay(error, attempt) {
 }
 
 /**
- * Run `fn` until it succeeds, retrying transient failures up to `attempts` times; while the
- * browser is offline it waits without counting. `onRetry(error, delayMs)` hears each wait.
+ * Run `fn` until it succeeds, retrying failures `retryOn` accepts (transient ones by default)
+ * up to `attempts` times; while the browser is offline it waits without counting.
+ * `onRetry(error, delayMs)` hears each wait.
  */
-export async function withRetries(fn, { attempts = 6, onRetry = () => {} } = {}) {
+export async function withRetries(fn, { attempts = 6, onRetry = () => {}, retryOn = (e) => e.transient } = {}) {
   for (let attempt = 0; ; attempt++) {
     try {
       return await fn();
     } catch (e) {
-      if (!(e instanceof ApiError) || !e.transient || attempt + 1 >= attempts) throw e;
+      if (!(e instanceof ApiError) || !retryOn(e) || attempt + 1 >= attempts) throw e;
       if (!navigator.onLine) {
         onRetry(e, null);
         await online();
@@ -126,27 +129,90 @@ export async function withRetries(fn, { attempts = 6, onRetry = () => {} } = {})
   }
 }
 
+/** How long a chunk upload may go without progress before it counts as a dropped connection. */
+export const STALL_MS = 60000;
+
 /**
- * POST one chunk's ciphertext. Returns `{ done, abort }`: `done` resolves with the server's
- * answer or rejects with an ApiError (status 0 for the network, 'aborted' code when aborted);
- * `onProgress(bytesSent)` follows the upload.
+ * Sends one upload sender's chunks, one at a time, through a dedicated worker that is replaced
+ * every `recycleAfter` chunks (see send-worker.js for why); where no module worker can run,
+ * from the page. `send` returns `{ done, abort }`: `done` resolves with the server's answer or
+ * rejects with an ApiError (status 0 for the network; code 'aborted' when aborted, 'stalled'
+ * after `stallMs` without progress). `onProgress(bytesSent)` follows the upload. The body's
+ * buffer is handed over to the worker: the caller must not use `bytes` afterwards.
  */
-export function sendChunk(uploadId, index, bytes, sha256, onProgress) {
-  const xhr = new XMLHttpRequest();
-  const done = new Promise((resolve, reject) => {
-    xhr.open('POST', `/api/upload/chunk/${uploadId}/${index}`);
-    xhr.setRequestHeader('content-type', 'application/octet-stream');
-    xhr.setRequestHeader('x-chunk-sha256', sha256);
-    xhr.responseType = 'json';
-    xhr.upload.onprogress = (e) => onProgress(e.loaded);
-    xhr.onload = () => {
-      if (xhr.status >= 200 && xhr.status < 300) resolve(xhr.response ?? {});
-      else reject(new ApiError(xhr.status, xhr.response ?? {}, retryAfterSeconds(xhr.getResponseHeader('retry-after'))));
-    };
-    xhr.onerror = () => reject(new ApiError(0));
-    xhr.ontimeout = () => reject(new ApiError(0));
-    xhr.onabort = () => reject(new ApiError(0, { code: 'aborted', message: 'Stopped.' }));
-    xhr.send(bytes);
-  });
-  return { done, abort: () => xhr.abort() };
+export class ChunkSender {
+  constructor({ recycleAfter = 1, stallMs = STALL_MS } = {}) {
+    this.recycleAfter = recycleAfter;
+    this.stallMs = stallMs;
+    this.used = 0;
+    this.worker = null;
+    this.workers = typeof Worker === 'function';
+  }
+
+  /** A channel to post one chunk: `start(message, transfer)` and `abort()`. */
+  channel(report) {
+    if (this.workers) {
+      try {
+        if (!this.worker || this.used >= this.recycleAfter) {
+          this.worker?.terminate();
+          this.worker = new Worker(new URL('./send-worker.js', import.meta.url), { type: 'module' });
+          this.used = 0;
+        }
+        this.used++;
+        const worker = this.worker;
+        worker.onmessage = ({ data }) => report(data);
+        worker.onerror = () => report({ type: 'failed' });
+        return { start: (msg, transfer) => worker.postMessage(msg, transfer), abort: () => worker.postMessage({ type: 'abort' }) };
+      } catch {
+        this.workers = false;
+      }
+    }
+    let abort = () => {};
+    return { start: (msg) => (abort = postChunk(msg.url, msg.body, msg.sha256, report)), abort: () => abort() };
+  }
+
+  send(uploadId, index, bytes, sha256, onProgress) {
+    let last = Date.now();
+    let stalled = false;
+    let finish;
+    const done = new Promise((resolve, reject) => (finish = { resolve, reject }));
+    const channel = this.channel((msg) => {
+      last = Date.now();
+      if (msg.type === 'progress') return onProgress(msg.loaded);
+      if (msg.type === 'sent') return undefined;
+      clearInterval(watchdog);
+      if (msg.type === 'answer') {
+        let body = {};
+        try {
+          body = JSON.parse(msg.body || '{}');
+        } catch {
+          // not JSON: the status says enough
+        }
+        if (msg.status >= 200 && msg.status < 300) finish.resolve(body);
+        else finish.reject(new ApiError(msg.status, body, retryAfterSeconds(msg.retryAfter)));
+      } else if (msg.type === 'aborted') {
+        finish.reject(new ApiError(0, { code: stalled ? 'stalled' : 'aborted', message: 'Stopped.' }));
+      } else {
+        finish.reject(new ApiError(0));
+      }
+      return undefined;
+    });
+    // A connection that silently died (the browser still online) would never end: give up on
+    // it after `stallMs` without progress, as a network failure the scheduler retries.
+    const watchdog = setInterval(() => {
+      if (Date.now() - last > this.stallMs) {
+        stalled = true;
+        channel.abort();
+      }
+    }, Math.min(5000, this.stallMs / 2));
+    const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+    const body = whole ? bytes : bytes.slice();
+    channel.start({ url: `/api/upload/chunk/${uploadId}/${index}`, body, sha256 }, [body.buffer]);
+    return { done, abort: () => channel.abort() };
+  }
+
+  close() {
+    this.worker?.terminate();
+    this.worker = null;
+  }
 }

@@ -62,18 +62,31 @@ export async function downloadV4(file, onProgress) {
   return 'memory';
 }
 
+/** Longest the page waits for the worker to start a download before calling it failed. */
+const WORKER_START_MS = 60000;
+
 function viaWorker(worker, file, onProgress) {
   return new Promise((resolve, reject) => {
     const token = toHex(randomBytes(16));
     const channel = new MessageChannel();
     const frame = document.createElement('iframe');
-    const keepAlive = setInterval(() => worker.postMessage({ type: 'keepalive' }), 15000);
+    const asked = Date.now();
+    let started = false;
+    const keepAlive = setInterval(() => {
+      worker.postMessage({ type: 'keepalive' });
+      // A worker that lost the job (restarted, replaced) answers the frame with nothing.
+      if (!started && Date.now() - asked > WORKER_START_MS) {
+        end();
+        reject(new DownloadError('server', 'The download did not start.'));
+      }
+    }, 5000);
     const end = () => {
       clearInterval(keepAlive);
       channel.port1.close();
       setTimeout(() => frame.remove(), 1000);
     };
     channel.port1.onmessage = ({ data }) => {
+      started ||= data.type !== 'ready';
       if (data.type === 'ready') {
         frame.hidden = true;
         frame.title = 'download';

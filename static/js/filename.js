@@ -3,11 +3,16 @@
 // answers with. Pure: the page and the service worker both use it.
 
 export function safeName(name, fallback = 'download') {
-  const cleaned = String(name ?? '')
-    .replace(/[\u0000-\u001f\u007f/\\]/g, '_')
-    .replace(/^[.\s]+|[.\s]+$/g, '')
-    .slice(0, 255);
-  return cleaned || fallback;
+  const chars = Array.from(
+    String(name ?? '')
+      // Lone surrogates (a sender may put them in its metadata) would break encoding below.
+      .replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '_')
+      .replace(/[\u0000-\u001f\u007f/\\]/g, '_')
+      // Bidirectional controls could make "gpj.exe" read as "exe.jpg".
+      .replace(/[\u202a-\u202e\u2066-\u2069\u200e\u200f]/g, '')
+      .replace(/^[.\s]+|[.\s]+$/g, ''),
+  );
+  return chars.slice(0, 255).join('') || fallback;
 }
 
 /** `attachment; filename="<ASCII fallback>"; filename*=UTF-8''<percent-encoded>`. */

@@ -6,7 +6,7 @@
 // `resumeFile` run the whole initiate → chunks → complete exchange; resuming proves the file
 // unchanged first (FORMAT.md). No DOM here: the screens listen to events.
 
-import { ApiError, getJson, postJson, request, retryDelay, sendChunk, sleep, withRetries } from './api.js';
+import { ApiError, ChunkSender, deleteClip, getJson, postJson, request, retryDelay, sleep, withRetries } from './api.js';
 import { fromBase64Url, randomBytes, sha256Hex, toBase64Url, utf8 } from './crypto/bytes.js';
 import { accessCodeHash } from './crypto/access.js';
 import * as v3 from './crypto/v3.js';
@@ -145,13 +145,13 @@ export class ChunkUploader extends EventTarget {
   }
 
   async run() {
+    if (this.state === 'cancelled') throw new Cancelled();
     this.cancelled = false;
-    if (this.state === 'done') this.state = 'running';
     this.queue = [];
     for (let c = 0; c < this.totalChunks; c++) if (!this.acked.has(c)) this.queue.push(c);
     window.addEventListener('online', this.onOnline);
     window.addEventListener('offline', this.onOffline);
-    if (!navigator.onLine) this.setState('offline');
+    this.setState(navigator.onLine ? 'running' : 'offline');
     const timer = setInterval(() => this.tick(), 250);
     try {
       const senders = Math.min(this.concurrency, this.queue.length);
@@ -170,27 +170,33 @@ export class ChunkUploader extends EventTarget {
     }
   }
 
+  /**
+   * One sender: takes chunks from the queue one after another, each made when the previous
+   * one was answered and handed to its ChunkSender, so memory stays at about a chunk per sender.
+   */
   async sender() {
-    for (;;) {
-      await this.gate();
-      const index = this.queue.shift();
-      if (index === undefined) return;
-      await this.sendOne(index);
+    const channel = new ChunkSender();
+    try {
+      for (;;) {
+        await this.gate();
+        const index = this.queue.shift();
+        if (index === undefined) return;
+        await this.sendOne(index, channel);
+      }
+    } finally {
+      channel.close();
     }
   }
 
-  async sendOne(index) {
+  async sendOne(index, channel) {
     let attempt = 0;
-    let bytes = null;
-    let sha = null;
     for (;;) {
       await this.gate();
-      if (!bytes) {
-        bytes = await this.made(index);
-        sha = await sha256Hex(bytes);
-        await this.gate();
-      }
-      const flight = sendChunk(this.uploadId, index, bytes, sha, (loaded) => (flight.loaded = loaded));
+      // Made again for every try: the bytes are handed over with each request.
+      const { bytes, sha256: sha } = await this.made(index);
+      const length = bytes.length;
+      await this.gate();
+      const flight = channel.send(this.uploadId, index, bytes, sha, (loaded) => (flight.loaded = loaded));
       flight.loaded = 0;
       this.inflight.set(index, flight);
       this.dispatchEvent(new CustomEvent('sending', { detail: { index } }));
@@ -198,7 +204,7 @@ export class ChunkUploader extends EventTarget {
         await flight.done;
         this.inflight.delete(index);
         this.acked.add(index);
-        this.ackedBytes += bytes.length;
+        this.ackedBytes += length;
         this.dispatchEvent(new CustomEvent('chunk', { detail: { index } }));
         return;
       } catch (e) {
@@ -210,7 +216,6 @@ export class ChunkUploader extends EventTarget {
           if (this.state === 'running') this.setState('offline');
           continue;
         }
-        if (resend) bytes = null;
         attempt++;
         if (attempt >= this.maxAttempts) {
           attempt = 0;
@@ -225,19 +230,45 @@ export class ChunkUploader extends EventTarget {
   }
 }
 
-const initiate = (body) => withRetries(() => postJson('/api/upload/initiate', body));
+// Initiate creates a session, so it is tried again only where the server cannot have made
+// one: no answer at all, a rate limit, a proxy saying the server is unavailable.
+const initiate = (body) =>
+  withRetries(() => postJson('/api/upload/initiate', body), { retryOn: (e) => [0, 429, 503].includes(e.status) });
 
-/** Complete the session, sending again any chunk the server asks for. */
-async function complete(engine, body) {
+/**
+ * Complete the session (idempotent on the server), sending again any chunk it asks for. A
+ * cancel that comes too late to stop it deletes the clip it made.
+ */
+async function complete(engine, body, hooks) {
   for (let round = 0; ; round++) {
+    hooks.check();
+    let done;
     try {
-      return await withRetries(() => postJson(`/api/upload/complete/${engine.uploadId}`, body));
+      done = await withRetries(() => postJson(`/api/upload/complete/${engine.uploadId}`, body));
     } catch (e) {
       const missing = e instanceof ApiError && e.status === 400 ? e.body.missingChunks : null;
       if (!Array.isArray(missing) || missing.length === 0 || round >= 3) throw e;
       engine.requeue(missing);
+      hooks.phase('uploading');
       await engine.run();
+      hooks.phase('finishing');
+      continue;
     }
+    if (hooks.cancelled()) {
+      await deleteClip(done.clipId, done.deleteToken).catch(() => {});
+      throw new Cancelled();
+    }
+    return done;
+  }
+}
+
+/** Run `work`; when it is cancelled, `undo` gives the server's session back. */
+async function undoOnCancel(work, undo) {
+  try {
+    return await work();
+  } catch (e) {
+    if (e instanceof Cancelled) await undo();
+    throw e;
   }
 }
 
@@ -255,7 +286,9 @@ function optionFields(options) {
 
 /**
  * Share a file as V4. `hooks.phase(name)` hears deriving → encrypting → uploading →
- * finishing; `hooks.engine(uploader)` gets the scheduler to follow and control.
+ * finishing; `hooks.engine(uploader)` gets the scheduler to follow and control;
+ * `hooks.cancelled()` says whether the person gave up and `hooks.check()` throws Cancelled
+ * then. A cancel gives the server's session back (and deletes a clip completed meanwhile).
  */
 export async function shareFile(file, options, config, hooks) {
   hooks.phase('deriving');
@@ -266,6 +299,7 @@ export async function shareFile(file, options, config, hooks) {
   const accessCode = password ? await accessCodeHash(password, config.pbkdf2Salt) : null;
   const plan = v4.chunkPlan(file.size, header.recordSize, config.chunkSize);
   if (plan.streamLength > config.maxUploadSize) throw sizeError(config.maxUploadSize, 'This file');
+  hooks.check();
   const init = await initiate({
     filename: 'file',
     filesize: plan.streamLength,
@@ -293,31 +327,84 @@ export async function shareFile(file, options, config, hooks) {
     totalChunks: plan.totalChunks,
     options: { expiry: options.expiry, oneTime: !!options.oneTime, maxDownloads: options.maxDownloads ?? null },
   };
-  await saveUpload(record);
-  const keys = await v4.deriveKeys(secret, header, pwKey);
-  return sendFile(record, file, keys, plan, [], hooks);
+  return undoOnCancel(
+    async () => {
+      hooks.check();
+      await saveUpload(record);
+      const keys = await v4.deriveKeys(secret, header, pwKey);
+      return sendFile(record, file, keys, plan, [], hooks);
+    },
+    () => discardUpload(record),
+  );
 }
 
-function fileChunks(file, keys, plan) {
-  return async (c) => {
+/**
+ * `makeChunk(c)` for a V4 file: chunk `c` sealed, with its SHA-256, made in a worker
+ * (seal-worker.js) that is replaced every `recycleAfter` chunks, or on the page where no module
+ * worker can run. One chunk at a time: the scheduler asks for the next when this one is done.
+ */
+function fileChunks(file, keys, plan, recycleAfter = 2) {
+  let worker = null;
+  let used = 0;
+  let workers = typeof Worker === 'function';
+  const onPage = async (c) => {
     const [start, end] = plan.plainRange(c);
-    const slice = new Uint8Array(await file.slice(start, end).arrayBuffer());
-    return v4.sealChunk(keys, plan, c, slice);
+    const bytes = await v4.sealChunk(keys, plan, c, new Uint8Array(await file.slice(start, end).arrayBuffer()));
+    return { bytes, sha256: await sha256Hex(bytes) };
   };
+  const make = (c) => {
+    if (!workers) return onPage(c);
+    try {
+      if (!worker || used >= recycleAfter) {
+        worker?.terminate();
+        worker = new Worker(new URL('./seal-worker.js', import.meta.url), { type: 'module' });
+        used = 0;
+      }
+    } catch {
+      workers = false;
+      return onPage(c);
+    }
+    used++;
+    const w = worker;
+    return new Promise((resolve, reject) => {
+      w.onmessage = ({ data }) => {
+        if (!data.error) return resolve({ bytes: data.bytes, sha256: data.sha256 });
+        // A file edited or removed on disk cannot be read any more.
+        if (data.name === 'NotReadableError' || data.name === 'NotFoundError') {
+          return reject(new UserError('file_changed', 'The file changed on disk while it was being sent; share it again.'));
+        }
+        return reject(new Error(data.error));
+      };
+      w.onerror = (e) => reject(new Error(e.message || 'the sealing worker failed'));
+      w.postMessage({ id: c, file, keys, size: plan.size, recordSize: plan.recordSize, chunkSize: plan.chunkSize, index: c });
+    });
+  };
+  make.close = () => {
+    worker?.terminate();
+    worker = null;
+  };
+  return make;
 }
 
-async function sendFile(record, file, keys, plan, acknowledged, hooks) {
-  hooks.phase('encrypting');
+/** Send the chunks not in `acknowledged` (none when `chunksDone`), then complete with the metadata. */
+async function sendFile(record, file, keys, plan, acknowledged, hooks, { chunksDone = false } = {}) {
   const engine = new ChunkUploader({
     uploadId: record.uploadId,
     totalChunks: plan.totalChunks,
     chunkLength: (c) => plan.chunkLength(c),
     makeChunk: fileChunks(file, keys, plan),
-    acknowledged,
+    acknowledged: chunksDone ? [...Array(plan.totalChunks).keys()] : acknowledged,
   });
-  engine.addEventListener('sending', () => hooks.phase('uploading'), { once: true });
   hooks.engine(engine);
-  await engine.run();
+  try {
+    if (!chunksDone) {
+      hooks.phase('encrypting');
+      engine.addEventListener('sending', () => hooks.phase('uploading'), { once: true });
+      await engine.run();
+    }
+  } finally {
+    engine.makeChunk.close?.();
+  }
   hooks.phase('finishing');
   const meta = await v4.sealMeta(keys, {
     name: file.name,
@@ -327,7 +414,7 @@ async function sendFile(record, file, keys, plan, acknowledged, hooks) {
   });
   const body = { format: 4, meta, contentType: 'file' };
   if (record.accessCode) Object.assign(body, { accessCodeHash: record.accessCode, requiresAccessCode: true });
-  const done = await complete(engine, body);
+  const done = await complete(engine, body, hooks);
   await forgetUpload(record.uploadId);
   return { ...done, kind: 'file', secret: record.secret, name: file.name, size: file.size };
 }
@@ -357,19 +444,25 @@ export async function resumeFile(record, file, hooks) {
   const keys = await v4.deriveKeys(fromBase64Url(record.secret), header, pwKey);
   const plan = v4.chunkPlan(file.size, header.recordSize, record.chunkSize);
   const acked = (status.chunks ?? []).filter((c) => c.sha256);
-  if (status.status !== 'complete') {
-    if (acked.length === 0) {
-      throw new UserError('nothing_to_prove', 'None of the file reached the server before; it will be shared again from the start.');
-    }
-    const make = fileChunks(file, keys, plan);
+  // Completed already (the answer was lost to the reload): complete again, send nothing.
+  if (status.status === 'complete') return sendFile(record, file, keys, plan, [], hooks, { chunksDone: true });
+  if (acked.length === 0) {
+    throw new UserError('nothing_to_prove', 'None of the file reached the server before; it will be shared again from the start.');
+  }
+  const make = fileChunks(file, keys, plan);
+  try {
     for (const proof of new Set([acked[0], acked[acked.length - 1]])) {
-      const again = await sha256Hex(await make(proof.index));
-      if (again !== proof.sha256) {
+      if ((await make(proof.index)).sha256 !== proof.sha256) {
         throw new UserError('changed', `This “${record.name}” is not the file that was being sent: its content changed. Nothing more was sent.`);
       }
     }
+  } finally {
+    make.close();
   }
-  return sendFile(record, file, keys, plan, acked.map((c) => c.index), hooks);
+  return undoOnCancel(
+    () => sendFile(record, file, keys, plan, acked.map((c) => c.index), hooks),
+    () => discardUpload(record),
+  );
 }
 
 /** Give up an unfinished upload: the server drops its chunks, this browser its record. */
@@ -389,6 +482,7 @@ export async function shareText(text, options, config, hooks) {
   const secret = quick ? newQuickSecret() : newTextSecret();
   const blob = await v3.encryptText(secret, password, trimmed);
   const accessCode = password ? await accessCodeHash(password, config.pbkdf2Salt) : null;
+  hooks.check();
   const chunkSize = config.chunkSize;
   const totalChunks = Math.max(1, Math.ceil(blob.length / chunkSize));
   const init = await initiate({
@@ -402,19 +496,25 @@ export async function shareText(text, options, config, hooks) {
     hasPassword: !!accessCode,
     ...optionFields(options),
   });
-  hooks.phase('uploading');
-  const engine = new ChunkUploader({
-    uploadId: init.uploadId,
-    totalChunks,
-    chunkLength: (c) => Math.min(blob.length, (c + 1) * chunkSize) - c * chunkSize,
-    makeChunk: async (c) => blob.slice(c * chunkSize, (c + 1) * chunkSize),
-  });
-  hooks.engine(engine);
-  await engine.run();
-  hooks.phase('finishing');
-  const body = { format: 3, contentType: 'text', isTextUpload: true };
-  if (accessCode) Object.assign(body, { accessCodeHash: accessCode, requiresAccessCode: true });
-  const done = await complete(engine, body);
-  return { ...done, kind: 'text', secret, quick };
+  const cancel = () => request('DELETE', `/api/upload/${init.uploadId}`).catch(() => {});
+  return undoOnCancel(async () => {
+    hooks.phase('uploading');
+    const engine = new ChunkUploader({
+      uploadId: init.uploadId,
+      totalChunks,
+      chunkLength: (c) => Math.min(blob.length, (c + 1) * chunkSize) - c * chunkSize,
+      makeChunk: async (c) => {
+        const bytes = blob.slice(c * chunkSize, (c + 1) * chunkSize);
+        return { bytes, sha256: await sha256Hex(bytes) };
+      },
+    });
+    hooks.engine(engine);
+    await engine.run();
+    hooks.phase('finishing');
+    const body = { format: 3, contentType: 'text', isTextUpload: true };
+    if (accessCode) Object.assign(body, { accessCodeHash: accessCode, requiresAccessCode: true });
+    const done = await complete(engine, body, hooks);
+    return { ...done, kind: 'text', secret, quick };
+  }, cancel);
 }
 

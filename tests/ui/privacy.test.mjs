@@ -70,7 +70,8 @@ test('the server never receives plaintext, secrets, passwords or real filenames'
   ];
   const requests = [...writer.requests, ...reader.requests];
   assert.ok(requests.length > 20, `${requests.length} requests captured`);
-  // The service worker's download is among them: its requests are the page context's too.
+  // The chunks (sent from workers) and the service worker's download are among them.
+  assert.ok(requests.filter((r) => r.url.includes('/api/upload/chunk/') && r.body?.length > 1000).length >= 2, 'chunk bodies captured');
   assert.equal(requests.filter((r) => r.method === 'POST' && r.url.includes('/api/file/')).length, 2);
   const origin = new URL(server.url).origin;
   for (const r of requests) {

@@ -73,14 +73,18 @@ test('a reload mid-upload resumes with the same file and sends only the missing 
 
 test('a modified file with the same name, size and time is refused; the right one still resumes', async () => {
   const file = await makeFile('edited.bin', 4 * CHUNK);
+  const whole = Math.floor(Date.now() / 1000) - 60;
+  utimesSync(file.path, whole, whole);
   const { page } = await interruptedUpload(file.path, 2);
   const copy = join(mkdtempSync(join(tmpdir(), 'ferry-edit-')), 'edited.bin');
   copyFileSync(file.path, copy);
   const fd = openSync(copy, 'r+');
   writeSync(fd, Buffer.from('X'), 0, 1, 1000);
   closeSync(fd);
-  const { atime, mtime } = statSync(file.path);
-  utimesSync(copy, atime, mtime);
+  // The same last-modified time to the millisecond (whole seconds survive utimes exactly).
+  const { mtimeMs } = statSync(file.path);
+  const seconds = Math.floor(mtimeMs / 1000);
+  utimesSync(copy, seconds, seconds);
 
   const mark = page.requests.length;
   await page.locator('#resume-file').setInputFiles(copy);

@@ -126,6 +126,7 @@ export function chunkPlan(size, recordSize, chunkSize) {
   return {
     size,
     recordSize,
+    chunkSize,
     recordsPerChunk: k,
     records,
     totalChunks,

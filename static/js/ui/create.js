@@ -176,15 +176,15 @@ function explain(e) {
  */
 async function run(name, work, options, onError = () => false) {
   busy = true;
-  let cancelled = false;
-  const hooks = progressScreen(name, { onCancel: () => (cancelled = true) });
+  const hooks = progressScreen(name);
   try {
     const done = await work(hooks);
     resultScreen({ ...done, maxDownloads: options?.maxDownloads ?? null }, { onNew: () => reset() });
   } catch (e) {
     screen('create');
     await offerResume();
-    if (!(e instanceof Cancelled) && !cancelled && !(await onError(e))) setText('form-error', explain(e));
+    if (e instanceof Cancelled || hooks.cancelled()) setText('form-error', 'Cancelled. Nothing was kept on the server.');
+    else if (!(await onError(e))) setText('form-error', explain(e));
   } finally {
     busy = false;
   }
@@ -231,8 +231,13 @@ async function submit(e) {
   }
 }
 
+/** Unfinished uploads older than this are given up unasked (the server abandons idle ones after a day). */
+const RESUME_MAX_AGE = 7 * 24 * 3600 * 1000;
+
 async function offerResume() {
-  const [record] = await unfinishedUploads();
+  const records = await unfinishedUploads();
+  for (const old of records.filter((r) => Date.now() - r.createdAt > RESUME_MAX_AGE)) await discardUpload(old);
+  const [record] = records.filter((r) => Date.now() - r.createdAt <= RESUME_MAX_AGE);
   show('resume-offer', !!record);
   if (!record) return;
   setText('resume-name', record.name);

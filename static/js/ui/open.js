@@ -53,14 +53,30 @@ function apiKind(e) {
 function fail(e, extra = '') {
   const kind = apiKind(e);
   show('open-loading', false);
+  show('open-once', false);
   const el = $('open-error');
   el.textContent = `${MESSAGES[kind] ?? MESSAGES.server}${extra ? ` ${extra}` : ''}`;
   el.dataset.kind = kind;
   show(el);
+  el.focus();
   if (kind === 'gone') {
     show('open-details', false);
-    show('open-once', false);
     show('open-go', false);
+  }
+}
+
+/** What a failed fetch of a one-time clip adds: it was spent all the same. */
+const spentNote = (info) => (info.oneTime ? 'This was a one-time link, so it cannot be fetched again.' : '');
+
+/** After a failed download of a limited clip: how many are left now (or gone). */
+async function recount(id, info) {
+  if (info.downloadsLeft == null) return;
+  try {
+    const now = await getJson(`/api/clip/${id}/info`);
+    info.downloadsLeft = now.downloadsLeft;
+    setText('open-left', String(now.downloadsLeft));
+  } catch (e) {
+    if (apiKind(e) === 'gone') fail(e);
   }
 }
 
@@ -107,11 +123,14 @@ function askPassword(id) {
         const { pbkdf2Salt } = await serverConfig();
         const accessCode = await accessCodeHash(password, pbkdf2Salt);
         await postJson(`/api/clip/${id}`, { accessCode });
+        input.removeAttribute('aria-invalid');
         show('open-password-form', false);
         resolve({ password, accessCode });
       } catch (err) {
         if (err instanceof ApiError && err.status === 401) {
           fail(err);
+          input.setAttribute('aria-invalid', 'true');
+          input.focus();
           input.select();
         } else {
           show('open-password-form', false);
@@ -152,7 +171,10 @@ function click(label) {
   return new Promise((resolve) => {
     go.onclick = () => {
       go.onclick = null;
+      show('open-once', false);
       show('open-go', false);
+      // The button goes away; focus goes to what replaces it, not to the page's top.
+      $('open-status').focus();
       resolve();
     };
   });
@@ -160,6 +182,8 @@ function click(label) {
 
 async function openText(id, info, secret, access) {
   setText('open-title', 'A shared text');
+  // A cut-short key is caught before anything is fetched (and a one-time text spent).
+  if (id.length === 10 ? secret.length !== 44 : !QUICK_ID.test(secret)) return fail(new OpenError('incomplete'));
   details({ name: 'Text', size: '', expiresAt: info.expiresAt, left: info.downloadsLeft });
   show($('open-size').parentElement, false);
   const note = spendingNote(info, 'text');
@@ -175,13 +199,13 @@ async function openText(id, info, secret, access) {
     text = await fetchText(id, access.accessCode, secret, access.password);
   } catch (e) {
     const kind = apiKind(e);
-    return fail(new OpenError(kind === 'tampered' ? 'badkey' : kind));
+    return fail(new OpenError(kind === 'tampered' ? 'badkey' : kind), kind === 'gone' ? '' : spentNote(info));
   }
   show('open-loading', false);
-  show('open-once', false);
   const pre = $('open-text');
   pre.textContent = text;
   show('open-text-view');
+  pre.focus();
   if (info.oneTime) setText('open-done', 'This one-time text is now deleted from the server. Copy it if you need it.');
   show('open-done', !!info.oneTime);
   announce('The text is shown.');
@@ -239,9 +263,10 @@ async function openV4File(id, info, secret, access) {
       await downloadV4(file, progress);
     } catch (e) {
       show('open-dl', false);
-      const spent = info.oneTime && ['tampered', 'truncated', 'network', 'cancelled'].includes(apiKind(e));
-      fail(e, spent ? 'This was a one-time link, so it cannot be fetched again.' : '');
+      fail(e, apiKind(e) === 'gone' ? '' : spentNote(info));
       if (info.oneTime || apiKind(e) === 'gone') return;
+      await recount(id, info);
+      if (info.downloadsLeft === 0) return;
       continue;
     }
     show('open-once', false);
@@ -271,20 +296,20 @@ async function openV3File(id, info, secret, access) {
     setText('open-once', note);
     show('open-once');
   }
+  if (secret.length !== 44) return fail(new OpenError('incomplete'));
   await click('Download');
   show('open-loading');
   setText('open-loading', 'Downloading and decrypting…');
   try {
     const file = await downloadV3File(id, access.accessCode, secret, `ferry-${id}`);
     show('open-loading', false);
-    show('open-once', false);
     setText('open-name', file.name ?? 'Unnamed file');
     setText('open-size', formatBytes(file.data.length));
     setText('open-done', `Saved “${file.name ?? `ferry-${id}`}”.${info.oneTime ? ' This one-time link is now used up.' : ''}`);
     show('open-done');
   } catch (e) {
     const kind = apiKind(e);
-    fail(new OpenError(kind === 'tampered' ? 'badkey' : kind));
+    fail(new OpenError(kind === 'tampered' ? 'badkey' : kind), kind === 'gone' ? '' : spentNote(info));
   }
 }
 

@@ -2,7 +2,8 @@
 // resume, and what the network is doing (offline, retrying, stalled). Screen readers hear the
 // phase changes and every quarter of the way.
 
-import { $, announce, formatBytes, formatDuration, screen, setText, show } from './dom.js';
+import { Cancelled } from '../upload.js';
+import { $, announce, formatBytes, formatDuration, screen, setText } from './dom.js';
 
 const PHASES = {
   checking: 'Checking the file',
@@ -12,11 +13,10 @@ const PHASES = {
   finishing: 'Finishing',
 };
 
-/** Show the sending screen for `name`; returns hooks for upload.js and a `cancel` signal. */
-export function progressScreen(name, { onCancel }) {
+/** Show the sending screen for `name`; returns the hooks upload.js reports to and asks. */
+export function progressScreen(name) {
   screen('progress');
   setText('up-name', name);
-  setText('up-error', '');
   setText('up-note', '');
   setText('up-figures', '\u00a0');
   $('up-bar').value = 0;
@@ -26,6 +26,7 @@ export function progressScreen(name, { onCancel }) {
   pause.textContent = 'Pause';
   let engine = null;
   let quarter = 0;
+  let cancelled = false;
   // Chunks waiting to be tried again; the note about them stays until they all got through.
   const retrying = new Set();
 
@@ -34,9 +35,13 @@ export function progressScreen(name, { onCancel }) {
     if (engine.state === 'running' || engine.state === 'offline') engine.pause();
     else engine.resume();
   };
+  cancel.disabled = false;
   cancel.onclick = () => {
+    cancelled = true;
+    cancel.disabled = true;
+    pause.disabled = true;
+    setText('up-note', 'Cancelling…');
     engine?.cancel();
-    onCancel();
   };
 
   const states = {
@@ -48,14 +53,17 @@ export function progressScreen(name, { onCancel }) {
     cancelled: ['Cancelled.', 'Pause'],
   };
 
-  return {
+  const hooks = {
+    cancelled: () => cancelled,
+    check() {
+      if (cancelled) throw new Cancelled();
+    },
     phase(name) {
+      hooks.check();
       setText('up-phase', PHASES[name] ?? name);
       announce(PHASES[name] ?? name);
-      if (name === 'finishing') {
-        pause.disabled = true;
-        $('up-bar').value = 1000;
-      }
+      pause.disabled = !engine || name === 'finishing';
+      if (name === 'finishing') $('up-bar').value = 1000;
     },
     engine(e) {
       engine = e;
@@ -91,9 +99,6 @@ export function progressScreen(name, { onCancel }) {
         }
       });
     },
-    fail(message) {
-      setText('up-error', message);
-      show('up-error');
-    },
   };
+  return hooks;
 }
