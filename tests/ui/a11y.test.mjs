@@ -9,7 +9,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 
-import { SHOTS, launch, makeFile, openPage, readLink, shareFile, shareText, startServer } from './harness.mjs';
+import { makeFile, openPage, readLink, shareFile, shareText, SHOTS, startBoth, stopBoth } from './harness.mjs';
 
 const require = createRequire(import.meta.url);
 const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
@@ -17,14 +17,10 @@ const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 let server;
 let browser;
 before(async () => {
-  server = await startServer();
-  browser = await launch();
+  ({ server, browser } = await startBoth());
   mkdirSync(SHOTS, { recursive: true });
 });
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+after(() => stopBoth({ server, browser }));
 
 /** Serious and critical axe violations on the page as it is now. */
 async function violations(page) {

@@ -6,19 +6,13 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { downloadFrom, launch, makeFile, openPage, readLink, sha256File, startServer, until } from './harness.mjs';
+import { downloadFrom, makeFile, openPage, readLink, sha256File, startBoth, stopBoth, until } from './harness.mjs';
 
 const CHUNK = 1 << 20;
 let server;
 let browser;
-before(async () => {
-  server = await startServer({ FERRY_LIMITS__CHUNK_SIZE: String(CHUNK) });
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+before(async () => ({ server, browser } = await startBoth({ FERRY_LIMITS__CHUNK_SIZE: String(CHUNK) })));
+after(() => stopBoth({ server, browser }));
 
 const chunkPosts = (page) => page.requests.filter((r) => r.method === 'POST' && r.url.includes('/api/upload/chunk/')).length;
 
@@ -151,4 +145,21 @@ test('a file dropped anywhere on the page, or pasted, is the one shared', async 
   });
   assert.equal(await paster.getByRole('tab', { name: 'Text' }).getAttribute('aria-selected'), 'true');
   assert.equal(await paster.getByLabel('Text to share').inputValue(), 'pasted text');
+});
+
+test('cancel stops the upload, gives the session back and leaves nothing to resume', async () => {
+  const file = await makeFile('cancel.bin', 12 * CHUNK);
+  const page = await openPage(browser, { capture: false });
+  await slowChunks(page, 200);
+  let uploadId = null;
+  page.on('request', (r) => {
+    if (r.url().includes('/api/upload/chunk/')) uploadId = r.url().split('/').at(-2);
+  });
+  await startUpload(page, file.path);
+  await until(() => chunkPosts(page) >= 2, 20000, 'two chunks sent');
+  await page.getByRole('button', { name: 'Cancel' }).click();
+  await page.locator('#form-error').getByText('Cancelled.').waitFor();
+  await until(async () => (await fetch(`${server.url}/api/upload/${uploadId}/status`)).status === 404, 10000, 'session gone');
+  await page.reload();
+  await assert.rejects(page.getByRole('region', { name: 'An upload did not finish' }).waitFor({ timeout: 1000 }));
 });

@@ -8,18 +8,12 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 
-import { CHROMIUM, CHROMIUM_ARGS, downloadFrom, launch, linkId, makeFile, openPage, readLink, sha256File, shareFile, shareText, startServer } from './harness.mjs';
+import { CHROMIUM, CHROMIUM_ARGS, downloadFrom, linkId, makeFile, openPage, readLink, sha256File, shareFile, shareText, startBoth, stopBoth } from './harness.mjs';
 
 let server;
 let browser;
-before(async () => {
-  server = await startServer();
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+before(async () => ({ server, browser } = await startBoth()));
+after(() => stopBoth({ server, browser }));
 
 test('without service workers a file is decrypted in memory and still saved whole', async () => {
   const file = await makeFile('no-worker.bin', 2 << 20);

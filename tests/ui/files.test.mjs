@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { openSync, readSync, writeSync, closeSync } from 'node:fs';
 
-import { downloadFrom, launch, linkId, makeFile, openPage, sha256File, shareFile, startServer } from './harness.mjs';
+import { downloadFrom, linkId, makeFile, openPage, sha256File, shareFile, startBoth, stopBoth } from './harness.mjs';
 
 const CHUNK = 1 << 20;
 // V4 at 1 MiB chunks: floor(1 MiB / (64 KiB + 16)) = 15 records of 64 KiB per chunk.
@@ -15,14 +15,8 @@ const ONE_CHUNK = 15 * 65536;
 
 let server;
 let browser;
-before(async () => {
-  server = await startServer({ FERRY_LIMITS__CHUNK_SIZE: String(CHUNK) });
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+before(async () => ({ server, browser } = await startBoth({ FERRY_LIMITS__CHUNK_SIZE: String(CHUNK) })));
+after(() => stopBoth({ server, browser }));
 
 const chunkPosts = (page) => page.requests.filter((r) => r.method === 'POST' && r.url.includes('/api/upload/chunk/'));
 

@@ -104,6 +104,17 @@ export async function launch() {
   return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
 }
 
+/** What a test file's `before` starts: a fresh server (with `env`) and a browser. */
+export async function startBoth(env = {}) {
+  return { server: await startServer(env), browser: await launch() };
+}
+
+/** What its `after` stops. */
+export async function stopBoth({ server, browser }) {
+  await browser?.close();
+  await server?.stop();
+}
+
 /**
  * A page in a fresh context that keeps every request (url, method, headers and, with `capture`,
  * the body) and every console error. `page.requests` and `page.errors` are filled as it goes.

@@ -10,18 +10,12 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { fromBase64, fromBase64Url, toHex } from '../../static/js/crypto/bytes.js';
-import { downloadFrom, launch, makeFile, openPage, sha256File, shareFile, shareText, startServer } from './harness.mjs';
+import { downloadFrom, makeFile, openPage, sha256File, shareFile, shareText, startBoth, stopBoth } from './harness.mjs';
 
 let server;
 let browser;
-before(async () => {
-  server = await startServer({ FERRY_LOG__LEVEL: 'debug' });
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+before(async () => ({ server, browser } = await startBoth({ FERRY_LOG__LEVEL: 'debug' })));
+after(() => stopBoth({ server, browser }));
 
 /** Every byte string a secret could leak as: itself, its decoded bytes in hex, base64 forms. */
 function secretForms(secret) {

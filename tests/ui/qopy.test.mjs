@@ -12,21 +12,15 @@ import { fromHex } from '../../static/js/crypto/bytes.js';
 import { accessCodeHash } from '../../static/js/crypto/access.js';
 import { encryptText } from '../../static/js/crypto/v3.js';
 import { newQuickSecret } from '../../static/js/secret.js';
-import { downloadFrom, launch, openPage, sha256File, startServer } from './harness.mjs';
+import { downloadFrom, openPage, sha256File, startBoth, stopBoth } from './harness.mjs';
 
 const vectors = JSON.parse(readFileSync(new URL('../fixtures/format-vectors.json', import.meta.url)));
 const vector = (name) => vectors.v3.find((v) => v.name === name);
 
 let server;
 let browser;
-before(async () => {
-  server = await startServer();
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+before(async () => ({ server, browser } = await startBoth()));
+after(() => stopBoth({ server, browser }));
 
 async function api(path, body) {
   const res = await fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });

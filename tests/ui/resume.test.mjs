@@ -9,19 +9,13 @@ import { copyFileSync, closeSync, mkdtempSync, openSync, statSync, utimesSync, w
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 
-import { downloadFrom, launch, makeFile, openPage, readLink, sha256File, startServer, until } from './harness.mjs';
+import { downloadFrom, makeFile, openPage, readLink, sha256File, startBoth, stopBoth, until } from './harness.mjs';
 
 const CHUNK = 1 << 20;
 let server;
 let browser;
-before(async () => {
-  server = await startServer({ FERRY_LIMITS__CHUNK_SIZE: String(CHUNK) });
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+before(async () => ({ server, browser } = await startBoth({ FERRY_LIMITS__CHUNK_SIZE: String(CHUNK) })));
+after(() => stopBoth({ server, browser }));
 
 const chunkIndex = (url) => Number(url.split('/').pop());
 

@@ -5,18 +5,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { launch, linkId, openPage, shareText, startServer } from './harness.mjs';
+import { linkId, openPage, shareText, startBoth, stopBoth } from './harness.mjs';
 
 let server;
 let browser;
-before(async () => {
-  server = await startServer();
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+before(async () => ({ server, browser } = await startBoth()));
+after(() => stopBoth({ server, browser }));
 
 async function shown(page) {
   await page.locator('#open-text-view').waitFor({ state: 'visible', timeout: 30000 });

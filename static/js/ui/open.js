@@ -184,7 +184,8 @@ async function openText(id, info, secret, access) {
   setText('open-title', 'A shared text');
   // A cut-short key is caught before anything is fetched (and a one-time text spent).
   if (id.length === 10 ? secret.length !== 44 : !QUICK_ID.test(secret)) return fail(new OpenError('incomplete'));
-  details({ name: 'Text', size: '', expiresAt: info.expiresAt, left: info.downloadsLeft });
+  details({ name: '', size: '', expiresAt: info.expiresAt, left: info.downloadsLeft });
+  show($('open-name').parentElement, false);
   show($('open-size').parentElement, false);
   const note = spendingNote(info, 'text');
   if (note) {
