@@ -4,6 +4,7 @@
 // Nothing here sees plaintext, keys or passwords: callers hand it ciphertext and hashes.
 
 import { postChunk } from './chunk-xhr.js';
+import { startWorker } from './workers.js';
 
 export class ApiError extends Error {
   constructor(status, body = {}, retryAfter = null) {
@@ -146,26 +147,21 @@ export class ChunkSender {
     this.stallMs = stallMs;
     this.used = 0;
     this.worker = null;
-    this.workers = typeof Worker === 'function';
   }
 
   /** A channel to post one chunk: `start(message, transfer)` and `abort()`. */
-  channel(report) {
-    if (this.workers) {
-      try {
-        if (!this.worker || this.used >= this.recycleAfter) {
-          this.worker?.terminate();
-          this.worker = new Worker(new URL('./send-worker.js', import.meta.url), { type: 'module' });
-          this.used = 0;
-        }
-        this.used++;
-        const worker = this.worker;
-        worker.onmessage = ({ data }) => report(data);
-        worker.onerror = () => report({ type: 'failed' });
-        return { start: (msg, transfer) => worker.postMessage(msg, transfer), abort: () => worker.postMessage({ type: 'abort' }) };
-      } catch {
-        this.workers = false;
-      }
+  async channel(report) {
+    if (!this.worker || this.used >= this.recycleAfter) {
+      this.worker?.terminate();
+      this.worker = typeof Worker === 'function' ? await startWorker(new URL('./send-worker.js', import.meta.url)) : null;
+      this.used = 0;
+    }
+    const worker = this.worker;
+    if (worker) {
+      this.used++;
+      worker.onmessage = ({ data }) => report(data);
+      worker.onerror = () => report({ type: 'failed' });
+      return { start: (msg, transfer) => worker.postMessage(msg, transfer), abort: () => worker.postMessage({ type: 'abort' }) };
     }
     let abort = () => {};
     return { start: (msg) => (abort = postChunk(msg.url, msg.body, msg.sha256, report)), abort: () => abort() };
@@ -174,41 +170,55 @@ export class ChunkSender {
   send(uploadId, index, bytes, sha256, onProgress) {
     let last = Date.now();
     let stalled = false;
-    let finish;
-    const done = new Promise((resolve, reject) => (finish = { resolve, reject }));
-    const channel = this.channel((msg) => {
-      last = Date.now();
-      if (msg.type === 'progress') return onProgress(msg.loaded);
-      if (msg.type === 'sent') return undefined;
-      clearInterval(watchdog);
-      if (msg.type === 'answer') {
-        let body = {};
-        try {
-          body = JSON.parse(msg.body || '{}');
-        } catch {
-          // not JSON: the status says enough
+    let stopped = false;
+    let channel = null;
+    let watchdog = null;
+    const answered = new Promise((resolve, reject) => {
+      this.channel((msg) => {
+        last = Date.now();
+        if (msg.type === 'progress') return onProgress(msg.loaded);
+        if (msg.type === 'sent') return undefined;
+        clearInterval(watchdog);
+        if (msg.type === 'answer') {
+          let body = {};
+          try {
+            body = JSON.parse(msg.body || '{}');
+          } catch {
+            // not JSON: the status says enough
+          }
+          if (msg.status >= 200 && msg.status < 300) resolve(body);
+          else reject(new ApiError(msg.status, body, retryAfterSeconds(msg.retryAfter)));
+        } else if (msg.type === 'aborted') {
+          reject(new ApiError(0, { code: stalled ? 'stalled' : 'aborted', message: 'Stopped.' }));
+        } else {
+          reject(new ApiError(0));
         }
-        if (msg.status >= 200 && msg.status < 300) finish.resolve(body);
-        else finish.reject(new ApiError(msg.status, body, retryAfterSeconds(msg.retryAfter)));
-      } else if (msg.type === 'aborted') {
-        finish.reject(new ApiError(0, { code: stalled ? 'stalled' : 'aborted', message: 'Stopped.' }));
-      } else {
-        finish.reject(new ApiError(0));
-      }
-      return undefined;
+        return undefined;
+      }).then((ready) => {
+        channel = ready;
+        if (stopped) return reject(new ApiError(0, { code: 'aborted', message: 'Stopped.' }));
+        // A connection that silently died (the browser still online) would never end: give
+        // up on it after `stallMs` without progress, as a network failure the scheduler retries.
+        last = Date.now();
+        watchdog = setInterval(() => {
+          if (Date.now() - last > this.stallMs) {
+            stalled = true;
+            channel.abort();
+          }
+        }, Math.min(5000, this.stallMs / 2));
+        const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+        const body = whole ? bytes : bytes.slice();
+        channel.start({ url: `/api/upload/chunk/${uploadId}/${index}`, body, sha256 }, [body.buffer]);
+        return undefined;
+      }, reject);
     });
-    // A connection that silently died (the browser still online) would never end: give up on
-    // it after `stallMs` without progress, as a network failure the scheduler retries.
-    const watchdog = setInterval(() => {
-      if (Date.now() - last > this.stallMs) {
-        stalled = true;
-        channel.abort();
-      }
-    }, Math.min(5000, this.stallMs / 2));
-    const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
-    const body = whole ? bytes : bytes.slice();
-    channel.start({ url: `/api/upload/chunk/${uploadId}/${index}`, body, sha256 }, [body.buffer]);
-    return { done, abort: () => channel.abort() };
+    return {
+      done: answered,
+      abort: () => {
+        stopped = true;
+        channel?.abort();
+      },
+    };
   }
 
   close() {

@@ -19,3 +19,4 @@ self.onmessage = async ({ data }) => {
     self.postMessage({ id, error: e?.message ?? String(e), name: e?.name ?? 'Error' });
   }
 };
+self.postMessage({ type: 'ready' });

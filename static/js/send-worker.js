@@ -14,3 +14,4 @@ self.onmessage = ({ data }) => {
   }
   abort = postChunk(data.url, data.body, data.sha256, (msg) => self.postMessage(msg));
 };
+self.postMessage({ type: 'ready' });

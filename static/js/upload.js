@@ -12,6 +12,7 @@ import { accessCodeHash } from './crypto/access.js';
 import * as v3 from './crypto/v3.js';
 import * as v4 from './crypto/v4.js';
 import { forgetUpload, saveUpload } from './resume-store.js';
+import { startWorker } from './workers.js';
 import { newQuickSecret, newTextSecret } from './secret.js';
 
 /** A refusal the person can act on (too large, a different file, ...). */
@@ -340,30 +341,24 @@ export async function shareFile(file, options, config, hooks) {
 
 /**
  * `makeChunk(c)` for a V4 file: chunk `c` sealed, with its SHA-256, made in a worker
- * (seal-worker.js) that is replaced every `recycleAfter` chunks, or on the page where no module
- * worker can run. One chunk at a time: the scheduler asks for the next when this one is done.
+ * (seal-worker.js) that is replaced every `recycleAfter` chunks, or on the page when no worker
+ * starts (workers.js). One chunk at a time: the scheduler asks for the next when this is done.
  */
 function fileChunks(file, keys, plan, recycleAfter = 2) {
   let worker = null;
   let used = 0;
-  let workers = typeof Worker === 'function';
   const onPage = async (c) => {
     const [start, end] = plan.plainRange(c);
     const bytes = await v4.sealChunk(keys, plan, c, new Uint8Array(await file.slice(start, end).arrayBuffer()));
     return { bytes, sha256: await sha256Hex(bytes) };
   };
-  const make = (c) => {
-    if (!workers) return onPage(c);
-    try {
-      if (!worker || used >= recycleAfter) {
-        worker?.terminate();
-        worker = new Worker(new URL('./seal-worker.js', import.meta.url), { type: 'module' });
-        used = 0;
-      }
-    } catch {
-      workers = false;
-      return onPage(c);
+  const make = async (c) => {
+    if (!worker || used >= recycleAfter) {
+      worker?.terminate();
+      worker = typeof Worker === 'function' ? await startWorker(new URL('./seal-worker.js', import.meta.url)) : null;
+      used = 0;
     }
+    if (!worker) return onPage(c);
     used++;
     const w = worker;
     return new Promise((resolve, reject) => {
