@@ -71,7 +71,7 @@ impl FsBlobStore {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::NotFound),
             Err(e) => {
-                return Err(BlobError::Io { context: "open blob".into(), source: e });
+                return Err(BlobError::from_io("open blob", e));
             }
         };
         let size = file.metadata().await.map_err(BlobError::io("stat blob"))?.len();
@@ -100,7 +100,7 @@ impl FsBlobStore {
         match read {
             Ok(Ok(v)) => Ok(Bytes::from(v)),
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Err(BlobError::NotFound),
-            Ok(Err(e)) => Err(BlobError::Io { context: "read blob".into(), source: e }),
+            Ok(Err(e)) => Err(BlobError::from_io("read blob", e)),
             Err(e) => Err(BlobError::Source(e.to_string())),
         }
     }
@@ -109,7 +109,7 @@ impl FsBlobStore {
         match fs::metadata(self.path_of(key)).await {
             Ok(m) => Ok(Some(m.len())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(BlobError::Io { context: "stat blob".into(), source: e }),
+            Err(e) => Err(BlobError::from_io("stat blob", e)),
         }
     }
 
@@ -117,7 +117,7 @@ impl FsBlobStore {
         match fs::remove_file(self.path_of(key)).await {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(BlobError::Io { context: "delete blob".into(), source: e }),
+            Err(e) => Err(BlobError::from_io("delete blob", e)),
         }
     }
 
@@ -132,7 +132,7 @@ impl FsBlobStore {
                     Ok(e) => e,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                     Err(e) => {
-                        return Err(BlobError::Io { context: format!("list {}", dir.display()), source: e });
+                        return Err(BlobError::from_io(format!("list {}", dir.display()), e));
                     }
                 };
                 for entry in entries {
@@ -170,7 +170,7 @@ impl FsBlobStore {
                     Ok(()) => removed += 1,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => {
-                        return Err(BlobError::Io { context: "delete blob".into(), source: e });
+                        return Err(BlobError::from_io("delete blob", e));
                     }
                 }
             }
@@ -189,7 +189,7 @@ impl FsBlobStore {
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| d.as_millis() as i64)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(BlobError::Io { context: "stat blob".into(), source: e }),
+            Err(e) => Err(BlobError::from_io("stat blob", e)),
         }
     }
 
@@ -197,8 +197,56 @@ impl FsBlobStore {
         match fs::remove_dir_all(self.path_of(prefix)).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(BlobError::Io { context: "delete blob prefix".into(), source: e }),
+            Err(e) => Err(BlobError::from_io("delete blob prefix", e)),
         }
+    }
+
+    pub async fn sync(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {
+        let path = self.path_of(key);
+        blocking(move || match std::fs::File::open(&path) {
+            Ok(f) => {
+                f.sync_all().map_err(BlobError::io("fsync blob"))?;
+                Ok(Some(f.metadata().map_err(BlobError::io("stat blob"))?.len()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(BlobError::from_io("open blob", e)),
+        })
+        .await
+    }
+
+    pub async fn sync_dir(&self, prefix: &BlobKey) -> Result<(), BlobError> {
+        let path = self.path_of(prefix);
+        blocking(move || std::fs::File::open(&path).and_then(|d| d.sync_all()).map_err(BlobError::io("fsync blob dir")))
+            .await
+    }
+
+    /// Reads on the blocking pool in 1 MiB steps; the buffer is the only memory used.
+    pub async fn hash_into(&self, key: &BlobKey, mut hasher: Sha256) -> Result<(Sha256, u64), BlobError> {
+        let path = self.path_of(key);
+        blocking(move || {
+            use std::io::Read as _;
+            let mut f = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::NotFound),
+                Err(e) => return Err(BlobError::from_io("open blob", e)),
+            };
+            let mut buf = vec![0u8; HASH_BUF];
+            let mut total = 0u64;
+            loop {
+                let n = f.read(&mut buf).map_err(BlobError::io("read blob"))?;
+                if n == 0 {
+                    return Ok((hasher, total));
+                }
+                hasher.update(&buf[..n]);
+                total += n as u64;
+            }
+        })
+        .await
+    }
+
+    pub async fn available(&self) -> Option<u64> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || free_bytes(&root)).await.ok().flatten()
     }
 
     pub async fn check(&self) -> Result<(), BlobError> {
@@ -211,6 +259,29 @@ impl FsBlobStore {
             _ => Err(BlobError::Source("probe read back different bytes".into())),
         }
     }
+}
+
+const HASH_BUF: usize = 1024 * 1024;
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, BlobError> + Send + 'static,
+) -> Result<T, BlobError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| BlobError::Source(e.to_string()))?
+}
+
+/// Free bytes for an unprivileged writer on the file system holding `path` (statvfs).
+fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a NUL-terminated path and `st` is a properly sized out-parameter.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 /// Small writes are gathered to this size before one blocking write.
@@ -279,8 +350,10 @@ impl FsWriter {
         let (tmp, dest) = (self.tmp.clone(), self.dest.clone());
         let hasher = tokio::task::spawn_blocking(move || -> Result<Sha256, BlobError> {
             let WriteState { file, hasher } = st;
-            if durability == Durability::Fsync {
-                file.sync_all().map_err(BlobError::io("fsync blob"))?;
+            match durability {
+                Durability::Fsync => file.sync_all().map_err(BlobError::io("fsync blob"))?,
+                Durability::Data => file.sync_data().map_err(BlobError::io("fdatasync blob"))?,
+                Durability::Atomic => {}
             }
             drop(file);
             let parent = dest.parent().expect("blob paths have a parent");

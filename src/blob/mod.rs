@@ -1,8 +1,12 @@
 //! The blob storage seam: bytes by key, chosen at startup (filesystem now; S3 later). Owns key
 //! validation, durable writes (temp file, fsync, atomic rename), ranged streaming reads, delete
-//! and listing for reconciliation. Knows nothing of clips, SQL or HTTP.
+//! and listing for reconciliation, and content made of several blobs read as one (`Content`).
+//! Knows nothing of clips, SQL or HTTP.
 
+pub mod content;
 pub mod fs;
+
+pub use content::{Content, Part};
 
 use std::fmt;
 use std::ops::Range;
@@ -25,13 +29,30 @@ pub enum BlobError {
     Io { context: String, source: std::io::Error },
     #[error("source stream failed: {0}")]
     Source(String),
+    /// The storage is full (ENOSPC) or over quota: the client may try again once space is freed.
+    #[error("{context}: no space left")]
+    NoSpace { context: String },
 }
 
 impl BlobError {
     pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BlobError {
         let context = context.into();
-        move |source| BlobError::Io { context, source }
+        move |source| BlobError::from_io(context, source)
     }
+
+    pub(crate) fn from_io(context: impl Into<String>, source: std::io::Error) -> BlobError {
+        if is_out_of_space(&source) {
+            BlobError::NoSpace { context: context.into() }
+        } else {
+            BlobError::Io { context: context.into(), source }
+        }
+    }
+}
+
+/// ENOSPC or EDQUOT, however the error reached us.
+pub fn is_out_of_space(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+        || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 /// A validated blob key: `/`-separated segments of `[A-Za-z0-9_-]` with inner dots, so it can
@@ -101,8 +122,11 @@ pub struct BlobRead {
 pub enum Durability {
     /// fsync the data and the directory entry: for blobs that back a committed row.
     Fsync,
-    /// Atomic rename only: for upload chunks, whose sizes are re-checked at assembly and which
-    /// a client can resend.
+    /// fdatasync the data, then rename: for upload chunks. A chunk survives a crash of the
+    /// process at once; its directory entry is made durable by the complete that uses it
+    /// (`sync_dir`), so a 200 for complete survives power loss.
+    Data,
+    /// Atomic rename only.
     Atomic,
 }
 
@@ -205,6 +229,73 @@ impl BlobStore {
         match self {
             BlobStore::Fs(s) => s.delete_prefix(prefix).await,
         }
+    }
+
+    /// Make a committed blob durable (fsync; cheap when its data was synced at commit) and
+    /// return its size; `None` when it is gone.
+    pub async fn sync(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {
+        match self {
+            BlobStore::Fs(s) => s.sync(key).await,
+        }
+    }
+
+    /// Make the entries under `prefix` durable (fsync of the directory on the filesystem).
+    pub async fn sync_prefix(&self, prefix: &BlobKey) -> Result<(), BlobError> {
+        match self {
+            BlobStore::Fs(s) => s.sync_dir(prefix).await,
+        }
+    }
+
+    /// Feed the whole blob into `hasher` (from the page cache where it is warm); the hasher
+    /// and the number of bytes read.
+    pub async fn hash_into(&self, key: &BlobKey, hasher: sha2::Sha256) -> Result<(sha2::Sha256, u64), BlobError> {
+        match self {
+            BlobStore::Fs(s) => s.hash_into(key, hasher).await,
+        }
+    }
+
+    /// Bytes a new blob may still take, when the backend can tell.
+    pub async fn available(&self) -> Option<u64> {
+        match self {
+            BlobStore::Fs(s) => s.available().await,
+        }
+    }
+
+    /// Stream `range` (or all) of a clip's content, whatever its layout. The first part is
+    /// opened before this returns, so a missing blob is an error here, not mid-stream.
+    pub async fn read_content(&self, content: &Content, range: Option<Range<u64>>) -> Result<BlobRead, BlobError> {
+        match content {
+            Content::Single(key) => self.read(key, range).await,
+            Content::Parts { .. } => content::read_parts(self, content, range).await,
+        }
+    }
+
+    /// Remove every blob of a clip's content; `false` when nothing was there.
+    pub async fn delete_content(&self, content: &Content) -> Result<bool, BlobError> {
+        match content {
+            Content::Single(key) => self.delete(key).await,
+            Content::Parts { prefix, .. } => {
+                let existed = !self.list(prefix.as_str()).await?.is_empty();
+                self.delete_prefix(prefix).await?;
+                Ok(existed)
+            }
+        }
+    }
+
+    /// Remove the content of many clips; how many blobs existed.
+    pub async fn delete_contents(&self, contents: Vec<Content>) -> Result<u64, BlobError> {
+        let mut singles = Vec::new();
+        let mut removed = 0;
+        for c in contents {
+            match c {
+                Content::Single(key) => singles.push(key),
+                Content::Parts { prefix, .. } => {
+                    removed += self.list(prefix.as_str()).await?.len() as u64;
+                    self.delete_prefix(&prefix).await?;
+                }
+            }
+        }
+        Ok(removed + self.delete_many(singles).await?)
     }
 
     /// A real write-and-remove probe, for health checks.

@@ -16,7 +16,7 @@ use super::error::DomainError;
 use super::range::{RangeHeader, RangeSpec};
 use super::types::{AccessCode, ClipId, ClipKind, Expiry, Filename, MaxDownloads, MimeType, UploadId};
 use super::uploads::clip_blob_key;
-use crate::blob::{BlobError, BlobKey, BlobStore, Durability};
+use crate::blob::{BlobError, BlobStore, Content, Durability};
 use crate::cache::Cached;
 use crate::store::{ClipRecord, NewClip};
 
@@ -122,10 +122,10 @@ pub async fn open_download(deps: &Deps, id: &ClipId, req: DownloadRequest) -> Re
     {
         range = Some(resolve(spec, size)?);
     }
-    let key = BlobKey::parse(&clip.blob_key).map_err(|e| DomainError::Internal(e.to_string()))?;
+    let content = content_of(&clip)?;
     // Open the bytes before claiming: whoever wins a claim already holds them, even if the
     // last winner's finished download removes the blob a moment later.
-    let read = match deps.blobs.read(&key, range.clone()).await {
+    let read = match deps.blobs.read_content(&content, range.clone()).await {
         Ok(read) => read,
         Err(BlobError::NotFound) if claims(&clip) => return Err(DomainError::ClipGone),
         Err(BlobError::NotFound) => {
@@ -148,13 +148,21 @@ pub async fn open_download(deps: &Deps, id: &ClipId, req: DownloadRequest) -> Re
         // not at the TTL.
         deps.cache.invalidate(&clip.code).await;
     }
-    let stream = if last {
-        // The last permitted download removes the bytes however the transfer ends.
-        Box::pin(DeleteWhenDone { inner: read.stream, blobs: deps.blobs.clone(), key: Some(key) })
+    // The last permitted download removes the bytes however the transfer ends. Content in
+    // parts is opened part by part, so where several downloads may still be streaming (a
+    // download limit above one) it is left to the sweep of retired clips, after their grace.
+    let sole_reader = clip.one_time || matches!(content, Content::Single(_));
+    let stream = if last && sole_reader {
+        Box::pin(DeleteWhenDone { inner: read.stream, blobs: deps.blobs.clone(), content: Some(content) })
     } else {
         read.stream
     };
     Ok(Download { clip, range, stream })
+}
+
+/// Where a clip's bytes are, from its row.
+pub fn content_of(clip: &ClipRecord) -> Result<Content, DomainError> {
+    Content::from_row(&clip.blob_key, clip.parts.as_deref()).map_err(|e| DomainError::Internal(e.to_string()))
 }
 
 fn resolve(spec: RangeSpec, size: u64) -> Result<std::ops::Range<u64>, DomainError> {
@@ -165,7 +173,7 @@ fn resolve(spec: RangeSpec, size: u64) -> Result<std::ops::Range<u64>, DomainErr
 struct DeleteWhenDone {
     inner: BoxStream<'static, std::io::Result<Bytes>>,
     blobs: BlobStore,
-    key: Option<BlobKey>,
+    content: Option<Content>,
 }
 
 impl Stream for DeleteWhenDone {
@@ -177,11 +185,11 @@ impl Stream for DeleteWhenDone {
 
 impl Drop for DeleteWhenDone {
     fn drop(&mut self) {
-        if let Some(key) = self.key.take() {
+        if let Some(content) = self.content.take() {
             let blobs = self.blobs.clone();
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 rt.spawn(async move {
-                    if let Err(e) = blobs.delete(&key).await {
+                    if let Err(e) = blobs.delete_content(&content).await {
                         tracing::warn!(error = %e, "could not remove a consumed clip's blob; the sweep will");
                     }
                 });
@@ -202,8 +210,7 @@ pub async fn delete(deps: &Deps, id: &ClipId, token: Option<&str>) -> Result<(),
     let retired = deps.store.mark_clip_deleted(clip.id, deps.now()).await?;
     deps.cache.invalidate(&clip.code).await;
     if retired {
-        let key = BlobKey::parse(&clip.blob_key).map_err(|e| DomainError::Internal(e.to_string()))?;
-        deps.blobs.delete(&key).await?;
+        deps.blobs.delete_content(&content_of(&clip)?).await?;
     }
     Ok(())
 }
@@ -229,6 +236,9 @@ where
     let limit = deps.limits.max_upload;
     if req.content_length.is_some_and(|n| n > limit) {
         return Err(DomainError::TooLarge { limit });
+    }
+    if let Some(n) = req.content_length {
+        super::uploads::refuse_if_no_room(deps, n).await?;
     }
     let unique = UploadId::generate();
     let key = clip_blob_key(unique.as_str());
@@ -266,6 +276,7 @@ where
         delete_token_hash: token_hash(&delete_token),
         upload_id: None,
         client: None,
+        parts: None,
     };
     match insert_with_fresh_code(deps, new, false).await {
         Ok(clip) => Ok(Completed { clip, delete_token }),

@@ -73,8 +73,11 @@ pub enum DomainError {
     /// The client's body broke off or was malformed mid-stream.
     #[error("request body: {0}")]
     BadBody(String),
+    /// Blob storage (or the database) is out of space, or the declared size cannot fit.
+    #[error("insufficient storage")]
+    InsufficientStorage { needed: Option<u64>, free: Option<u64> },
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     #[error(transparent)]
     Blob(BlobError),
     #[error("{0}")]
@@ -87,7 +90,18 @@ impl From<BlobError> for DomainError {
             BlobError::RangeNotSatisfiable { size, .. } => DomainError::RangeNotSatisfiable { size },
             // A stream error while writing is the client's body failing.
             BlobError::Source(msg) => DomainError::BadBody(msg),
+            BlobError::NoSpace { .. } => DomainError::InsufficientStorage { needed: None, free: None },
             other => DomainError::Blob(other),
+        }
+    }
+}
+
+impl From<StoreError> for DomainError {
+    fn from(e: StoreError) -> Self {
+        if e.is_out_of_space() {
+            DomainError::InsufficientStorage { needed: None, free: None }
+        } else {
+            DomainError::Store(e)
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod access;
 pub mod clips;
 pub mod clock;
 pub mod error;
+pub mod frontier;
 pub mod locks;
 pub mod range;
 pub mod types;
@@ -66,6 +67,8 @@ pub struct Deps {
     pub limits: Limits,
     pub access: access::AccessHasher,
     pub complete_locks: locks::KeyedLocks,
+    /// Whole-file hashes of uploads in progress, advanced as chunks arrive.
+    pub frontiers: frontier::Frontiers,
     pub cache: crate::cache::Cache,
     /// Cancelled when the process stops: background helpers (Redis listener) end with it.
     pub background: tokio_util::sync::CancellationToken,

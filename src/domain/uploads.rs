@@ -1,7 +1,12 @@
 //! Chunked uploads: initiate a session, stream chunks into blob storage (any order, in
-//! parallel, replaceable until completion), and complete by assembling the chunks in order into
-//! one durable blob with flat memory, then committing the clip row. Completion is locked per
-//! upload (in process) and claimed in the store (across processes), so it is idempotent.
+//! parallel, replaceable until completion), and complete by committing the clip row. Each
+//! chunk is written once, to a blob unique to that attempt, fdatasynced, and stays where it
+//! landed: the clip's content is the ordered list of its chunk blobs (`blob::Content`), so
+//! completing moves no bytes. What complete still does: check every chunk's size on disk and
+//! fsync it (in parallel under `assembly_concurrency`), fsync the chunk directory, and finish
+//! the whole-file SHA-256, most of which the hash frontier computed while chunks arrived.
+//! Completion is locked per upload (in process) and claimed in the store (across processes),
+//! so it is idempotent.
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -13,7 +18,7 @@ use super::types::{
     AccessCode, ChunkIndex, ClipKind, EncryptedMeta, Expiry, Filename, FormatVersion, MaxDownloads, MimeType,
     StreamHeader, UploadId,
 };
-use crate::blob::{BlobKey, BlobWriter, Durability};
+use crate::blob::{BlobKey, BlobWriter, Content, Durability, Part};
 use crate::store::{ChunkRecord, ClientFormat, NewClip, UploadRecord};
 
 /// A validated initiate request.
@@ -60,11 +65,14 @@ pub struct UploadStatus {
     pub chunks: Vec<ChunkRecord>,
 }
 
-pub fn chunk_key(id: &str, index: u32) -> BlobKey {
-    BlobKey::parse(&format!("chunks/{id}/{index}")).expect("upload ids and indexes make valid keys")
+/// A fresh blob leaf for one attempt at chunk `index`: `<index>.<random>`, so two attempts
+/// (a retry racing a stalled original, two instances) never write the same blob.
+fn attempt_leaf(index: u32) -> String {
+    format!("{index}.{:016x}", rand::random::<u64>())
 }
 
-fn chunk_prefix(id: &str) -> BlobKey {
+/// Where an upload's chunks are; after completion, where its clip's parts are.
+pub fn chunk_prefix(id: &str) -> BlobKey {
     BlobKey::parse(&format!("chunks/{id}")).expect("upload ids make valid keys")
 }
 
@@ -118,6 +126,9 @@ pub async fn initiate(deps: &Deps, req: InitiateRequest) -> Result<Initiated, Do
             Location::Body,
         ));
     }
+    if let Some(size) = req.filesize {
+        refuse_if_no_room(deps, size).await?;
+    }
     // Quick shares always live five minutes, whatever the client asked.
     let expiry = if req.quick_share { Expiry::Min5 } else { limits.expiry(req.expiry) };
     let now = deps.now();
@@ -151,6 +162,14 @@ pub async fn initiate(deps: &Deps, req: InitiateRequest) -> Result<Initiated, Do
     })
 }
 
+/// Refuse up front what cannot fit in the free space of blob storage (when it can tell).
+pub async fn refuse_if_no_room(deps: &Deps, size: u64) -> Result<(), DomainError> {
+    match deps.blobs.available().await {
+        Some(free) if size > free => Err(DomainError::InsufficientStorage { needed: Some(size), free: Some(free) }),
+        _ => Ok(()),
+    }
+}
+
 async fn session(deps: &Deps, id: &UploadId) -> Result<UploadRecord, DomainError> {
     deps.store.upload(id.as_str()).await?.ok_or(DomainError::UploadNotFound)
 }
@@ -159,6 +178,7 @@ async fn session(deps: &Deps, id: &UploadId) -> Result<UploadRecord, DomainError
 /// `finish`, and dropping it discards the bytes.
 pub struct ChunkSink {
     writer: BlobWriter,
+    leaf: String,
     upload_id: UploadId,
     index: u32,
     total: u32,
@@ -196,8 +216,9 @@ pub async fn open_chunk(
     if content_length.is_some_and(|n| n > limit) {
         return Err(DomainError::TooLarge { limit });
     }
-    let writer = deps.blobs.writer(&chunk_key(id.as_str(), index.0)).await?;
-    Ok(ChunkSink { writer, upload_id: id.clone(), index: index.0, total: s.total_chunks as u32, limit })
+    let leaf = attempt_leaf(index.0);
+    let writer = deps.blobs.writer(&Content::part_key(&chunk_prefix(id.as_str()), &leaf)).await?;
+    Ok(ChunkSink { writer, leaf, upload_id: id.clone(), index: index.0, total: s.total_chunks as u32, limit })
 }
 
 impl ChunkSink {
@@ -223,8 +244,8 @@ impl ChunkSink {
         Ok(())
     }
 
-    /// Verify the optional checksum, publish the chunk (replacing an earlier copy atomically)
-    /// and record it.
+    /// Verify the optional checksum, make the chunk durable under its attempt's key and
+    /// record it (replacing an earlier attempt, whose blob is then removed).
     pub async fn finish(self, deps: &Deps, expected_sha256: Option<&str>) -> Result<ReceivedChunk, DomainError> {
         let sha = self.writer.sha256_hex();
         if let Some(expected) = expected_sha256
@@ -233,10 +254,24 @@ impl ChunkSink {
             return Err(DomainError::ChecksumMismatch);
         }
         let id = self.upload_id.as_str().to_string();
-        let meta = self.writer.commit(Durability::Atomic).await?;
-        if !deps.store.record_chunk(&id, self.index, meta.size, &sha, deps.now()).await? {
+        let prefix = chunk_prefix(&id);
+        let key = Content::part_key(&prefix, &self.leaf);
+        let meta = self.writer.commit(Durability::Data).await?;
+        let earlier = deps.store.chunk(&id, self.index).await;
+        let recorded = deps.store.record_chunk(&id, self.index, meta.size, &sha, &self.leaf, deps.now()).await;
+        if !matches!(recorded, Ok(true)) {
+            // Not recorded: the bytes must not linger.
+            let _ = deps.blobs.delete(&key).await;
+            recorded?;
             return Err(DomainError::UploadCompleted);
         }
+        if let Ok(Some(old)) = earlier
+            && old.leaf != self.leaf
+        {
+            // Best effort: an attempt lost in a race is removed with the upload or the clip.
+            let _ = deps.blobs.delete(&Content::part_key(&prefix, &old.leaf)).await;
+        }
+        deps.frontiers.arrived(&deps.blobs, prefix, &id, self.index, self.leaf.clone(), meta.size);
         metrics::counter!("ferry_upload_chunks_total").increment(1);
         metrics::counter!("ferry_upload_bytes_total").increment(meta.size);
         let uploaded = deps.store.chunks(&id).await?.len() as u32;
@@ -256,6 +291,7 @@ pub async fn cancel(deps: &Deps, id: &UploadId) -> Result<(), DomainError> {
         return Err(DomainError::UploadCompleted);
     }
     deps.store.delete_upload(id.as_str()).await?;
+    deps.frontiers.forget(id.as_str());
     deps.blobs.delete_prefix(&chunk_prefix(id.as_str())).await?;
     Ok(())
 }
@@ -320,43 +356,39 @@ async fn assemble(deps: &Deps, s: &UploadRecord, req: &CompleteRequest) -> Resul
     if total > max {
         return Err(DomainError::TooLarge { limit: max });
     }
-    let client = client_format(deps, s, req).await?;
+    let client = client_format(deps, s, req, &chunks).await?;
 
     let assembly_started = std::time::Instant::now();
-    // Read up to `assembly_concurrency` chunks at once, write them strictly in order: memory
-    // stays at most that many chunks whatever the file size.
-    let key = clip_blob_key(&s.id);
-    let mut writer = deps.blobs.writer(&key).await?;
+    let prefix = chunk_prefix(&s.id);
+    // Every chunk must be on disk at its recorded size, and durable before the row commits.
     let blobs = deps.blobs.clone();
-    let upload_id = s.id.clone();
-    let mut reads = futures_util::stream::iter(chunks.clone())
+    let checked: Vec<(u32, Option<u64>, u64)> = futures_util::stream::iter(chunks.iter().cloned())
         .map(|c| {
-            let blobs = blobs.clone();
-            let upload_id = upload_id.clone();
-            async move {
-                let bytes = match blobs.read_all(&chunk_key(&upload_id, c.index as u32), c.size as usize).await {
-                    Ok(bytes) => Some(bytes),
-                    Err(crate::blob::BlobError::NotFound) => None,
-                    Err(e) => return Err(DomainError::from(e)),
-                };
-                Ok::<_, DomainError>((c, bytes))
-            }
+            let (blobs, key) = (blobs.clone(), Content::part_key(&prefix, &c.leaf));
+            async move { Ok::<_, DomainError>((c.index as u32, blobs.sync(&key).await?, c.size as u64)) }
         })
-        .buffered(deps.limits.assembly_concurrency);
-    while let Some(next) = reads.next().await {
-        let (chunk, bytes) = next?;
-        match bytes {
-            Some(bytes) if bytes.len() as u64 == chunk.size as u64 => writer.write(bytes).await?,
-            _ => {
-                // Lost or torn on disk (chunks are not fsynced): ask the client to resend it.
-                deps.store.forget_chunk(&s.id, chunk.index as u32).await?;
-                return Err(DomainError::UploadIncomplete { missing: vec![chunk.index as u32] });
-            }
+        .buffer_unordered(deps.limits.assembly_concurrency)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let mut lost: Vec<u32> = checked.iter().filter(|(_, on_disk, size)| *on_disk != Some(*size)).map(|c| c.0).collect();
+    if !lost.is_empty() {
+        // Lost or torn on disk: ask the client to send those again.
+        lost.sort_unstable();
+        for index in &lost {
+            deps.store.forget_chunk(&s.id, *index).await?;
         }
+        return Err(DomainError::UploadIncomplete { missing: lost });
     }
-    drop(reads);
-    let meta = writer.commit(Durability::Fsync).await?;
+    deps.blobs.sync_prefix(&prefix).await?;
+    let whole = deps.frontiers.finish(&deps.blobs, &prefix, &s.id, &chunks).await?;
+    let content = Content::Parts {
+        prefix: prefix.clone(),
+        parts: chunks.iter().map(|c| Part { leaf: c.leaf.clone(), size: c.size as u64 }).collect(),
+    };
     metrics::histogram!("ferry_assembly_seconds").record(assembly_started.elapsed().as_secs_f64());
+    metrics::counter!("ferry_assembly_hashed_bytes_total").increment(whole.hashed_at_finish);
 
     let access_code_hash = match &req.access_code {
         Some(code) => Some(deps.access.hash(code).await?),
@@ -366,11 +398,11 @@ async fn assemble(deps: &Deps, s: &UploadRecord, req: &CompleteRequest) -> Resul
     let new = NewClip {
         code: String::new(),
         kind: kind.as_str().into(),
-        blob_key: key.as_str().into(),
+        blob_key: prefix.as_str().into(),
         filename: Some(s.filename.clone()),
         mime_type: s.mime_type.clone(),
-        size: meta.size as i64,
-        sha256: meta.sha256,
+        size: total as i64,
+        sha256: whole.sha256,
         created_at: now,
         expires_at: now + s.expiry_ms,
         one_time: s.one_time,
@@ -380,14 +412,30 @@ async fn assemble(deps: &Deps, s: &UploadRecord, req: &CompleteRequest) -> Resul
         delete_token_hash: super::access::token_hash(&s.delete_token),
         upload_id: Some(s.id.clone()),
         client,
+        parts: content.parts_column(),
     };
     let clip = clips::insert_with_fresh_code(deps, new, s.quick_share).await?;
     deps.store.mark_upload_complete(&s.id, &clip.code, now).await?;
-    if let Err(e) = deps.blobs.delete_prefix(&chunk_prefix(&s.id)).await {
-        // The clip is committed; leftover chunk files are reclaimed by the orphan sweep.
-        tracing::warn!(error = %e, "could not remove assembled chunks");
-    }
+    remove_strays(deps, &content).await;
     Ok(Completed { clip, delete_token: s.delete_token.clone() })
+}
+
+/// Attempts that lost a race for their index are not part of the clip: remove them now (they
+/// would otherwise go only with the clip).
+async fn remove_strays(deps: &Deps, content: &Content) {
+    let Content::Parts { prefix, parts } = content else { return };
+    let keep: std::collections::HashSet<BlobKey> = parts.iter().map(|p| Content::part_key(prefix, &p.leaf)).collect();
+    match deps.blobs.list(prefix.as_str()).await {
+        Ok(all) => {
+            let strays: Vec<BlobKey> = all.into_iter().filter(|k| !keep.contains(k)).collect();
+            if !strays.is_empty()
+                && let Err(e) = deps.blobs.delete_many(strays).await
+            {
+                tracing::warn!(error = %e, "could not remove superseded chunk attempts");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not list chunk attempts"),
+    }
 }
 
 /// What the client declared about its encryption, checked against the stored bytes: a V4
@@ -397,6 +445,7 @@ async fn client_format(
     deps: &Deps,
     s: &UploadRecord,
     req: &CompleteRequest,
+    chunks: &[ChunkRecord],
 ) -> Result<Option<ClientFormat>, DomainError> {
     let meta = req.meta.clone().map(EncryptedMeta::into_string);
     let stream_header = match req.format {
@@ -407,7 +456,8 @@ async fn client_format(
         Some(FormatVersion::V3) => None,
         Some(FormatVersion::V4) => {
             let range = Some(0..StreamHeader::LEN as u64);
-            let mut first = deps.blobs.read(&chunk_key(&s.id, 0), range).await?.stream;
+            let first_leaf = chunks.first().map(|c| c.leaf.as_str()).unwrap_or("0");
+            let mut first = deps.blobs.read(&Content::part_key(&chunk_prefix(&s.id), first_leaf), range).await?.stream;
             let mut bytes = Vec::with_capacity(StreamHeader::LEN);
             while let Some(piece) = first.next().await {
                 bytes.extend_from_slice(&piece.map_err(|e| DomainError::Internal(e.to_string()))?);

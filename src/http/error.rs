@@ -154,6 +154,7 @@ fn domain_status(e: &DomainError) -> StatusCode {
         }
         DomainError::RawNotAllowed | DomainError::DeleteTokenInvalid => StatusCode::FORBIDDEN,
         DomainError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+        DomainError::InsufficientStorage { .. } => StatusCode::INSUFFICIENT_STORAGE,
         DomainError::Store(s) if store_is_down(s) => StatusCode::SERVICE_UNAVAILABLE,
         DomainError::Store(_) | DomainError::Blob(_) | DomainError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -225,6 +226,13 @@ fn domain_body(e: &DomainError) -> Value {
         }
         DomainError::BadBody(_) => {
             simple("Bad request body", "The request body ended early or was malformed.", "bad_body")
+        }
+        DomainError::InsufficientStorage { needed, free } => {
+            let message = match (needed, free) {
+                (Some(n), Some(f)) => format!("This server has room for {f} more bytes, not {n}; try a smaller file or later."),
+                _ => "This server's storage is full; nothing was stored. Try again later.".to_string(),
+            };
+            json!({ "error": "Insufficient storage", "message": message, "code": "insufficient_storage" })
         }
         DomainError::Store(s) if store_is_down(s) => {
             simple("Service unavailable", "The database is not answering; try again shortly.", "unavailable")

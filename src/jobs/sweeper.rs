@@ -1,6 +1,7 @@
 //! The scheduled sweep: deletes, in bounded batches driven by partial indexes, expired clips,
 //! consumed and deleted clips, abandoned and finished upload sessions with their chunks, and (on
-//! a slower cadence) blobs that no row owns. Rows go first, in one statement per batch (SKIP
+//! a slower cadence) blobs that no row owns. A completed upload's chunk directory belongs to
+//! its clip (the chunks are the clip's parts) and goes with the clip, not with the session. Rows go first, in one statement per batch (SKIP
 //! LOCKED on PostgreSQL, so instances share the work); blobs after, so a crash in between only
 //! leaves orphans, which the reconcile pass removes.
 
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::blob::BlobKey;
+use crate::blob::{BlobKey, Content};
 use crate::domain::{Deps, DomainError};
 
 /// Sweep settings, from configuration.
@@ -40,8 +41,14 @@ pub struct SweepReport {
     pub batches: u64,
 }
 
-fn keys(raw: Vec<String>) -> Vec<BlobKey> {
-    raw.iter().filter_map(|k| BlobKey::parse(k).ok()).collect()
+fn contents(rows: Vec<(String, Option<String>)>) -> Vec<Content> {
+    rows.iter().filter_map(|(key, parts)| Content::from_row(key, parts.as_deref()).ok()).collect()
+}
+
+/// An upload's chunk directory, unless a clip owns it (its chunks became the clip's parts).
+async fn chunk_dir_if_unowned(deps: &Deps, upload: &str) -> Result<Option<BlobKey>, DomainError> {
+    let Ok(dir) = BlobKey::parse(&format!("chunks/{upload}")) else { return Ok(None) };
+    Ok(if deps.store.blob_has_clip(dir.as_str()).await? { None } else { Some(dir) })
 }
 
 /// One pass over everything due at `now`, batch after batch until nothing is left.
@@ -55,7 +62,7 @@ pub async fn sweep_once(deps: &Deps, settings: &SweepSettings, now: i64) -> Resu
         }
         report.batches += 1;
         report.expired_clips += gone.len() as u64;
-        report.blobs_deleted += deps.blobs.delete_many(keys(gone)).await?;
+        report.blobs_deleted += deps.blobs.delete_contents(contents(gone)).await?;
     }
     loop {
         let gone = deps.store.sweep_retired_clips(now - settings.retired_grace_ms, limit).await?;
@@ -64,7 +71,7 @@ pub async fn sweep_once(deps: &Deps, settings: &SweepSettings, now: i64) -> Resu
         }
         report.batches += 1;
         report.retired_clips += gone.len() as u64;
-        report.blobs_deleted += deps.blobs.delete_many(keys(gone)).await?;
+        report.blobs_deleted += deps.blobs.delete_contents(contents(gone)).await?;
     }
     for finished in [false, true] {
         loop {
@@ -78,8 +85,9 @@ pub async fn sweep_once(deps: &Deps, settings: &SweepSettings, now: i64) -> Resu
             }
             report.batches += 1;
             for id in &gone {
-                if let Ok(prefix) = BlobKey::parse(&format!("chunks/{id}")) {
-                    deps.blobs.delete_prefix(&prefix).await?;
+                deps.frontiers.forget(id);
+                if let Some(dir) = chunk_dir_if_unowned(deps, id).await? {
+                    deps.blobs.delete_prefix(&dir).await?;
                 }
             }
             if finished {
@@ -102,8 +110,8 @@ pub async fn sweep_once(deps: &Deps, settings: &SweepSettings, now: i64) -> Resu
     Ok(report)
 }
 
-/// Remove blobs no row owns: clip blobs without a clip row, chunk directories without an
-/// upload session. Only blobs older than the grace are considered. Walks one two-character
+/// Remove blobs no row owns: clip blobs without a clip row, chunk directories with neither an
+/// upload session nor a clip made of them. Only blobs older than the grace are considered. Walks one two-character
 /// prefix directory at a time, so memory stays small however many blobs there are.
 pub async fn reconcile_once(deps: &Deps, settings: &SweepSettings, now: i64) -> Result<u64, DomainError> {
     let mut deleted = 0;
@@ -125,8 +133,10 @@ pub async fn reconcile_once(deps: &Deps, settings: &SweepSettings, now: i64) -> 
         if !seen.insert(upload.to_string()) {
             continue;
         }
-        if deps.store.upload(upload).await?.is_none() && old_enough(deps.blobs.modified_ms(&key).await?) {
-            let dir = BlobKey::parse(&format!("chunks/{upload}")).map_err(|e| DomainError::Internal(e.to_string()))?;
+        if deps.store.upload(upload).await?.is_none()
+            && old_enough(deps.blobs.modified_ms(&key).await?)
+            && let Some(dir) = chunk_dir_if_unowned(deps, upload).await?
+        {
             let count = deps.blobs.list(dir.as_str()).await?.len() as u64;
             deps.blobs.delete_prefix(&dir).await?;
             deleted += count;

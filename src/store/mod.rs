@@ -38,6 +38,18 @@ pub enum StoreError {
     Io { context: String, source: std::io::Error },
 }
 
+impl StoreError {
+    /// The database could not write for lack of space (SQLITE_FULL; PostgreSQL's 53100).
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            StoreError::Sqlite(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+            StoreError::Postgres(e) => e.code() == Some(&tokio_postgres::error::SqlState::DISK_FULL),
+            StoreError::Io { source, .. } => crate::blob::is_out_of_space(source),
+            _ => false,
+        }
+    }
+}
+
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         match e {
@@ -189,9 +201,11 @@ impl Store {
         index: u32,
         size: u64,
         sha256: &str,
+        leaf: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let params = vec![text(id), P::I32(index as i32), P::I64(size as i64), text(sha256), P::I64(now)];
+        let params =
+            vec![text(id), P::I32(index as i32), P::I64(size as i64), text(sha256), P::I64(now), text(leaf)];
         let recorded = self.execute(sql::RECORD_CHUNK, params).await? == 1;
         if recorded {
             self.execute(sql::TOUCH_UPLOAD, vec![text(id), P::I64(now)]).await?;
@@ -201,6 +215,11 @@ impl Store {
 
     pub async fn chunks(&self, id: &str) -> Result<Vec<ChunkRecord>, StoreError> {
         self.query(sql::LIST_CHUNKS, vec![text(id)], ChunkRecord::decode).await
+    }
+
+    /// The recorded chunk at `index`, if any.
+    pub async fn chunk(&self, id: &str, index: u32) -> Result<Option<ChunkRecord>, StoreError> {
+        self.query_opt(sql::CHUNK_LEAF, vec![text(id), P::I32(index as i32)], ChunkRecord::decode).await
     }
 
     pub async fn forget_chunk(&self, id: &str, index: u32) -> Result<(), StoreError> {
@@ -257,6 +276,7 @@ impl Store {
             P::OptI32(c.client.as_ref().map(|f| i32::from(f.format))),
             P::OptText(c.client.as_ref().and_then(|f| f.meta.clone())),
             P::OptText(c.client.as_ref().and_then(|f| f.stream_header.clone())),
+            P::OptText(c.parts.clone()),
         ];
         self.query_opt(sql::INSERT_CLIP, params, ClipRecord::decode).await
     }
@@ -291,16 +311,20 @@ impl Store {
         }
     }
 
-    /// Delete up to `limit` expired live clips; their blob keys.
-    pub async fn sweep_expired_clips(&self, now: i64, limit: i64) -> Result<Vec<String>, StoreError> {
+    /// Delete up to `limit` expired live clips; their blob keys and parts columns.
+    pub async fn sweep_expired_clips(&self, now: i64, limit: i64) -> Result<Vec<(String, Option<String>)>, StoreError> {
         let sql = self.pick(sql::SWEEP_EXPIRED_CLIPS, sql::SWEEP_EXPIRED_CLIPS_PG);
-        self.query(sql, vec![P::I64(now), P::I64(limit)], |r| r.text("blob_key")).await
+        self.query(sql, vec![P::I64(now), P::I64(limit)], |r| Ok((r.text("blob_key")?, r.opt_text("parts")?))).await
     }
 
-    /// Delete up to `limit` clips consumed or deleted before `cutoff`; their blob keys.
-    pub async fn sweep_retired_clips(&self, cutoff: i64, limit: i64) -> Result<Vec<String>, StoreError> {
+    /// Delete up to `limit` clips consumed or deleted before `cutoff`; their blob keys and parts.
+    pub async fn sweep_retired_clips(
+        &self,
+        cutoff: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
         let sql = self.pick(sql::SWEEP_RETIRED_CLIPS, sql::SWEEP_RETIRED_CLIPS_PG);
-        self.query(sql, vec![P::I64(cutoff), P::I64(limit)], |r| r.text("blob_key")).await
+        self.query(sql, vec![P::I64(cutoff), P::I64(limit)], |r| Ok((r.text("blob_key")?, r.opt_text("parts")?))).await
     }
 
     /// Delete up to `limit` uploading sessions idle since `cutoff`; their ids.

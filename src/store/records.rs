@@ -121,6 +121,9 @@ pub struct ClipRecord {
     /// Entries cached in Redis by an older build have no such field.
     #[serde(default)]
     pub client: Option<ClientFormat>,
+    /// The parts column (blob::Content): `None` when `blob_key` is the one blob.
+    #[serde(default)]
+    pub parts: Option<String>,
 }
 
 /// What a browser client declared about its encryption at complete (FORMAT.md): format 3 or
@@ -157,6 +160,7 @@ impl ClipRecord {
             delete_token_hash: String::new(),
             consumed_at: None,
             client: None,
+            parts: None,
         }
     }
 }
@@ -189,6 +193,7 @@ impl ClipRecord {
                 }),
                 None => None,
             },
+            parts: r.opt_text("parts")?,
         })
     }
 }
@@ -212,6 +217,7 @@ pub struct NewClip {
     pub delete_token_hash: String,
     pub upload_id: Option<String>,
     pub client: Option<ClientFormat>,
+    pub parts: Option<String>,
 }
 
 /// An upload session as stored.
@@ -268,11 +274,19 @@ pub struct ChunkRecord {
     pub index: i32,
     pub size: i64,
     pub sha256: Option<String>,
+    /// The chunk's blob below `chunks/<upload id>/` (`<index>` for rows of an older build).
+    pub leaf: String,
 }
 
 impl ChunkRecord {
     pub fn decode(r: &dyn RowLike) -> Result<ChunkRecord, StoreError> {
-        Ok(ChunkRecord { index: r.i32("chunk_index")?, size: r.i64("size")?, sha256: r.opt_text("sha256")? })
+        let index = r.i32("chunk_index")?;
+        Ok(ChunkRecord {
+            index,
+            size: r.i64("size")?,
+            sha256: r.opt_text("sha256")?,
+            leaf: r.opt_text("blob_leaf")?.unwrap_or_else(|| index.to_string()),
+        })
     }
 }
 

@@ -5,7 +5,7 @@ macro_rules! clip_cols {
     () => {
         "id, code, kind, blob_key, filename, mime_type, size, sha256, created_at, expires_at, \
          one_time, max_downloads, download_count, access_code_hash, quick_share, delete_token_hash, \
-         consumed_at, format, meta, stream_header"
+         consumed_at, format, meta, stream_header, parts"
     };
 }
 
@@ -31,8 +31,8 @@ pub const CLIP_BY_UPLOAD: &str = concat!("SELECT ", clip_cols!(), " FROM clips W
 pub const INSERT_CLIP: &str = concat!(
     "INSERT INTO clips (code, kind, blob_key, filename, mime_type, size, sha256, created_at, \
      expires_at, one_time, max_downloads, access_code_hash, quick_share, delete_token_hash, upload_id, \
-     format, meta, stream_header) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+     format, meta, stream_header, parts) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
      ON CONFLICT DO NOTHING RETURNING ",
     clip_cols!()
 );
@@ -88,17 +88,23 @@ pub const INSERT_UPLOAD: &str = "INSERT INTO upload_sessions (id, filename, file
 pub const UPLOAD_BY_ID: &str = concat!("SELECT ", upload_cols!(), " FROM upload_sessions WHERE id = $1");
 
 /// Record (or atomically replace) a received chunk, only while the session accepts chunks.
-/// $1 upload, $2 index, $3 size, $4 sha256, $5 now.
-pub const RECORD_CHUNK: &str = "INSERT INTO upload_chunks (upload_id, chunk_index, size, sha256, received_at) \
-     SELECT CAST($1 AS TEXT), CAST($2 AS INTEGER), CAST($3 AS BIGINT), CAST($4 AS TEXT), CAST($5 AS BIGINT) WHERE EXISTS \
+/// $1 upload, $2 index, $3 size, $4 sha256, $5 now, $6 blob leaf.
+pub const RECORD_CHUNK: &str = "INSERT INTO upload_chunks (upload_id, chunk_index, size, sha256, received_at, blob_leaf) \
+     SELECT CAST($1 AS TEXT), CAST($2 AS INTEGER), CAST($3 AS BIGINT), CAST($4 AS TEXT), CAST($5 AS BIGINT), \
+       CAST($6 AS TEXT) WHERE EXISTS \
        (SELECT 1 FROM upload_sessions WHERE id = $1 AND status = 'uploading') \
      ON CONFLICT (upload_id, chunk_index) DO UPDATE \
-       SET size = excluded.size, sha256 = excluded.sha256, received_at = excluded.received_at";
+       SET size = excluded.size, sha256 = excluded.sha256, received_at = excluded.received_at, \
+           blob_leaf = excluded.blob_leaf";
+
+/// The blob a recorded chunk names, before it is replaced. $1 upload, $2 index.
+pub const CHUNK_LEAF: &str =
+    "SELECT chunk_index, size, sha256, blob_leaf FROM upload_chunks WHERE upload_id = $1 AND chunk_index = $2";
 
 pub const TOUCH_UPLOAD: &str = "UPDATE upload_sessions SET last_activity = $2 WHERE id = $1";
 
 pub const LIST_CHUNKS: &str =
-    "SELECT chunk_index, size, sha256 FROM upload_chunks WHERE upload_id = $1 ORDER BY chunk_index";
+    "SELECT chunk_index, size, sha256, blob_leaf FROM upload_chunks WHERE upload_id = $1 ORDER BY chunk_index";
 
 pub const DELETE_CHUNK_ROW: &str = "DELETE FROM upload_chunks WHERE upload_id = $1 AND chunk_index = $2";
 
@@ -125,18 +131,18 @@ pub const DELETE_UPLOAD: &str = "DELETE FROM upload_sessions WHERE id = $1";
 /// Sweep: remove one batch of expired live clips, returning their blob keys. $1 now, $2 limit.
 pub const SWEEP_EXPIRED_CLIPS: &str = "DELETE FROM clips WHERE id IN (SELECT id FROM clips \
      WHERE expires_at <= $1 AND consumed_at IS NULL AND deleted_at IS NULL ORDER BY expires_at LIMIT $2) \
-     RETURNING blob_key";
+     RETURNING blob_key, parts";
 pub const SWEEP_EXPIRED_CLIPS_PG: &str = "DELETE FROM clips WHERE id IN (SELECT id FROM clips \
      WHERE expires_at <= $1 AND consumed_at IS NULL AND deleted_at IS NULL ORDER BY expires_at LIMIT $2 \
-     FOR UPDATE SKIP LOCKED) RETURNING blob_key";
+     FOR UPDATE SKIP LOCKED) RETURNING blob_key, parts";
 
 /// Sweep: consumed or deleted clips retired before $1. $2 limit.
 pub const SWEEP_RETIRED_CLIPS: &str = "DELETE FROM clips WHERE id IN (SELECT id FROM clips \
      WHERE (consumed_at IS NOT NULL OR deleted_at IS NOT NULL) AND coalesce(consumed_at, deleted_at) <= $1 \
-     ORDER BY id LIMIT $2) RETURNING blob_key";
+     ORDER BY id LIMIT $2) RETURNING blob_key, parts";
 pub const SWEEP_RETIRED_CLIPS_PG: &str = "DELETE FROM clips WHERE id IN (SELECT id FROM clips \
      WHERE (consumed_at IS NOT NULL OR deleted_at IS NOT NULL) AND coalesce(consumed_at, deleted_at) <= $1 \
-     ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING blob_key";
+     ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING blob_key, parts";
 
 /// Sweep: upload sessions with no activity since $1 (chunks go by cascade). $2 limit.
 pub const SWEEP_ABANDONED_UPLOADS: &str = "DELETE FROM upload_sessions WHERE id IN (SELECT id FROM upload_sessions \

@@ -208,13 +208,23 @@ fn clip_id_of(done: &Value) -> String {
 }
 
 /// The chunk directory of an upload is gone or empty.
-fn chunk_dir_is_empty(app: &TestApp, upload_id: &str) -> bool {
+/// How many files an upload's chunk directory holds.
+fn chunk_files(app: &TestApp, upload_id: &str) -> usize {
     let dir = app.data_dir.path().join("blobs/chunks").join(upload_id);
     match std::fs::read_dir(&dir) {
-        Ok(mut entries) => entries.next().is_none(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Ok(entries) => entries.count(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
         Err(e) => panic!("reading {}: {e}", dir.display()),
     }
+}
+
+fn chunk_dir_is_empty(app: &TestApp, upload_id: &str) -> bool {
+    chunk_files(app, upload_id) == 0
+}
+
+/// Temp files left in the blob store's temp directory.
+fn temp_files(app: &TestApp) -> usize {
+    std::fs::read_dir(app.data_dir.path().join("blobs/.tmp")).map(|d| d.count()).unwrap_or(0)
 }
 
 /// The whole three-step upload of `bytes`: initiate with `initiate_body`, chunks (in order as raw
@@ -278,7 +288,12 @@ pub(crate) async fn upload_with(
     assert_eq!(done["sha256"], sha256_hex(bytes), "{done}");
     assert!(done["deleteToken"].as_str().is_some_and(|t| !t.is_empty()), "{done}");
     assert!(done["expiresAt"].is_i64(), "{done}");
-    assert!(chunk_dir_is_empty(app, &upload_id), "the chunks of {upload_id} are still on disk after complete");
+    // The chunks stay where they landed and are the clip: one file each, nothing else, and no
+    // second copy anywhere.
+    let total = bytes.len().div_ceil(chunk_size).max(1);
+    assert_eq!(chunk_files(app, &upload_id), total, "the chunk directory of {upload_id} after complete");
+    assert_eq!(temp_files(app), 0, "no temp file is left after complete");
+    assert!(!app.data_dir.path().join("blobs/clips").exists(), "complete wrote no assembled copy");
     (clip_id, done)
 }
 
@@ -678,7 +693,7 @@ all_backends! {
             assert_eq!(again["clipId"], first["clipId"]);
             assert_eq!(again["deleteToken"], first["deleteToken"]);
         }
-        assert!(chunk_dir_is_empty(&app, &id));
+        assert_eq!(chunk_files(&app, &id), data.len().div_ceil(CHUNK), "one file per chunk, however many completes");
         let status = json_with(upload_status(&app, &id).await, 200).await;
         assert_eq!(status["status"], "complete");
         assert_same_bytes(&download_ok(&app, &clip_id).await, &data);
