@@ -94,7 +94,10 @@ pub async fn open_deps(config: &Config, clock: SharedClock) -> anyhow::Result<De
         limits: Limits::from_config(config),
         access: AccessHasher::new(config.upload.access_code_concurrency),
         complete_locks: KeyedLocks::default(),
-        frontiers: crate::domain::frontier::Frontiers::new(config.upload.assembly_concurrency, config.sweep.abandon_after),
+        frontiers: crate::domain::frontier::Frontiers::new(
+            config.upload.assembly_concurrency,
+            config.sweep.abandon_after,
+        ),
         last_sweep: Default::default(),
     })
 }

@@ -23,7 +23,10 @@ pub struct Part {
 pub enum Content {
     Single(BlobKey),
     /// The content is the parts, in order, each at `prefix/leaf`.
-    Parts { prefix: BlobKey, parts: Vec<Part> },
+    Parts {
+        prefix: BlobKey,
+        parts: Vec<Part>,
+    },
 }
 
 impl Content {
@@ -73,6 +76,9 @@ impl Content {
 /// The pieces of `range` that fall in each part: (key, range within the part).
 fn pieces(prefix: &BlobKey, parts: &[Part], range: &Range<u64>) -> Vec<(BlobKey, Range<u64>)> {
     let mut out = Vec::new();
+    if range.start >= range.end {
+        return out;
+    }
     let mut offset = 0u64;
     for p in parts {
         let (start, end) = (offset, offset + p.size);

@@ -78,8 +78,11 @@ impl Frontiers {
                     return;
                 }
                 // A chunk behind the frontier was replaced: its bytes and all after it change.
-                let replaced: Vec<(u32, (String, u64))> =
-                    f.done[at + 1..].iter().enumerate().map(|(i, d)| ((at + 1 + i) as u32, (d.0.clone(), d.1))).collect();
+                let replaced: Vec<(u32, (String, u64))> = f.done[at + 1..]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| ((at + 1 + i) as u32, (d.0.clone(), d.1)))
+                    .collect();
                 f.rewind(at);
                 f.waiting.extend(replaced);
             }
@@ -114,7 +117,12 @@ impl Frontiers {
     ) -> Result<WholeHash, BlobError> {
         let frontier = self.entry(upload);
         let mut f = frontier.lock().await;
-        let keep = f.done.iter().zip(chunks).take_while(|((leaf, size, _), c)| *leaf == c.leaf && *size == c.size as u64).count();
+        let keep = f
+            .done
+            .iter()
+            .zip(chunks)
+            .take_while(|((leaf, size, _), c)| *leaf == c.leaf && *size == c.size as u64)
+            .count();
         f.rewind(keep);
         let mut hasher = f.hasher.clone();
         let mut hashed_at_finish = 0;

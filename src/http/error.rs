@@ -229,7 +229,9 @@ fn domain_body(e: &DomainError) -> Value {
         }
         DomainError::InsufficientStorage { needed, free } => {
             let message = match (needed, free) {
-                (Some(n), Some(f)) => format!("This server has room for {f} more bytes, not {n}; try a smaller file or later."),
+                (Some(n), Some(f)) => {
+                    format!("This server has room for {f} more bytes, not {n}; try a smaller file or later.")
+                }
                 _ => "This server's storage is full; nothing was stored. Try again later.".to_string(),
             };
             json!({ "error": "Insufficient storage", "message": message, "code": "insufficient_storage" })

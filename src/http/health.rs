@@ -17,33 +17,57 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 struct Check {
     name: &'static str,
     ok: bool,
+    /// Working but out of space: reads are still served, so the instance stays in service;
+    /// uploads answer 507 until space is freed.
+    full: bool,
     latency_ms: u128,
+}
+
+/// A check's failure, telling a full disk apart.
+enum Failure {
+    Full,
+    Other(String),
+}
+
+impl From<String> for Failure {
+    fn from(s: String) -> Failure {
+        Failure::Other(s)
+    }
 }
 
 async fn timed<F>(name: &'static str, timeout: std::time::Duration, check: F) -> Check
 where
-    F: Future<Output = Result<(), String>>,
+    F: Future<Output = Result<(), Failure>>,
 {
     let started = Instant::now();
-    let ok = match tokio::time::timeout(timeout, check).await {
-        Ok(Ok(())) => true,
-        Ok(Err(cause)) => {
+    let (ok, full) = match tokio::time::timeout(timeout, check).await {
+        Ok(Ok(())) => (true, false),
+        Ok(Err(Failure::Full)) => {
+            tracing::warn!(check = name, "health check: storage is full");
+            (true, true)
+        }
+        Ok(Err(Failure::Other(cause))) => {
             tracing::warn!(check = name, %cause, "health check failed");
-            false
+            (false, false)
         }
         Err(_) => {
             tracing::warn!(check = name, "health check timed out");
-            false
+            (false, false)
         }
     };
-    Check { name, ok, latency_ms: started.elapsed().as_millis() }
+    Check { name, ok, full, latency_ms: started.elapsed().as_millis() }
 }
 
 async fn run_checks(state: &AppState) -> Vec<Check> {
     let timeout = state.config().server.health_check_timeout;
     let (db, storage) = tokio::join!(
-        timed("database", timeout, async { state.store().ping().await.map_err(|e| e.to_string()) }),
-        timed("storage", timeout, async { state.blobs().check().await.map_err(|e| e.to_string()) }),
+        timed("database", timeout, async { state.store().ping().await.map_err(|e| e.to_string().into()) }),
+        timed("storage", timeout, async {
+            state.blobs().check().await.map_err(|e| match e {
+                crate::blob::BlobError::NoSpace { .. } => Failure::Full,
+                other => Failure::Other(other.to_string()),
+            })
+        }),
     );
     vec![db, storage]
 }
@@ -51,7 +75,12 @@ async fn run_checks(state: &AppState) -> Vec<Check> {
 fn checks_json(checks: &[Check]) -> Value {
     let mut map = serde_json::Map::new();
     for c in checks {
-        map.insert(c.name.into(), json!({ "status": if c.ok { "ok" } else { "error" }, "latencyMs": c.latency_ms }));
+        let status = match (c.ok, c.full) {
+            (true, false) => "ok",
+            (true, true) => "full",
+            _ => "error",
+        };
+        map.insert(c.name.into(), json!({ "status": status, "latencyMs": c.latency_ms }));
     }
     Value::Object(map)
 }

@@ -34,6 +34,16 @@ const ONE_SHOT_PUT: &str = "/api/clips/{filename}";
 const ONE_SHOT_PUT_UNNAMED: &str = "/api/clips/";
 const STREAM_ROUTES: [&str; 4] = [CHUNK_ROUTE, ONE_SHOT_POST, ONE_SHOT_PUT, ONE_SHOT_PUT_UNNAMED];
 
+/// A streaming upload refused early (unknown session, too large, no space) leaves its body
+/// unread, so hyper closes the connection after answering; saying so keeps an HTTP/1.1
+/// client from sending its next request down a connection that is going away.
+async fn close_after_refused_body(mut res: axum::response::Response) -> axum::response::Response {
+    if res.status().is_client_error() || res.status().is_server_error() {
+        res.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
+    res
+}
+
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
     let config = state.config();
@@ -98,7 +108,8 @@ pub fn router(state: AppState) -> Router {
         .route(CHUNK_ROUTE, post(upload::chunk))
         .route(ONE_SHOT_PUT_UNNAMED, put(oneshot::put_without_name))
         .merge(one_shot)
-        .layer(DefaultBodyLimit::disable());
+        .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::map_response(close_after_refused_body));
 
     // Only what needs the matched route runs per route (a Router layer is cloned with every
     // request's route service): span, metrics and deadline, in one service.

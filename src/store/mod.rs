@@ -204,8 +204,7 @@ impl Store {
         leaf: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let params =
-            vec![text(id), P::I32(index as i32), P::I64(size as i64), text(sha256), P::I64(now), text(leaf)];
+        let params = vec![text(id), P::I32(index as i32), P::I64(size as i64), text(sha256), P::I64(now), text(leaf)];
         let recorded = self.execute(sql::RECORD_CHUNK, params).await? == 1;
         if recorded {
             self.execute(sql::TOUCH_UPLOAD, vec![text(id), P::I64(now)]).await?;

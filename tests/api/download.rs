@@ -26,6 +26,43 @@ async fn upload_file_with(app: &TestApp, bytes: &[u8], filename: &str, extra: se
 }
 
 all_backends! {
+    async fn ranges_that_start_end_and_span_chunk_boundaries_read_exactly_those_bytes(app, small_chunks) {
+        // Five chunks, the last short: the clip's content is its chunk blobs read in order.
+        let data = random_bytes(4 * CHUNK + 777);
+        let (id, _) = upload_file(&app, &data, "parts.bin", CHUNK, true).await;
+        let c = CHUNK;
+        let n = data.len();
+        for (start, end) in [
+            (0, c - 1),         // ends at the first boundary
+            (c, 2 * c - 1),     // exactly the second chunk
+            (c - 1, c),         // the last byte of one chunk and the first of the next
+            (c - 10, 3 * c + 9),// spans three boundaries
+            (2 * c, n - 1),     // from a boundary to the end
+            (4 * c, n - 1),     // only the short last chunk
+            (n - 1, n - 1),     // the very last byte
+            (0, n - 1),         // everything
+        ] {
+            let range = format!("bytes={start}-{end}");
+            let res = ranged_download(&app, &id, &range, None).await;
+            assert_eq!(res.status(), 206, "{range}");
+            assert_eq!(header(&res, "content-range"), format!("bytes {start}-{end}/{n}"), "{range}");
+            assert_eq!(header(&res, "content-length"), (end - start + 1).to_string(), "{range}");
+            assert_same_bytes(&res.bytes().await.unwrap(), &data[start..=end]);
+        }
+        for (range, from) in [(format!("bytes=-{}", c + 5), n - c - 5), ("bytes=-1".to_string(), n - 1), (format!("bytes={}-", 3 * c), 3 * c)] {
+            let res = ranged_download(&app, &id, &range, None).await;
+            assert_eq!(res.status(), 206, "{range}");
+            assert_same_bytes(&res.bytes().await.unwrap(), &data[from..]);
+        }
+        let res = ranged_download(&app, &id, &format!("bytes={n}-"), None).await;
+        assert_eq!(res.status(), 416);
+        assert_eq!(header(&res, "content-range"), format!("bytes */{n}"));
+        let raw = app.client.get(app.url(&format!("/raw/{id}"))).header("range", format!("bytes={}-{}", c - 3, c + 2)).send().await.unwrap();
+        assert_eq!(raw.status(), 206);
+        assert_same_bytes(&raw.bytes().await.unwrap(), &data[c - 3..c + 3]);
+        assert_same_bytes(&download_ok(&app, &id).await, &data);
+    }
+
     async fn clip_info_describes_a_file_clip_without_its_content(app, small_chunks) {
         let data = random_bytes(5000);
         let (id, done) = upload_file(&app, &data, "info.bin", CHUNK, false).await;

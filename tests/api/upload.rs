@@ -210,7 +210,7 @@ fn clip_id_of(done: &Value) -> String {
 /// The chunk directory of an upload is gone or empty.
 /// How many files an upload's chunk directory holds.
 fn chunk_files(app: &TestApp, upload_id: &str) -> usize {
-    let dir = app.data_dir.path().join("blobs/chunks").join(upload_id);
+    let dir = app.config.data_dir.join("blobs/chunks").join(upload_id);
     match std::fs::read_dir(&dir) {
         Ok(entries) => entries.count(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
@@ -224,7 +224,7 @@ fn chunk_dir_is_empty(app: &TestApp, upload_id: &str) -> bool {
 
 /// Temp files left in the blob store's temp directory.
 fn temp_files(app: &TestApp) -> usize {
-    std::fs::read_dir(app.data_dir.path().join("blobs/.tmp")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(app.config.data_dir.join("blobs/.tmp")).map(|d| d.count()).unwrap_or(0)
 }
 
 /// The whole three-step upload of `bytes`: initiate with `initiate_body`, chunks (in order as raw
@@ -293,7 +293,10 @@ pub(crate) async fn upload_with(
     let total = bytes.len().div_ceil(chunk_size).max(1);
     assert_eq!(chunk_files(app, &upload_id), total, "the chunk directory of {upload_id} after complete");
     assert_eq!(temp_files(app), 0, "no temp file is left after complete");
-    assert!(!app.data_dir.path().join("blobs/clips").exists(), "complete wrote no assembled copy");
+    assert!(
+        !app.config.data_dir.join(format!("blobs/clips/{}/{upload_id}", &upload_id[..2])).exists(),
+        "complete wrote no assembled copy"
+    );
     (clip_id, done)
 }
 
@@ -364,6 +367,40 @@ fn id_in_line(line: &str, prefix: &str, suffix: &str) -> String {
 }
 
 all_backends! {
+    async fn a_chunk_replaced_after_later_ones_arrived_gives_the_hash_and_bytes_of_the_final_chunks(app, small_chunks) {
+        let mut data = random_bytes(4 * CHUNK);
+        let id = upload_id_of(&initiate(&app, file_initiate("again.bin", data.len(), json!({}))).await);
+        send_all_chunks(&app, &id, &data).await;
+        // The frontier may already have hashed chunk 1; its replacement must rewind it.
+        let replacement = random_bytes(CHUNK);
+        json_with(send_chunk(&app, &id, 1, &replacement).await, 200).await;
+        data[CHUNK..2 * CHUNK].copy_from_slice(&replacement);
+        let status = json_with(upload_status(&app, &id).await, 200).await;
+        assert_eq!(status["chunks"][1]["sha256"], sha256_hex(&replacement), "{status}");
+        let done = complete_ok(&app, &id).await;
+        assert_eq!(done["sha256"], sha256_hex(&data), "{done}");
+        assert_eq!(chunk_files(&app, &id), 4, "the replaced attempt is removed");
+        assert_same_bytes(&download_ok(&app, &clip_id_of(&done)).await, &data);
+    }
+
+    async fn a_completed_clip_outlives_the_sweep_of_its_upload_session_and_the_reconcile(app, |c: &mut ferry::Config| {
+        small_chunks(c);
+        c.sweep.finished_retention = std::time::Duration::from_secs(60);
+        c.sweep.orphan_grace = std::time::Duration::from_secs(60);
+    }) {
+        let data = random_bytes(3 * CHUNK + 1);
+        let body = file_initiate("kept.bin", data.len(), json!({ "expiration": "24hr" }));
+        let (clip, _) = upload_with(&app, &data, body, json!({}), CHUNK, false).await;
+        app.clock.advance(std::time::Duration::from_secs(3600));
+        let now = app.clock.now_ms();
+        let settings = app.state.sweep_settings();
+        let report = ferry::jobs::sweeper::sweep_once(app.state.deps(), &settings, now).await.unwrap();
+        assert_eq!(report.finished_uploads, 1, "{report:?}");
+        // An hour on, the chunk files are past the orphan grace: only the clip row keeps them.
+        ferry::jobs::sweeper::reconcile_once(app.state.deps(), &settings, now).await.unwrap();
+        assert_same_bytes(&download_ok(&app, &clip).await, &data);
+    }
+
     async fn a_one_byte_file_round_trips(app, small_chunks) {
         let data = [0x2a_u8];
         let (id, done) = upload_file(&app, &data, "one.bin", CHUNK, false).await;
