@@ -160,6 +160,27 @@ impl FsBlobStore {
         .map_err(|e| BlobError::Source(e.to_string()))?
     }
 
+    pub async fn list_children(&self, prefix: &BlobKey) -> Result<Vec<String>, BlobError> {
+        let dir = self.path_of(prefix);
+        blocking(move || {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(BlobError::from_io(format!("list {}", dir.display()), e)),
+            };
+            let mut names = Vec::new();
+            for entry in entries {
+                let name = entry.map_err(BlobError::io("list blobs"))?.file_name().to_string_lossy().into_owned();
+                if !name.starts_with('.') {
+                    names.push(name);
+                }
+            }
+            names.sort();
+            Ok(names)
+        })
+        .await
+    }
+
     /// Remove many blobs in one blocking call; how many existed.
     pub async fn delete_many(&self, keys: Vec<BlobKey>) -> Result<u64, BlobError> {
         let paths: Vec<PathBuf> = keys.iter().map(|k| self.path_of(k)).collect();
@@ -353,7 +374,6 @@ impl FsWriter {
             match durability {
                 Durability::Fsync => file.sync_all().map_err(BlobError::io("fsync blob"))?,
                 Durability::Data => file.sync_data().map_err(BlobError::io("fdatasync blob"))?,
-                Durability::Atomic => {}
             }
             drop(file);
             let parent = dest.parent().expect("blob paths have a parent");

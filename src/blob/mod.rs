@@ -124,10 +124,8 @@ pub enum Durability {
     Fsync,
     /// fdatasync the data, then rename: for upload chunks. A chunk survives a crash of the
     /// process at once; its directory entry is made durable by the complete that uses it
-    /// (`sync_dir`), so a 200 for complete survives power loss.
+    /// (`sync_prefix`), so a 200 for complete survives power loss.
     Data,
-    /// Atomic rename only.
-    Atomic,
 }
 
 /// The blob store chosen at startup.
@@ -207,6 +205,14 @@ impl BlobStore {
     pub async fn list(&self, prefix: &str) -> Result<Vec<BlobKey>, BlobError> {
         match self {
             BlobStore::Fs(s) => s.list(prefix).await,
+        }
+    }
+
+    /// The names of the entries directly under `prefix` (blobs and deeper prefixes alike),
+    /// sorted: lets a caller walk one level at a time.
+    pub async fn list_children(&self, prefix: &BlobKey) -> Result<Vec<String>, BlobError> {
+        match self {
+            BlobStore::Fs(s) => s.list_children(prefix).await,
         }
     }
 

@@ -124,18 +124,14 @@ pub async fn reconcile_once(deps: &Deps, settings: &SweepSettings, now: i64) -> 
             }
         }
     }
-    let mut seen = std::collections::BTreeSet::new();
-    for key in deps.blobs.list("chunks").await? {
-        let mut parts = key.as_str().split('/');
-        let (Some(_), Some(upload)) = (parts.next(), parts.next()) else {
-            continue;
-        };
-        if !seen.insert(upload.to_string()) {
-            continue;
-        }
-        if deps.store.upload(upload).await?.is_none()
-            && old_enough(deps.blobs.modified_ms(&key).await?)
-            && let Some(dir) = chunk_dir_if_unowned(deps, upload).await?
+    // One chunk directory at a time: a completed clip's parts live there too, so listing every
+    // file would hold every part of every chunked clip in memory.
+    let root = BlobKey::parse("chunks").expect("a valid key");
+    for upload in deps.blobs.list_children(&root).await? {
+        let Ok(dir) = BlobKey::parse(&format!("chunks/{upload}")) else { continue };
+        if deps.store.upload(&upload).await?.is_none()
+            && old_enough(deps.blobs.modified_ms(&dir).await?)
+            && chunk_dir_if_unowned(deps, &upload).await?.is_some()
         {
             let count = deps.blobs.list(dir.as_str()).await?.len() as u64;
             deps.blobs.delete_prefix(&dir).await?;

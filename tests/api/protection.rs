@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, spawn_app_with, spawn_sibling};
 use crate::upload::{
-    CHUNK, assert_same_bytes, download, error_with, file_initiate, initiate, is_gone, json_with, random_bytes,
-    send_chunk, small_chunks, upload_id_of, upload_with,
+    CHUNK, assert_same_bytes, download, download_ok, error_with, file_initiate, initiate, is_gone, json_with,
+    random_bytes, send_chunk, small_chunks, upload_id_of, upload_with,
 };
 
 fn clip_blobs(app: &TestApp) -> usize {
@@ -131,18 +131,28 @@ all_backends! {
 
     async fn reconcile_removes_blobs_that_no_row_owns_but_spares_young_ones(app, small_chunks) {
         let (id, _) = file_clip(&app, b"owned", json!({})).await;
+        let owned = random_bytes(3 * CHUNK);
+        let (chunked, _) = file_clip(&app, &owned, json!({})).await;
         let stray = app.data_dir.path().join("blobs/clips/AB/ABABABABABABABAB");
         std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
         std::fs::write(&stray, b"nobody's").unwrap();
+        // Chunks of an upload whose session row is gone (a crash between row and files).
+        let orphan_dir = app.data_dir.path().join("blobs/chunks/0123456789ABCDEF");
+        std::fs::create_dir_all(&orphan_dir).unwrap();
+        for leaf in ["0.00000000000000aa", "1.00000000000000bb"] {
+            std::fs::write(orphan_dir.join(leaf), b"orphan chunk").unwrap();
+        }
         let settings = app.state.sweep_settings();
         let now = ferry::domain::clock::system_now_ms();
         let removed = ferry::jobs::sweeper::reconcile_once(app.state.deps(), &settings, now).await.unwrap();
         assert_eq!(removed, 0, "a blob younger than the grace is left alone");
         let later = now + settings.orphan_grace_ms + 1000;
         let removed = ferry::jobs::sweeper::reconcile_once(app.state.deps(), &settings, later).await.unwrap();
-        assert_eq!(removed, 1);
+        assert_eq!(removed, 3, "the stray clip blob and both orphan chunks");
         assert!(!stray.exists());
+        assert!(!orphan_dir.exists());
         assert_eq!(download(&app, &id).await.status(), 200, "owned blobs stay");
+        assert_same_bytes(&download_ok(&app, &chunked).await, &owned);
     }
 
     async fn two_hundred_parallel_downloads_of_a_one_time_clip_yield_exactly_one_success(app, small_chunks) {
