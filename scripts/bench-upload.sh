@@ -1,27 +1,51 @@
 #!/usr/bin/env bash
-# Upload/download benchmark for ferry. It starts its own ferry on 127.0.0.1 (a free port, a
-# fresh temp data dir, FERRY_LOG__LEVEL=warn, FERRY_RATE_LIMITS=off; with --store postgres a
-# fresh database ferry_bench_<pid> on ${FERRY_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres},
-# dropped at the end), writes a random file of N MiB from /dev/urandom, uploads it through the
-# three-step API (initiate, P parallel raw chunk senders, complete), downloads it back with
-# POST /api/file/<clipId>, and checks the SHA-256 and size both ways (scripts/bench_upload.py
-# does the HTTP work). It prints upload MiB/s (first chunk sent -> complete answered; the
-# complete/assembly time is shown too), download MiB/s, the server's peak VmRSS growth over its
-# baseline (sampled from /proc/PID/status every ~50 ms during upload + complete + download) and
-# its VmHWM, and, measured in the same run on the same file system, what dd gets writing
-# (conv=fdatasync) and reading (iflag=direct, else after drop_caches, else from the page cache,
-# which the report says) a file of the same size, with the ratios ferry/dd.
-# MB/s in the output means MiB/s (2^20 bytes per second). The last line is machine-readable:
-#   RESULT store=... size_mib=... parallel=... upload_mbps=... ... sha_ok=1 status=ok
+# Upload/download benchmark for ferry against a bare hyper ceiling, in the same run.
 #
-# Usage: scripts/bench-upload.sh [--size-mib N] [--parallel P] [--store embedded|postgres]
-#                                [--bin PATH] [--keep]
-#   defaults: N=100, P=4, embedded, --bin target/release/ferry (built with cargo build --release
-#   if missing). --keep keeps the temp dir (data, ferry.log, the random file). The temp dir is
-#   made under ${TMPDIR:-/tmp}; that is the disk measured. Other FERRY_* variables in the
-#   environment reach ferry (e.g. FERRY_LIMITS__CHUNK_SIZE=8MiB to try another chunk size).
-# Exit status: 0 ok; 1 any HTTP call, check or setup step failed; 2 bad arguments.
-# Only 127.0.0.1 is contacted; every wait is bounded (health: 60 s).
+# Once per run: it writes a random file of N MiB from /dev/urandom (and its SHA-256) under a
+# fresh temp dir, and measures what dd gets on that file system writing (conv=fdatasync) and
+# reading (iflag=direct, else after drop_caches, else from the page cache, which the report
+# says) a file of the same size; that takes about two passes over N MiB.
+# Then R rounds (--rounds, default 3), each with two runs in this order, each run on a free
+# 127.0.0.1 port with a fresh data dir that is deleted when the run ends:
+#   1. ferry: a release ferry (FERRY_LOG__LEVEL=warn, FERRY_RATE_LIMITS=off; with
+#      --store postgres a fresh database ferry_bench_<pid>_<round> on
+#      ${FERRY_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}, dropped after
+#      the run);
+#   2. ceiling: examples/bare_hyper.rs in --files mode, a bare hyper server doing the least for
+#      the same traffic: chunk bodies streamed to one file each and fdatasynced, complete = one
+#      directory fsync (no hashing, no database), download = the chunk files streamed back.
+#      It is given the chunk size ferry answered in round 1, so both get the same requests.
+# Both runs use the same client, scripts/bench_upload.py, with the same file and parallelism:
+# initiate, P parallel raw chunk senders, complete, then POST /api/file/<clipId> downloads it
+# back, checking size and SHA-256 of the downloaded bytes (and the sha256 in ferry's complete
+# reply; the ceiling sends none: --no-server-sha). Each run records upload MiB/s (first chunk
+# sent -> complete answered), the complete time, download MiB/s and the server's peak VmRSS
+# growth over its baseline (sampled from /proc/PID/status every ~50 ms during upload +
+# complete + download) and VmHWM.
+# The report: per-round figures, then for upload MiB/s, download MiB/s and complete seconds
+# the median over rounds for ferry and for the ceiling, with the ratio ferry/ceiling of the
+# medians for the speeds; ferry's peak RSS growth median and max (the ceiling's median too);
+# ferry/dd ratios. MB/s in the output means MiB/s (2^20 bytes per second). The last line is
+# machine-readable:
+#   RESULT store=... size_mib=... parallel=... rounds=... upload_mbps=... ceiling_upload_mbps=...
+#          upload_ratio=... download_mbps=... ceiling_download_mbps=... download_ratio=...
+#          complete_s=... ceiling_complete_s=... rss_growth_mib=... rss_growth_max_mib=...
+#          ... sha_ok=1 status=ok
+#   (ferry figures are medians over rounds; rss_peak_growth_mib is the max, as rss_growth_max_mib.)
+#
+# Usage: scripts/bench-upload.sh [--size-mib N] [--parallel P] [--rounds R]
+#                                [--store embedded|postgres] [--bin PATH] [--bare PATH] [--keep]
+#   defaults: N=100, P=4, R=3, embedded, --bin target/release/ferry (built with cargo build
+#   --release if missing), --bare target/release/examples/bare_hyper (built with cargo build
+#   --release --example bare_hyper if missing). --keep keeps the temp dir (logs, per-run
+#   results, the random file; the servers' data dirs are still deleted after each run). The
+#   temp dir is made under ${TMPDIR:-/tmp}; that is the disk measured. Other FERRY_* variables
+#   in the environment reach ferry (e.g. FERRY_LIMITS__CHUNK_SIZE=8MiB to try another chunk
+#   size; the ceiling follows it).
+# Exit status: 0 ok; 1 any HTTP call, check or setup step failed (the table then covers the
+# rounds that finished); 2 bad arguments.
+# Only 127.0.0.1 is contacted; every wait is bounded (health: 60 s; each client run:
+# 600 s + 3 s per MiB; stopping a server: 15 s, then SIGKILL).
 
 # shellcheck disable=SC2317 # cleanup and the functions it calls run from the EXIT trap
 set -euo pipefail
@@ -31,8 +55,10 @@ ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 
 SIZE_MIB=100
 PARALLEL=4
+ROUNDS=3
 STORE=embedded
 BIN=""
+BARE=""
 KEEP=0
 
 usage() {
@@ -52,13 +78,15 @@ while (($# > 0)); do
     nshift=2
   fi
   case $opt in
-    --size-mib | --parallel | --store | --bin)
+    --size-mib | --parallel | --rounds | --store | --bin | --bare)
       ((nshift == 1 || $# >= 2)) || bad_arg "$opt needs a value"
       case $opt in
         --size-mib) SIZE_MIB=$val ;;
         --parallel) PARALLEL=$val ;;
+        --rounds) ROUNDS=$val ;;
         --store) STORE=$val ;;
         --bin) BIN=$val ;;
+        --bare) BARE=$val ;;
       esac
       shift "$nshift"
       ;;
@@ -70,6 +98,7 @@ done
 
 [[ $SIZE_MIB =~ ^[1-9][0-9]{0,6}$ ]] || bad_arg "--size-mib must be a whole number of MiB, 1..9999999"
 if ! [[ $PARALLEL =~ ^[1-9][0-9]{0,2}$ ]] || ((PARALLEL > 256)); then bad_arg "--parallel must be 1..256"; fi
+if ! [[ $ROUNDS =~ ^[1-9][0-9]?$ ]] || ((ROUNDS > 50)); then bad_arg "--rounds must be 1..50"; fi
 [[ $STORE == embedded || $STORE == postgres ]] || bad_arg "--store must be embedded or postgres"
 
 for tool in python3 dd head sha256sum df awk; do
@@ -88,15 +117,25 @@ bounded() {
   fi
 }
 
-# --- the binary -------------------------------------------------------------------------------
+# --- the binaries -----------------------------------------------------------------------------
 # shellcheck source=lib/release_bin.sh
 source "$SCRIPT_DIR/lib/release_bin.sh"
 resolve_bin bench-upload
+if [[ -z $BARE ]]; then
+  BARE=$ROOT/target/release/examples/bare_hyper
+  if [[ ! -x $BARE ]]; then
+    echo "bench-upload: $BARE missing; running cargo build --release --example bare_hyper" >&2
+    (cd "$ROOT" && cargo build --release --example bare_hyper) || die "cargo build --release --example bare_hyper failed"
+  fi
+fi
+[[ -x $BARE && -f $BARE ]] || die "not an executable file: $BARE"
+BARE=$(cd "$(dirname "$BARE")" && pwd)/$(basename "$BARE")
 
 # --- temp dir and cleanup ---------------------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench.XXXXXX")
-LOG=$WORK/ferry.log
-FERRY_PID=""
+FERRY_LOG=$WORK/ferry.log
+BARE_LOG=$WORK/bare.log
+SERVER_PID="" # the one server (ferry or the ceiling) running now, if any
 DB_NAME=""
 DB_CREATED=0
 ADMIN_URL=${FERRY_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
@@ -110,16 +149,16 @@ alive() {
   [[ $st != Z && $st != X ]]
 }
 
-# Stop the ferry this script started (and only it): SIGTERM, up to 15 s, then SIGKILL.
-stop_ferry() {
-  [[ -n $FERRY_PID ]] || return 0
-  local pid=$FERRY_PID i
-  FERRY_PID=""
+# Stop the server this script started (and only it): SIGTERM, up to 15 s, then SIGKILL.
+stop_server() {
+  [[ -n $SERVER_PID ]] || return 0
+  local pid=$SERVER_PID i
+  SERVER_PID=""
   if alive "$pid"; then
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 150; i++)); do alive "$pid" || break; sleep 0.1; done
     if alive "$pid"; then
-      echo "bench-upload: ferry (PID $pid) ignored SIGTERM for 15 s; SIGKILL" >&2
+      echo "bench-upload: server (PID $pid) ignored SIGTERM for 15 s; SIGKILL" >&2
       kill -KILL "$pid" 2>/dev/null || true
     fi
   fi
@@ -141,7 +180,7 @@ drop_db() {
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  stop_ferry
+  stop_server
   drop_db
   if ((KEEP)); then
     echo "bench-upload: kept $WORK" >&2
@@ -154,10 +193,10 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-show_log() {
-  if [[ -s $LOG ]]; then
-    echo "--- last lines of ferry.log ---" >&2
-    tail -n 30 "$LOG" >&2
+show_log() { # $1 = log file
+  if [[ -s $1 ]]; then
+    echo "--- last lines of $(basename "$1") ---" >&2
+    tail -n 30 "$1" >&2
     echo "---" >&2
   fi
 }
@@ -165,13 +204,13 @@ show_log() {
 # --- disk -------------------------------------------------------------------------------------
 SIZE_BYTES=$((SIZE_MIB * 1048576))
 avail_kib=$(df -Pk "$WORK" | awk 'NR == 2 { print $4 }')
-need_kib=$(((3 * SIZE_MIB + 64) * 1024)) # the file, its chunks, the assembled blob
+need_kib=$(((3 * SIZE_MIB + 64) * 1024)) # the file, one server's chunks, room for an assembled copy
 ((avail_kib >= need_kib)) ||
   die "$WORK has $((avail_kib / 1024)) MiB free; this run needs about $((need_kib / 1024)) MiB"
 FS_TYPE=$(df -PT "$WORK" 2>/dev/null | awk 'NR == 2 { print $2 }')
 FS_TYPE=${FS_TYPE:-unknown}
 
-# --- dd baseline on the same file system ------------------------------------------------------
+# --- number helpers ---------------------------------------------------------------------------
 # Seconds dd reported ("... copied, 0.123 s, ..."), from its stderr in $1.
 dd_seconds() {
   awk '{ for (i = 1; i < NF; i++) if ($i == "copied,") s = $(i + 1) } END { if (s == "") exit 1; print s }' "$1"
@@ -183,7 +222,28 @@ mibps() {
 ratio() {
   awk -v a="$1" -v b="$2" 'BEGIN { if (a == "na" || b == "na" || b + 0 == 0) print "na"; else printf "%.3f", a / b }'
 }
+fmt() { awk -v v="$1" -v d="${2:-2}" 'BEGIN { if (v == "na" || v == "") print "na"; else printf "%.*f", d, v }'; }
+# median V...: the median of the values that are not "na" ("na" if none).
+median() {
+  printf '%s\n' "$@" | awk '$1 != "na" && $1 != "" { a[n++] = $1 + 0 }
+    END {
+      if (n == 0) { print "na"; exit }
+      for (i = 1; i < n; i++) { v = a[i]; for (j = i - 1; j >= 0 && a[j] > v; j--) a[j + 1] = a[j]; a[j + 1] = v }
+      print (n % 2) ? a[(n - 1) / 2] : (a[n / 2 - 1] + a[n / 2]) / 2
+    }'
+}
+# maximum V...: the largest value that is not "na" ("na" if none).
+maximum() {
+  printf '%s\n' "$@" | awk '$1 != "na" && $1 != "" { v = $1 + 0; if (n++ == 0 || v > m) m = v }
+    END { if (n == 0) print "na"; else print m }'
+}
+# rget FILE KEY: KEY's value in a bench_upload.py results file, "na" when absent or malformed.
+rget() {
+  [[ -f $1 ]] || { echo na; return 0; }
+  awk -F= -v k="$2" '$1 == k && $2 ~ /^[A-Za-z0-9_.+-]+$/ { v = $2 } END { print (v == "") ? "na" : v }' "$1"
+}
 
+# --- dd baseline on the same file system ------------------------------------------------------
 DD_FILE=$WORK/dd.bin
 echo "dd: writing and reading $SIZE_MIB MiB in $WORK ($FS_TYPE) ..."
 DD_WRITE_METHOD=fdatasync
@@ -215,37 +275,29 @@ head -c "$SIZE_BYTES" /dev/urandom >"$FILE"
 [[ $(stat -c %s "$FILE") == "$SIZE_BYTES" ]] || die "could not write $SIZE_BYTES bytes to $FILE"
 SHA=$(sha256sum "$FILE" | awk '{ print $1 }')
 
-# --- PostgreSQL -------------------------------------------------------------------------------
-DB_URL=""
-if [[ $STORE == postgres ]]; then
-  DB_NAME=ferry_bench_$$
-  DB_URL=$(python3 "$SCRIPT_DIR/lib/bench_db_url.py" "$ADMIN_URL" "$DB_NAME") || die "bad FERRY_BENCH_DATABASE_URL"
-  psql_admin -c "CREATE DATABASE \"$DB_NAME\"" || die "could not create database $DB_NAME on $ADMIN_URL"
-  DB_CREATED=1
-fi
+# --- servers ----------------------------------------------------------------------------------
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
 
-# --- start ferry ------------------------------------------------------------------------------
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
-mkdir -p "$WORK/data"
-
-FERRY_ENV=(
-  "FERRY_BIND=127.0.0.1:$PORT"
-  "FERRY_DATA_DIR=$WORK/data"
-  "FERRY_LOG__LEVEL=warn"
-  "FERRY_SERVER__SHUTDOWN_GRACE=5s"
-)
-[[ -n $DB_URL ]] && FERRY_ENV+=("FERRY_DATABASE_URL=$DB_URL")
-# The default maximum upload is 1 GiB; raise it for larger runs.
-((SIZE_MIB > 1024)) && FERRY_ENV+=("FERRY_LIMITS__MAX_UPLOAD_SIZE=${SIZE_MIB}MiB")
-
-start_ferry() { # $1 = 1 to pass FERRY_RATE_LIMITS=off
-  local extra=()
-  (($1)) && extra=("FERRY_RATE_LIMITS=off")
+# start_ferry DATA_DIR RATE_LIMITS_OFF(0|1) [DB_URL]: sets PORT and SERVER_PID.
+start_ferry() {
+  local env=("FERRY_BIND=127.0.0.1:$PORT" "FERRY_DATA_DIR=$1" "FERRY_LOG__LEVEL=warn" "FERRY_SERVER__SHUTDOWN_GRACE=5s")
+  (($2)) && env+=("FERRY_RATE_LIMITS=off")
+  [[ -n ${3-} ]] && env+=("FERRY_DATABASE_URL=$3")
+  # The default maximum upload is 1 GiB; raise it for larger runs.
+  ((SIZE_MIB > 1024)) && env+=("FERRY_LIMITS__MAX_UPLOAD_SIZE=${SIZE_MIB}MiB")
   # env execs ferry, so $! is ferry's own PID. RUST_LOG would override the log level, and an
   # inherited database URL would replace the embedded store.
-  env -u DATABASE_URL -u FERRY_DATABASE_URL -u RUST_LOG "${FERRY_ENV[@]}" "${extra[@]}" \
-    "$BIN" serve >>"$LOG" 2>&1 </dev/null &
-  FERRY_PID=$!
+  env -u DATABASE_URL -u FERRY_DATABASE_URL -u RUST_LOG "${env[@]}" \
+    "$BIN" serve >>"$FERRY_LOG" 2>&1 </dev/null &
+  SERVER_PID=$!
+}
+
+# start_bare DATA_DIR CHUNK_BYTES: sets SERVER_PID (PORT chosen by the caller).
+start_bare() {
+  "$BARE" "$PORT" --files "$1" --chunk-size "$2" >>"$BARE_LOG" 2>&1 </dev/null &
+  SERVER_PID=$!
 }
 
 probe_health() {
@@ -262,15 +314,15 @@ except Exception:
 PY
 }
 
-# 0 healthy; 1 not healthy within 60 s; 2 ferry exited (its status in FERRY_RC).
-FERRY_RC=""
+# 0 healthy; 1 not healthy within 60 s; 2 the server exited (its status in SERVER_RC).
+SERVER_RC=""
 wait_health() {
   local deadline=$((SECONDS + 60)) i pid
   for ((i = 0; i < 400; i++)); do
-    if ! alive "$FERRY_PID"; then
-      pid=$FERRY_PID
-      FERRY_PID=""
-      wait "$pid" && FERRY_RC=0 || FERRY_RC=$?
+    if ! alive "$SERVER_PID"; then
+      pid=$SERVER_PID
+      SERVER_PID=""
+      wait "$pid" && SERVER_RC=0 || SERVER_RC=$?
       return 2
     fi
     probe_health && return 0
@@ -280,92 +332,183 @@ wait_health() {
   return 1
 }
 
-echo "ferry: $BIN on 127.0.0.1:$PORT, store=$STORE, data in $WORK/data ..."
-start_ferry 1
-health=0
-wait_health || health=$?
-if ((health == 2)) && [[ $FERRY_RC == 2 ]] && grep -qi 'rate_limits' "$LOG"; then
-  # This build has no rate_limits setting (ferry rejects unknown keys): run without it.
-  echo "bench-upload: warning: this ferry does not accept FERRY_RATE_LIMITS=off; running without it" >&2
-  RATE_LIMITS_OFF=0
-  start_ferry 0
-  health=0
-  wait_health || health=$?
-else
-  RATE_LIMITS_OFF=1
-fi
-case $health in
-  0) ;;
-  1) show_log; die "ferry did not answer GET /health with 200 within 60 s" ;;
-  *) show_log; die "ferry exited with status $FERRY_RC before it was healthy" ;;
-esac
+PY_TIMEOUT=$((600 + SIZE_MIB * 3)) # hard bound on one run's HTTP phase
+# client RESULTS_FILE LOG [bench_upload.py options...]: one upload/complete/download against the
+# server on PORT (PID SERVER_PID). 0 ok, else it says why (with the server log's tail).
+client() {
+  local results=$1 log=$2 rc=0
+  shift 2
+  bounded "$PY_TIMEOUT" python3 "$SCRIPT_DIR/bench_upload.py" \
+    --port "$PORT" --file "$FILE" --sha256 "$SHA" --parallel "$PARALLEL" \
+    --pid "$SERVER_PID" --max-seconds "$PY_TIMEOUT" --results "$results" "$@" || rc=$?
+  if ((rc == 124)); then
+    echo "bench-upload: the HTTP phase took longer than $PY_TIMEOUT s" >&2
+  fi
+  if ! alive "$SERVER_PID"; then
+    echo "bench-upload: the server is no longer running" >&2
+    ((rc != 0)) || rc=1
+  fi
+  ((rc == 0)) || show_log "$log"
+  return "$rc"
+}
 
-# --- upload, complete, download (with RSS sampling) -------------------------------------------
-RESULTS=$WORK/results.txt
-echo "bench: upload with $PARALLEL parallel chunk senders, complete, download ..."
-PY_TIMEOUT=$((600 + SIZE_MIB * 3)) # hard bound on the whole HTTP phase
-py_rc=0
-bounded "$PY_TIMEOUT" python3 "$SCRIPT_DIR/bench_upload.py" \
-  --port "$PORT" --file "$FILE" --sha256 "$SHA" --parallel "$PARALLEL" \
-  --pid "$FERRY_PID" --max-seconds "$PY_TIMEOUT" --results "$RESULTS" || py_rc=$?
-if ((py_rc == 124)); then
-  echo "bench-upload: the HTTP phase took longer than $PY_TIMEOUT s" >&2
-fi
-if ! alive "$FERRY_PID"; then
-  echo "bench-upload: ferry is no longer running" >&2
-  ((py_rc != 0)) || py_rc=1
-fi
-((py_rc == 0)) || show_log
+# --- rounds -----------------------------------------------------------------------------------
+DB_URL=""
+RATE_LIMITS_OFF=1
+CHUNK="" # ferry's chunk size in bytes, from its first initiate answer
+FAILED="" # which run failed, if one did
+DONE=0   # rounds with both runs ok
+
+# ferry_run ROUND: 0 ok.
+ferry_run() {
+  local r=$1 data=$WORK/ferry-data-$1 health=0 rc=0 expect=()
+  DB_URL=""
+  if [[ $STORE == postgres ]]; then
+    DB_NAME=ferry_bench_$$_$r
+    DB_URL=$(python3 "$SCRIPT_DIR/lib/bench_db_url.py" "$ADMIN_URL" "$DB_NAME") || die "bad FERRY_BENCH_DATABASE_URL"
+    psql_admin -c "CREATE DATABASE \"$DB_NAME\"" || die "could not create database $DB_NAME on $ADMIN_URL"
+    DB_CREATED=1
+  fi
+  mkdir -p "$data"
+  PORT=$(free_port)
+  echo "round $r/$ROUNDS ferry: $BIN on 127.0.0.1:$PORT, store=$STORE, data in $data ..."
+  echo "=== round $r: ferry on 127.0.0.1:$PORT" >>"$FERRY_LOG"
+  start_ferry "$data" "$RATE_LIMITS_OFF" "$DB_URL"
+  wait_health || health=$?
+  if ((health == 2 && r == 1)) && [[ $SERVER_RC == 2 ]] && grep -qi 'rate_limits' "$FERRY_LOG"; then
+    # This build has no rate_limits setting (ferry rejects unknown keys): run without it.
+    echo "bench-upload: warning: this ferry does not accept FERRY_RATE_LIMITS=off; running without it" >&2
+    RATE_LIMITS_OFF=0
+    start_ferry "$data" 0 "$DB_URL"
+    health=0
+    wait_health || health=$?
+  fi
+  case $health in
+    0) ;;
+    1) show_log "$FERRY_LOG"; echo "bench-upload: ferry did not answer GET /health with 200 within 60 s" >&2; rc=1 ;;
+    *) show_log "$FERRY_LOG"; echo "bench-upload: ferry exited with status $SERVER_RC before it was healthy" >&2; rc=1 ;;
+  esac
+  if ((rc == 0)); then
+    [[ -n $CHUNK ]] && expect=(--expect-chunk-size "$CHUNK")
+    client "$WORK/ferry-$r.txt" "$FERRY_LOG" "${expect[@]}" || rc=$?
+  fi
+  stop_server
+  drop_db
+  rm -rf -- "$data"
+  return "$rc"
+}
+
+# bare_run ROUND: 0 ok.
+bare_run() {
+  local r=$1 data=$WORK/bare-data-$1 health=0 rc=0
+  mkdir -p "$data"
+  PORT=$(free_port)
+  echo "round $r/$ROUNDS ceiling: $BARE on 127.0.0.1:$PORT, chunk size $CHUNK, data in $data ..."
+  start_bare "$data" "$CHUNK"
+  wait_health || health=$?
+  case $health in
+    0) ;;
+    1) show_log "$BARE_LOG"; echo "bench-upload: the ceiling did not answer GET /health with 200 within 60 s" >&2; rc=1 ;;
+    *) show_log "$BARE_LOG"; echo "bench-upload: the ceiling exited with status $SERVER_RC before it was healthy" >&2; rc=1 ;;
+  esac
+  if ((rc == 0)); then
+    client "$WORK/bare-$r.txt" "$BARE_LOG" --no-server-sha --expect-chunk-size "$CHUNK" || rc=$?
+  fi
+  stop_server
+  rm -rf -- "$data"
+  return "$rc"
+}
+
+echo "bench: $ROUNDS rounds of ferry then the ceiling; upload with $PARALLEL parallel chunk senders, complete, download ..."
+for ((r = 1; r <= ROUNDS; r++)); do
+  if ! ferry_run "$r"; then FAILED="ferry, round $r"; break; fi
+  if [[ -z $CHUNK ]]; then
+    CHUNK=$(rget "$WORK/ferry-1.txt" chunk_size)
+    [[ $CHUNK =~ ^[1-9][0-9]*$ ]] || { FAILED="ferry, round 1 (no chunk size in its initiate answer)"; break; }
+  fi
+  if ! bare_run "$r"; then FAILED="ceiling, round $r"; break; fi
+  DONE=$r
+done
 
 # --- report -----------------------------------------------------------------------------------
-declare -A R=()
-if [[ -f $RESULTS ]]; then
-  while IFS='=' read -r k v; do
-    [[ $k =~ ^[a-z0-9_]+$ && $v =~ ^[A-Za-z0-9_.+-]*$ ]] && R[$k]=$v
-  done <"$RESULTS"
-fi
-get() { local v=${R[$1]:-na}; echo "${v:-na}"; }
-fmt() { awk -v v="$1" -v d="${2:-2}" 'BEGIN { if (v == "na") print "na"; else printf "%.*f", d, v }'; }
+# Per-round values, from rounds where both runs finished.
+declare -a F_UP=() F_DOWN=() F_COMP=() F_CHUNKS=() F_RSS=() F_HWM=() F_BASE=()
+declare -a B_UP=() B_DOWN=() B_COMP=() B_CHUNKS=() B_RSS=()
+SHA_OK=1
+ROUND_LINES=""
+for ((r = 1; r <= DONE; r++)); do
+  f=$WORK/ferry-$r.txt b=$WORK/bare-$r.txt
+  F_UP+=("$(rget "$f" upload_mbps)") F_DOWN+=("$(rget "$f" download_mbps)") F_COMP+=("$(rget "$f" complete_s)")
+  F_CHUNKS+=("$(rget "$f" chunks_s)") F_RSS+=("$(rget "$f" rss_peak_growth_mib)") F_HWM+=("$(rget "$f" hwm_mib)")
+  F_BASE+=("$(rget "$f" rss_baseline_mib)")
+  B_UP+=("$(rget "$b" upload_mbps)") B_DOWN+=("$(rget "$b" download_mbps)") B_COMP+=("$(rget "$b" complete_s)")
+  B_CHUNKS+=("$(rget "$b" chunks_s)") B_RSS+=("$(rget "$b" rss_peak_growth_mib)")
+  [[ $(rget "$f" sha_ok) == 1 && $(rget "$b" sha_ok) == 1 ]] || SHA_OK=0
+  i=$((r - 1))
+  ROUND_LINES+=$(printf '  %-6s %9s %9s %9s %8s  | %9s %9s %9s %8s  | %6s %6s' "$r" \
+    "$(fmt "${F_UP[i]}")" "$(fmt "${F_DOWN[i]}")" "$(fmt "${F_COMP[i]}" 3)" "$(fmt "${F_RSS[i]}" 1)" \
+    "$(fmt "${B_UP[i]}")" "$(fmt "${B_DOWN[i]}")" "$(fmt "${B_COMP[i]}" 3)" "$(fmt "${B_RSS[i]}" 1)" \
+    "$(ratio "${F_UP[i]}" "${B_UP[i]}")" "$(ratio "${F_DOWN[i]}" "${B_DOWN[i]}")")$'\n'
+done
+((DONE > 0)) || SHA_OK=0
 
-UP=$(fmt "$(get upload_mbps)")
-DOWN=$(fmt "$(get download_mbps)")
-COMPLETE_S=$(fmt "$(get complete_s)" 3)
-CHUNKS_S=$(fmt "$(get chunks_s)" 3)
-UPLOAD_S=$(fmt "$(get upload_s)" 3)
-DOWNLOAD_S=$(fmt "$(get download_s)" 3)
-RSS_BASE=$(fmt "$(get rss_baseline_mib)" 1)
-RSS_GROWTH=$(fmt "$(get rss_peak_growth_mib)" 1)
-RSS_UP=$(fmt "$(get rss_upload_growth_mib)" 1)
-RSS_COMPLETE=$(fmt "$(get rss_complete_growth_mib)" 1)
-RSS_DOWN=$(fmt "$(get rss_download_growth_mib)" 1)
-HWM=$(fmt "$(get hwm_mib)" 1)
-SHA_OK=$(get sha_ok)
-[[ $SHA_OK == 1 ]] || SHA_OK=0
+UP=$(fmt "$(median "${F_UP[@]}")")
+DOWN=$(fmt "$(median "${F_DOWN[@]}")")
+COMPLETE_S=$(fmt "$(median "${F_COMP[@]}")" 3)
+CHUNKS_S=$(fmt "$(median "${F_CHUNKS[@]}")" 3)
+RSS_GROWTH=$(fmt "$(median "${F_RSS[@]}")" 1)
+RSS_GROWTH_MAX=$(fmt "$(maximum "${F_RSS[@]}")" 1)
+RSS_BASE=$(fmt "$(median "${F_BASE[@]}")" 1)
+HWM=$(fmt "$(maximum "${F_HWM[@]}")" 1)
+C_UP=$(fmt "$(median "${B_UP[@]}")")
+C_DOWN=$(fmt "$(median "${B_DOWN[@]}")")
+C_COMPLETE_S=$(fmt "$(median "${B_COMP[@]}")" 3)
+C_CHUNKS_S=$(fmt "$(median "${B_CHUNKS[@]}")" 3)
+C_RSS_GROWTH=$(fmt "$(median "${B_RSS[@]}")" 1)
+UP_RATIO=$(ratio "$UP" "$C_UP")
+DOWN_RATIO=$(ratio "$DOWN" "$C_DOWN")
 UP_VS_DD=$(ratio "$UP" "$DD_WRITE_MBPS")
 DOWN_VS_DD=$(ratio "$DOWN" "$DD_READ_MBPS")
-CHUNK=$(get chunk_size)
-CHUNK_MIB=$(awk -v c="$CHUNK" 'BEGIN { if (c == "na") print "na"; else printf "%g", c / 1048576 }')
+C_UP_VS_DD=$(ratio "$C_UP" "$DD_WRITE_MBPS")
+C_DOWN_VS_DD=$(ratio "$C_DOWN" "$DD_READ_MBPS")
+CHUNKS=$(rget "$WORK/ferry-1.txt" chunks)
+CHUNK_MIB=$(awk -v c="${CHUNK:-na}" 'BEGIN { if (c == "na" || c == "") print "na"; else printf "%g", c / 1048576 }')
 STATUS=ok
-((py_rc == 0 && SHA_OK == 1)) || STATUS=fail
+[[ -z $FAILED && $SHA_OK == 1 && $DONE == "$ROUNDS" ]] || STATUS=fail
 
-cat <<EOF
-
-ferry upload benchmark  (all speeds in MiB/s = 2^20 bytes per second)
-  run       : store=$STORE size=$SIZE_MIB MiB parallel=$PARALLEL chunk=$CHUNK_MIB MiB x $(get chunks) chunks; disk: $WORK ($FS_TYPE)
-  upload    : $UP MiB/s   ($UPLOAD_S s from first chunk to complete: chunks $CHUNKS_S s + complete/assembly $COMPLETE_S s)
-  download  : $DOWN MiB/s   ($DOWNLOAD_S s, POST /api/file, hashed in 1 MiB reads)
-  dd write  : $DD_WRITE_MBPS MiB/s   ($DD_WRITE_METHOD)
-  dd read   : $DD_READ_MBPS MiB/s   ($DD_READ_METHOD$([[ $DD_READ_METHOD == cached ]] && echo ": O_DIRECT and drop_caches unavailable, this is the page cache, not the disk"))
-  ferry/dd  : upload/dd-write $UP_VS_DD, download/dd-read $DOWN_VS_DD
-  ferry RSS : baseline $RSS_BASE MiB; peak growth $RSS_GROWTH MiB (upload $RSS_UP, complete $RSS_COMPLETE, download $RSS_DOWN); VmHWM $HWM MiB; $(get rss_samples) samples
-  SHA-256   : $([[ $SHA_OK == 1 ]] && echo "ok (complete and download match the local file)" || echo "NOT verified")
-  notes     : client and server share this machine's CPUs; rate limits $([[ $RATE_LIMITS_OFF == 1 ]] && echo "off" || echo "setting not accepted by this build")
-EOF
-echo "RESULT store=$STORE size_mib=$SIZE_MIB parallel=$PARALLEL chunk_mib=$CHUNK_MIB units=MiB/s" \
-  "upload_mbps=$UP chunks_s=$CHUNKS_S complete_s=$COMPLETE_S download_mbps=$DOWN" \
+row() { printf '  %-24s %10s %10s %14s\n' "$@"; }
+echo
+echo "ferry upload benchmark vs a bare hyper ceiling  (MiB/s = 2^20 bytes per second)"
+echo "  run       : store=$STORE size=$SIZE_MIB MiB parallel=$PARALLEL chunk=$CHUNK_MIB MiB x $CHUNKS chunks;" \
+  "rounds $DONE of $ROUNDS (ferry, then the ceiling); disk: $WORK ($FS_TYPE)"
+[[ -n $FAILED ]] && echo "  FAILED    : $FAILED (the figures cover the $DONE rounds before it)"
+echo
+echo "  per round (up, down: MiB/s; complete: s; RSS+: peak RSS growth, MiB)"
+printf '  %-6s %-38s  | %-38s  | %s\n' "" "ferry" "ceiling" "ferry/ceiling"
+printf '  %-6s %9s %9s %9s %8s  | %9s %9s %9s %8s  | %6s %6s\n' round up down complete RSS+ up down complete RSS+ up down
+printf '%s' "$ROUND_LINES"
+echo
+echo "  medians over $DONE rounds:"
+row "metric" "ferry" "ceiling" "ferry/ceiling"
+row "upload MiB/s" "$UP" "$C_UP" "$UP_RATIO"
+row "download MiB/s" "$DOWN" "$C_DOWN" "$DOWN_RATIO"
+row "complete s" "$COMPLETE_S" "$C_COMPLETE_S" "-"
+row "chunks phase s" "$CHUNKS_S" "$C_CHUNKS_S" "-"
+row "peak RSS growth MiB" "$RSS_GROWTH" "$C_RSS_GROWTH" "-"
+echo "  ferry RSS : peak growth median $RSS_GROWTH MiB, max $RSS_GROWTH_MAX MiB over a baseline of $RSS_BASE MiB; VmHWM max $HWM MiB"
+echo "  dd        : write $DD_WRITE_MBPS MiB/s ($DD_WRITE_METHOD), read $DD_READ_MBPS MiB/s ($DD_READ_METHOD$([[ $DD_READ_METHOD == cached ]] && echo ": O_DIRECT and drop_caches unavailable, this is the page cache, not the disk"))"
+echo "  vs dd     : ferry upload/dd-write $UP_VS_DD, download/dd-read $DOWN_VS_DD; ceiling $C_UP_VS_DD, $C_DOWN_VS_DD"
+echo "  SHA-256   : $([[ $SHA_OK == 1 ]] && echo "ok: every download matched the local file, and so did ferry's complete sha256 (the ceiling hashes nothing)" || echo "NOT verified in every run")"
+echo "  notes     : upload = first chunk sent -> complete answered; client and servers share this machine's CPUs;" \
+  "rate limits $([[ $RATE_LIMITS_OFF == 1 ]] && echo "off" || echo "setting not accepted by this build")"
+echo "RESULT store=$STORE size_mib=$SIZE_MIB parallel=$PARALLEL chunk_mib=$CHUNK_MIB rounds=$DONE units=MiB/s" \
+  "upload_mbps=$UP ceiling_upload_mbps=$C_UP upload_ratio=$UP_RATIO" \
+  "download_mbps=$DOWN ceiling_download_mbps=$C_DOWN download_ratio=$DOWN_RATIO" \
+  "complete_s=$COMPLETE_S ceiling_complete_s=$C_COMPLETE_S chunks_s=$CHUNKS_S ceiling_chunks_s=$C_CHUNKS_S" \
+  "rss_growth_mib=$RSS_GROWTH rss_growth_max_mib=$RSS_GROWTH_MAX ceiling_rss_growth_mib=$C_RSS_GROWTH" \
+  "rss_baseline_mib=$RSS_BASE rss_peak_growth_mib=$RSS_GROWTH_MAX hwm_mib=$HWM" \
   "dd_write_mbps=$DD_WRITE_MBPS dd_read_mbps=$DD_READ_MBPS dd_read_method=$DD_READ_METHOD" \
-  "upload_vs_dd=$UP_VS_DD download_vs_dd=$DOWN_VS_DD rss_baseline_mib=$RSS_BASE" \
-  "rss_peak_growth_mib=$RSS_GROWTH hwm_mib=$HWM sha_ok=$SHA_OK status=$STATUS"
+  "upload_vs_dd=$UP_VS_DD download_vs_dd=$DOWN_VS_DD sha_ok=$SHA_OK status=$STATUS"
 
 [[ $STATUS == ok ]] || exit 1
 exit 0

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-# HTTP half of scripts/bench-upload.sh: measures how fast a running ferry server accepts a file
-# through the three-step upload API (POST /api/upload/initiate, P parallel
-# POST /api/upload/chunk/<id>/<i> with raw application/octet-stream bodies sent with sendfile
+# HTTP half of scripts/bench-upload.sh: measures how fast a running server (ferry, or the bare
+# hyper ceiling) accepts a file through the three-step upload API (POST /api/upload/initiate,
+# P parallel POST /api/upload/chunk/<id>/<i> with raw application/octet-stream bodies sent with sendfile
 # from the file on disk, POST /api/upload/complete/<id>) and how fast it streams it back
 # (POST /api/file/<clipId>, hashed in 1 MiB reads, never stored). It checks the SHA-256 and the
 # byte count both ways, and, when given the server's PID, samples its VmRSS from
@@ -9,10 +9,12 @@
 # baseline read just before the upload, per phase too) and reads VmHWM at the end.
 # Speeds are MiB/s (2^20 bytes per second).
 #
-# Normally run by scripts/bench-upload.sh, which starts ferry, makes the file and measures dd.
-# Standalone, against a ferry already listening on 127.0.0.1:
+# Normally run by scripts/bench-upload.sh, which starts ferry and the bare hyper ceiling
+# (examples/bare_hyper.rs --files, which does not hash: run with --no-server-sha, so the
+# complete reply's sha256 is neither required nor checked, while the downloaded bytes still are),
+# makes the file and measures dd. Standalone, against a server already listening on 127.0.0.1:
 #   python3 scripts/bench_upload.py --port 8080 --file /tmp/x.bin [--parallel 4] [--pid PID]
-#       [--sha256 HEX] [--results FILE]
+#       [--sha256 HEX] [--results FILE] [--no-server-sha] [--expect-chunk-size BYTES]
 # --results writes `key=value` lines (numbers, or "na") for the shell script to read.
 # Exit codes: 0 ok, 1 an HTTP call or I/O failed, 3 a SHA-256 or size check failed,
 # 2 bad arguments. Python 3 standard library only. Traffic goes only to 127.0.0.1.
@@ -286,7 +288,7 @@ def run(args, results):
     if size <= 0:
         raise BenchError(f"{args.file} is empty", code=2)
     local_sha = (args.sha256 or sha256_file(args.file)).lower()
-    results.update(size_bytes=size, sha_ok=0)
+    results.update(size_bytes=size, sha_ok=0, server_sha_checked=0 if args.no_server_sha else 1)
 
     sampler = None
     if args.pid:
@@ -310,6 +312,8 @@ def run(args, results):
         if chunk_size <= 0 or total_chunks != math.ceil(size / chunk_size):
             raise BenchError(f"initiate: chunkSize={chunk_size} totalChunks={total_chunks} do not "
                              f"cover {size} bytes (expected ceil(size/chunkSize) chunks)")
+        if args.expect_chunk_size is not None and chunk_size != args.expect_chunk_size:
+            raise BenchError(f"initiate: chunkSize={chunk_size}, expected {args.expect_chunk_size}")
         results.update(chunk_size=chunk_size, chunks=total_chunks)
         print(f"  initiate: uploadId={upload_id} chunkSize={chunk_size} totalChunks={total_chunks}",
               flush=True)
@@ -330,12 +334,15 @@ def run(args, results):
                        upload_mbps=size / MIB / upload_s,
                        chunks_mbps=size / MIB / chunks_s if chunks_s > 0 else None)
         clip_id = require(done, "clipId", str, "complete")
-        server_sha = require(done, "sha256", str, "complete").lower()
         server_size = require(done, "size", int, "complete")
+        if args.no_server_sha:
+            server_sha = "(not asked: --no-server-sha)"
+        else:
+            server_sha = require(done, "sha256", str, "complete").lower()
         print(f"  complete: clipId={clip_id} size={server_size} sha256={server_sha}", flush=True)
         if server_size != size:
             raise BenchError(f"complete: size {server_size} != local {size}", code=3)
-        if server_sha != local_sha:
+        if not args.no_server_sha and server_sha != local_sha:
             raise BenchError(f"complete: sha256 {server_sha} != local {local_sha}", code=3)
 
         if sampler:
@@ -381,15 +388,22 @@ def write_results(path, results):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__ or "ferry upload/download benchmark client")
-    p.add_argument("--port", type=int, required=True, help="ferry's port on 127.0.0.1")
+    p.add_argument("--port", type=int, required=True, help="the server's port on 127.0.0.1")
     p.add_argument("--file", required=True, help="file to upload")
     p.add_argument("--sha256", help="its SHA-256 (computed if omitted)")
     p.add_argument("--parallel", type=int, default=4, help="concurrent chunk senders (default 4)")
-    p.add_argument("--pid", type=int, help="ferry's PID, to sample its VmRSS")
+    p.add_argument("--pid", type=int, help="the server's PID, to sample its VmRSS")
     p.add_argument("--rss-interval", type=float, default=0.05, help="seconds between RSS samples")
     p.add_argument("--timeout", type=float, default=300.0, help="socket timeout per call, seconds")
     p.add_argument("--max-seconds", type=float, default=3600.0, help="hard bound on RSS sampling")
     p.add_argument("--results", help="write key=value results here")
+    p.add_argument("--no-server-sha", action="store_true",
+                   help="complete's reply need not carry a sha256 and it is not checked (for a "
+                        "server that does not hash, e.g. the bare hyper ceiling); the downloaded "
+                        "bytes are still hashed and checked here")
+    p.add_argument("--expect-chunk-size", type=int,
+                   help="fail unless initiate answers this chunkSize (to keep two servers' runs "
+                        "comparable)")
     args = p.parse_args()
     if not 1 <= args.parallel <= 256:
         p.error("--parallel must be between 1 and 256")
