@@ -47,7 +47,7 @@ impl FsBlobStore {
         self.root.join(TMP_DIR).join(format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>()))
     }
 
-    pub async fn writer(&self, key: &BlobKey) -> Result<FsWriter, BlobError> {
+    pub async fn writer(&self, key: &BlobKey, hash: bool) -> Result<FsWriter, BlobError> {
         let tmp = self.temp_path();
         let file = OpenOptions::new()
             .write(true)
@@ -58,7 +58,7 @@ impl FsBlobStore {
             .into_std()
             .await;
         Ok(FsWriter {
-            state: Some(WriteState { file, hasher: Sha256::new() }),
+            state: Some(WriteState { file, hasher: hash.then(Sha256::new) }),
             pending: BytesMut::new(),
             tmp,
             dest: self.path_of(key),
@@ -320,7 +320,9 @@ pub struct FsWriter {
 
 struct WriteState {
     file: std::fs::File,
-    hasher: Sha256,
+    /// `None` for writers asked not to hash (a chunk whose client sent no checksum: its hash
+    /// is computed later, only if someone asks).
+    hasher: Option<Sha256>,
 }
 
 impl FsWriter {
@@ -341,8 +343,10 @@ impl FsWriter {
         let mut st = self.state.take().expect("writer used after a failed write or commit");
         let (st, res) = tokio::task::spawn_blocking(move || {
             let res = st.file.write_all(&bytes);
-            if res.is_ok() {
-                st.hasher.update(&bytes);
+            if res.is_ok()
+                && let Some(h) = st.hasher.as_mut()
+            {
+                h.update(&bytes);
             }
             (st, res)
         })
@@ -356,10 +360,10 @@ impl FsWriter {
         self.written
     }
 
-    pub fn sha256_hex(&self) -> String {
-        let mut hasher = self.state.as_ref().expect("writer in use").hasher.clone();
+    pub fn sha256_hex(&self) -> Option<String> {
+        let mut hasher = self.state.as_ref().expect("writer in use").hasher.clone()?;
         hasher.update(&self.pending);
-        hex::encode(hasher.finalize())
+        Some(hex::encode(hasher.finalize()))
     }
 
     pub async fn commit(mut self, durability: Durability) -> Result<BlobMeta, BlobError> {
@@ -369,7 +373,7 @@ impl FsWriter {
         }
         let st = self.state.take().expect("writer committed twice");
         let (tmp, dest) = (self.tmp.clone(), self.dest.clone());
-        let hasher = tokio::task::spawn_blocking(move || -> Result<Sha256, BlobError> {
+        let hasher = tokio::task::spawn_blocking(move || -> Result<Option<Sha256>, BlobError> {
             let WriteState { file, hasher } = st;
             match durability {
                 Durability::Fsync => file.sync_all().map_err(BlobError::io("fsync blob"))?,
@@ -389,7 +393,7 @@ impl FsWriter {
         .map_err(|e| BlobError::Source(e.to_string()))??;
         // Mark done so Drop leaves the (now renamed) path alone.
         self.tmp = PathBuf::new();
-        Ok(BlobMeta { size: self.written, sha256: hex::encode(hasher.finalize()) })
+        Ok(BlobMeta { size: self.written, sha256: hasher.map(|h| hex::encode(h.finalize())) })
     }
 }
 
@@ -434,7 +438,7 @@ mod tests {
             data.chunks(7_000).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
         let meta = s.put_stream(&key("clips/AB/ABCDEFGHIJ"), futures_util::stream::iter(parts)).await.unwrap();
         assert_eq!(meta.size, data.len() as u64);
-        assert_eq!(meta.sha256, hex::encode(Sha256::digest(&data)));
+        assert_eq!(meta.sha256, Some(hex::encode(Sha256::digest(&data))));
         assert_eq!(collect(s.read(&key("clips/AB/ABCDEFGHIJ"), None).await.unwrap()).await, data);
         let mid = s.read(&key("clips/AB/ABCDEFGHIJ"), Some(1000..1010)).await.unwrap();
         assert_eq!(mid.total_size, data.len() as u64);

@@ -103,11 +103,12 @@ impl fmt::Display for BlobKey {
     }
 }
 
-/// Size and SHA-256 of a committed blob, computed while its bytes went by.
+/// Size and SHA-256 of a committed blob, computed while its bytes went by (`None` from a
+/// writer made with `unhashed_writer`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobMeta {
     pub size: u64,
-    pub sha256: String,
+    pub sha256: Option<String>,
 }
 
 /// A ranged read: the stream yields exactly `range` of a blob of `total_size` bytes.
@@ -152,9 +153,17 @@ impl BlobStore {
         }
     }
 
+    /// A writer that hashes what it writes (`BlobMeta::sha256`).
     pub async fn writer(&self, key: &BlobKey) -> Result<BlobWriter, BlobError> {
         match self {
-            BlobStore::Fs(s) => Ok(BlobWriter::Fs(s.writer(key).await?)),
+            BlobStore::Fs(s) => Ok(BlobWriter::Fs(s.writer(key, true).await?)),
+        }
+    }
+
+    /// A writer that does not hash: for bytes whose hash is computed elsewhere or only on demand.
+    pub async fn unhashed_writer(&self, key: &BlobKey) -> Result<BlobWriter, BlobError> {
+        match self {
+            BlobStore::Fs(s) => Ok(BlobWriter::Fs(s.writer(key, false).await?)),
         }
     }
 
@@ -326,8 +335,8 @@ impl BlobWriter {
         }
     }
 
-    /// SHA-256 (hex) of the bytes written so far.
-    pub fn sha256_hex(&self) -> String {
+    /// SHA-256 (hex) of the bytes written so far, if this writer hashes.
+    pub fn sha256_hex(&self) -> Option<String> {
         match self {
             BlobWriter::Fs(w) => w.sha256_hex(),
         }

@@ -266,7 +266,7 @@ where
         filename: Some(req.filename.as_str().into()),
         mime_type: Some(req.mime_type.unwrap_or_else(MimeType::octet_stream).as_str().into()),
         size: meta.size as i64,
-        sha256: meta.sha256,
+        sha256: meta.sha256.expect("a hashing writer reports its SHA-256"),
         created_at: now,
         expires_at: now + deps.limits.expiry(req.expiry).millis(),
         one_time: req.one_time,

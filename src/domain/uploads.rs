@@ -10,6 +10,7 @@
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+use sha2::Digest as _;
 
 use super::Deps;
 use super::clips::{self, Completed};
@@ -195,11 +196,15 @@ pub struct ReceivedChunk {
 
 /// Start receiving chunk `index`; refuses at once when the session cannot take it or the
 /// declared length is already too large.
+/// `hashed`: hash while writing (the client sent a checksum to verify); otherwise the chunk's
+/// SHA-256 is computed only when a status asks for it, so an upload's bytes are hashed once
+/// (by the hash frontier) on the common path.
 pub async fn open_chunk(
     deps: &Deps,
     id: &UploadId,
     index: ChunkIndex,
     content_length: Option<u64>,
+    hashed: bool,
 ) -> Result<ChunkSink, DomainError> {
     let s = session(deps, id).await?;
     if s.status != "uploading" {
@@ -217,7 +222,8 @@ pub async fn open_chunk(
         return Err(DomainError::TooLarge { limit });
     }
     let leaf = attempt_leaf(index.0);
-    let writer = deps.blobs.writer(&Content::part_key(&chunk_prefix(id.as_str()), &leaf)).await?;
+    let key = Content::part_key(&chunk_prefix(id.as_str()), &leaf);
+    let writer = if hashed { deps.blobs.writer(&key).await? } else { deps.blobs.unhashed_writer(&key).await? };
     Ok(ChunkSink { writer, leaf, upload_id: id.clone(), index: index.0, total: s.total_chunks as u32, limit })
 }
 
@@ -249,7 +255,7 @@ impl ChunkSink {
     pub async fn finish(self, deps: &Deps, expected_sha256: Option<&str>) -> Result<ReceivedChunk, DomainError> {
         let sha = self.writer.sha256_hex();
         if let Some(expected) = expected_sha256
-            && !expected.eq_ignore_ascii_case(&sha)
+            && !sha.as_deref().is_some_and(|sha| expected.eq_ignore_ascii_case(sha))
         {
             return Err(DomainError::ChecksumMismatch);
         }
@@ -258,7 +264,8 @@ impl ChunkSink {
         let key = Content::part_key(&prefix, &self.leaf);
         let meta = self.writer.commit(Durability::Data).await?;
         let earlier = deps.store.chunk(&id, self.index).await;
-        let recorded = deps.store.record_chunk(&id, self.index, meta.size, &sha, &self.leaf, deps.now()).await;
+        let recorded =
+            deps.store.record_chunk(&id, self.index, meta.size, sha.as_deref(), &self.leaf, deps.now()).await;
         if !matches!(recorded, Ok(true)) {
             // Not recorded: the bytes must not linger.
             let _ = deps.blobs.delete(&key).await;
@@ -279,9 +286,38 @@ impl ChunkSink {
     }
 }
 
+/// The session and its chunks, each with its SHA-256: those not hashed on arrival are hashed
+/// now from disk (in parallel under `assembly_concurrency`) and recorded, once.
 pub async fn status(deps: &Deps, id: &UploadId) -> Result<UploadStatus, DomainError> {
     let s = session(deps, id).await?;
     let chunks = deps.store.chunks(id.as_str()).await?;
+    let prefix = chunk_prefix(id.as_str());
+    let chunks = futures_util::stream::iter(chunks)
+        .map(|mut c| {
+            let prefix = prefix.clone();
+            async move {
+                if c.sha256.is_none() {
+                    let key = Content::part_key(&prefix, &c.leaf);
+                    match deps.blobs.hash_into(&key, sha2::Sha256::new()).await {
+                        Ok((hasher, n)) if n == c.size as u64 => {
+                            let sha = hex::encode(sha2::Digest::finalize(hasher));
+                            deps.store.set_chunk_sha256(id.as_str(), c.index as u32, &c.leaf, &sha).await?;
+                            c.sha256 = Some(sha);
+                        }
+                        // Replaced or removed meanwhile (a complete took it, or a newer attempt):
+                        // listed without a hash, as a chunk the client must not rely on.
+                        Ok(_) | Err(crate::blob::BlobError::NotFound) => {}
+                        Err(e) => return Err(DomainError::from(e)),
+                    }
+                }
+                Ok::<_, DomainError>(c)
+            }
+        })
+        .buffered(deps.limits.assembly_concurrency)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(UploadStatus { upload_id: s.id, status: s.status, total_chunks: s.total_chunks as u32, chunks })
 }
 

@@ -84,7 +84,7 @@ pub async fn chunk(
             if sink.is_some() {
                 return Err(DomainError::invalid("chunk", "must appear once", Location::Body).into());
             }
-            let mut s = uploads::open_chunk(deps, &id, index, None).await?;
+            let mut s = uploads::open_chunk(deps, &id, index, None, sha.is_some()).await?;
             while let Some(bytes) = field.chunk().await.map_err(bad_multipart)? {
                 s.write(bytes).await?;
             }
@@ -93,7 +93,7 @@ pub async fn chunk(
         let sink = sink.ok_or_else(|| DomainError::invalid("chunk", "is required", Location::Body))?;
         sink.finish(deps, sha.as_deref()).await?
     } else if content_type.is_empty() || content_type.starts_with("application/octet-stream") {
-        let mut sink = uploads::open_chunk(deps, &id, index, content_length(&headers)).await?;
+        let mut sink = uploads::open_chunk(deps, &id, index, content_length(&headers), sha.is_some()).await?;
         sink.write_stream(req.into_body().into_data_stream()).await?;
         sink.finish(deps, sha.as_deref()).await?
     } else {

@@ -200,11 +200,18 @@ impl Store {
         id: &str,
         index: u32,
         size: u64,
-        sha256: &str,
+        sha256: Option<&str>,
         leaf: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let params = vec![text(id), P::I32(index as i32), P::I64(size as i64), text(sha256), P::I64(now), text(leaf)];
+        let params = vec![
+            text(id),
+            P::I32(index as i32),
+            P::I64(size as i64),
+            P::OptText(sha256.map(str::to_owned)),
+            P::I64(now),
+            text(leaf),
+        ];
         let recorded = self.execute(sql::RECORD_CHUNK, params).await? == 1;
         if recorded {
             self.execute(sql::TOUCH_UPLOAD, vec![text(id), P::I64(now)]).await?;
@@ -214,6 +221,12 @@ impl Store {
 
     pub async fn chunks(&self, id: &str) -> Result<Vec<ChunkRecord>, StoreError> {
         self.query(sql::LIST_CHUNKS, vec![text(id)], ChunkRecord::decode).await
+    }
+
+    /// Record the SHA-256 of a chunk hashed after it arrived, unless that attempt was replaced.
+    pub async fn set_chunk_sha256(&self, id: &str, index: u32, leaf: &str, sha256: &str) -> Result<(), StoreError> {
+        let params = vec![text(id), P::I32(index as i32), text(leaf), text(sha256)];
+        self.execute(sql::SET_CHUNK_SHA256, params).await.map(|_| ())
     }
 
     /// The recorded chunk at `index`, if any.

@@ -97,6 +97,12 @@ pub const RECORD_CHUNK: &str = "INSERT INTO upload_chunks (upload_id, chunk_inde
        SET size = excluded.size, sha256 = excluded.sha256, received_at = excluded.received_at, \
            blob_leaf = excluded.blob_leaf";
 
+/// A chunk's SHA-256 computed after it arrived; only for the attempt that was hashed
+/// (rows of an older build have no leaf and are hashed at arrival). $1 upload, $2 index,
+/// $3 leaf, $4 sha256.
+pub const SET_CHUNK_SHA256: &str = "UPDATE upload_chunks SET sha256 = $4 \
+     WHERE upload_id = $1 AND chunk_index = $2 AND blob_leaf = $3 AND sha256 IS NULL";
+
 /// The blob a recorded chunk names, before it is replaced. $1 upload, $2 index.
 pub const CHUNK_LEAF: &str =
     "SELECT chunk_index, size, sha256, blob_leaf FROM upload_chunks WHERE upload_id = $1 AND chunk_index = $2";
