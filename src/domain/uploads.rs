@@ -263,26 +263,27 @@ impl ChunkSink {
         let prefix = chunk_prefix(&id);
         let key = Content::part_key(&prefix, &self.leaf);
         let meta = self.writer.commit(Durability::Data).await?;
-        let earlier = deps.store.chunk(&id, self.index).await;
         let recorded =
             deps.store.record_chunk(&id, self.index, meta.size, sha.as_deref(), &self.leaf, deps.now()).await;
-        if !matches!(recorded, Ok(true)) {
-            // Not recorded: the bytes must not linger.
-            let _ = deps.blobs.delete(&key).await;
-            recorded?;
-            return Err(DomainError::UploadCompleted);
-        }
-        if let Ok(Some(old)) = earlier
-            && old.leaf != self.leaf
+        let recorded = match recorded {
+            Ok(Some(recorded)) => recorded,
+            other => {
+                // Not recorded: the bytes must not linger.
+                let _ = deps.blobs.delete(&key).await;
+                other?;
+                return Err(DomainError::UploadCompleted);
+            }
+        };
+        if let Some(old) = recorded.replaced
+            && old != self.leaf
         {
             // Best effort: an attempt lost in a race is removed with the upload or the clip.
-            let _ = deps.blobs.delete(&Content::part_key(&prefix, &old.leaf)).await;
+            let _ = deps.blobs.delete(&Content::part_key(&prefix, &old)).await;
         }
         deps.frontiers.arrived(&deps.blobs, prefix, &id, self.index, self.leaf.clone(), meta.size);
         metrics::counter!("ferry_upload_chunks_total").increment(1);
         metrics::counter!("ferry_upload_bytes_total").increment(meta.size);
-        let uploaded = deps.store.chunks(&id).await?.len() as u32;
-        Ok(ReceivedChunk { index: self.index, uploaded, total: self.total })
+        Ok(ReceivedChunk { index: self.index, uploaded: recorded.uploaded, total: self.total })
     }
 }
 

@@ -166,6 +166,14 @@ fn text(s: &str) -> P {
     P::Text(s.to_string())
 }
 
+/// What recording a chunk did: the blob leaf of the attempt it replaced, and how many chunks
+/// the session has now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkRecorded {
+    pub replaced: Option<String>,
+    pub uploaded: u32,
+}
+
 /// Upload sessions and their chunks.
 impl Store {
     pub async fn insert_upload(&self, u: &UploadRecord) -> Result<(), StoreError> {
@@ -193,8 +201,9 @@ impl Store {
         self.query_opt(sql::UPLOAD_BY_ID, vec![text(id)], UploadRecord::decode).await
     }
 
-    /// Record a received chunk (replacing an earlier one); `false` when the session no
-    /// longer accepts chunks.
+    /// Record a received chunk (replacing an earlier one) and touch its session; `None` when
+    /// the session no longer accepts chunks. On PostgreSQL this is one statement (one round
+    /// trip, one commit), since it runs for every chunk.
     pub async fn record_chunk(
         &self,
         id: &str,
@@ -203,7 +212,7 @@ impl Store {
         sha256: Option<&str>,
         leaf: &str,
         now: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<ChunkRecorded>, StoreError> {
         let params = vec![
             text(id),
             P::I32(index as i32),
@@ -212,11 +221,32 @@ impl Store {
             P::I64(now),
             text(leaf),
         ];
-        let recorded = self.execute(sql::RECORD_CHUNK, params).await? == 1;
-        if recorded {
-            self.execute(sql::TOUCH_UPLOAD, vec![text(id), P::I64(now)]).await?;
+        match self {
+            Store::Postgres(_) => {
+                let decode: Decode<(i64, i64, Option<String>, i64)> =
+                    |r| Ok((r.i64("recorded")?, r.i64("had_old")?, r.opt_text("old_leaf")?, r.i64("before_count")?));
+                let Some((recorded, had_old, old_leaf, before)) =
+                    self.query_opt(sql::RECORD_CHUNK_PG, params, decode).await?
+                else {
+                    return Ok(None);
+                };
+                if recorded == 0 {
+                    return Ok(None);
+                }
+                let replaced = (had_old > 0).then(|| old_leaf.unwrap_or_else(|| index.to_string()));
+                let uploaded = (before + if had_old > 0 { 0 } else { 1 }) as u32;
+                Ok(Some(ChunkRecorded { replaced, uploaded }))
+            }
+            Store::Embedded(_) => {
+                let earlier = self.chunk(id, index).await?;
+                if self.execute(sql::RECORD_CHUNK, params).await? != 1 {
+                    return Ok(None);
+                }
+                self.execute(sql::TOUCH_UPLOAD, vec![text(id), P::I64(now)]).await?;
+                let uploaded = self.query_opt(sql::COUNT_CHUNKS, vec![text(id)], |r| r.i64("n")).await?.unwrap_or(0);
+                Ok(Some(ChunkRecorded { replaced: earlier.map(|c| c.leaf), uploaded: uploaded as u32 }))
+            }
         }
-        Ok(recorded)
     }
 
     pub async fn chunks(&self, id: &str) -> Result<Vec<ChunkRecord>, StoreError> {

@@ -103,6 +103,29 @@ pub const RECORD_CHUNK: &str = "INSERT INTO upload_chunks (upload_id, chunk_inde
 pub const SET_CHUNK_SHA256: &str = "UPDATE upload_chunks SET sha256 = $4 \
      WHERE upload_id = $1 AND chunk_index = $2 AND blob_leaf = $3 AND sha256 IS NULL";
 
+/// PostgreSQL: record (or replace) a chunk and touch its session in one statement, answering
+/// whether it was recorded, the attempt it replaced and how many chunks there were before.
+/// The session row's UPDATE is the gate: once a complete moved it out of 'uploading' (and
+/// committed), no chunk is recorded. Same parameters as RECORD_CHUNK.
+pub const RECORD_CHUNK_PG: &str = "WITH s AS ( \
+       UPDATE upload_sessions SET last_activity = CAST($5 AS BIGINT) \
+       WHERE id = CAST($1 AS TEXT) AND status = 'uploading' RETURNING id), \
+     old AS ( \
+       SELECT blob_leaf FROM upload_chunks WHERE upload_id = CAST($1 AS TEXT) AND chunk_index = CAST($2 AS INTEGER)), \
+     ins AS ( \
+       INSERT INTO upload_chunks (upload_id, chunk_index, size, sha256, received_at, blob_leaf) \
+       SELECT s.id, CAST($2 AS INTEGER), CAST($3 AS BIGINT), CAST($4 AS TEXT), CAST($5 AS BIGINT), \
+              CAST($6 AS TEXT) FROM s \
+       ON CONFLICT (upload_id, chunk_index) DO UPDATE \
+         SET size = excluded.size, sha256 = excluded.sha256, received_at = excluded.received_at, \
+             blob_leaf = excluded.blob_leaf \
+       RETURNING 1) \
+     SELECT (SELECT count(*) FROM ins) AS recorded, (SELECT count(*) FROM old) AS had_old, \
+            (SELECT blob_leaf FROM old) AS old_leaf, \
+            (SELECT count(*) FROM upload_chunks WHERE upload_id = CAST($1 AS TEXT)) AS before_count";
+
+pub const COUNT_CHUNKS: &str = "SELECT count(*) AS n FROM upload_chunks WHERE upload_id = $1";
+
 /// The blob a recorded chunk names, before it is replaced. $1 upload, $2 index.
 pub const CHUNK_LEAF: &str =
     "SELECT chunk_index, size, sha256, blob_leaf FROM upload_chunks WHERE upload_id = $1 AND chunk_index = $2";
