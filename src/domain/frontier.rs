@@ -26,6 +26,9 @@ struct Frontier {
     done: Vec<(String, u64, Sha256)>,
     /// Recorded chunks past the frontier, waiting for the ones before them.
     waiting: BTreeMap<u32, (String, u64)>,
+    /// Whether the chunks recorded before this process saw the upload (before a restart, or
+    /// through another instance) were read from the store.
+    seeded: bool,
 }
 
 impl Frontier {
@@ -67,11 +70,23 @@ impl Frontiers {
 
     /// Chunk `index` of `upload` was recorded as `leaf` (below `prefix`): hash what has become
     /// contiguous, in the background.
-    pub fn arrived(&self, blobs: &BlobStore, prefix: BlobKey, upload: &str, index: u32, leaf: String, size: u64) {
+    pub fn arrived(&self, deps: &super::Deps, prefix: BlobKey, upload: &str, index: u32, leaf: String, size: u64) {
         let frontier = self.entry(upload);
-        let (blobs, permits) = (blobs.clone(), self.permits.clone());
+        let (store, blobs) = (deps.store.clone(), deps.blobs.clone());
+        let (permits, upload) = (self.permits.clone(), upload.to_string());
         tokio::spawn(async move {
             let mut f = frontier.lock().await;
+            if !f.seeded {
+                // Chunks acknowledged before this process knew the upload still count: without
+                // them the frontier would wait forever for chunk 0.
+                f.seeded = true;
+                if let Ok(recorded) = store.chunks(&upload).await {
+                    let from = f.done.len() as u32;
+                    for c in recorded.into_iter().filter(|c| c.index as u32 >= from) {
+                        f.waiting.entry(c.index as u32).or_insert((c.leaf, c.size as u64));
+                    }
+                }
+            }
             let at = index as usize;
             if at < f.done.len() {
                 if f.done[at].0 == leaf {

@@ -280,7 +280,7 @@ impl ChunkSink {
             // Best effort: an attempt lost in a race is removed with the upload or the clip.
             let _ = deps.blobs.delete(&Content::part_key(&prefix, &old)).await;
         }
-        deps.frontiers.arrived(&deps.blobs, prefix, &id, self.index, self.leaf.clone(), meta.size);
+        deps.frontiers.arrived(deps, prefix, &id, self.index, self.leaf.clone(), meta.size);
         metrics::counter!("ferry_upload_chunks_total").increment(1);
         metrics::counter!("ferry_upload_bytes_total").increment(meta.size);
         Ok(ReceivedChunk { index: self.index, uploaded: recorded.uploaded, total: self.total })

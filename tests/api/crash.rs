@@ -209,6 +209,15 @@ async fn after_a_kill_the_status_lists_exactly_the_acknowledged_chunks_and_the_u
         let done = node.complete(&id).await;
         assert_eq!(done["sha256"], sha256_hex(&data), "{done}");
         assert_eq!(done["size"], data.len(), "{done}");
+        // The restarted process's hash frontier picked up the chunks acknowledged before the
+        // kill, so complete did not hash the whole file itself.
+        let metrics = node.http.get(node.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let hashed: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("ferry_assembly_hashed_bytes_total "))
+            .map(|v| v.trim().parse().unwrap())
+            .expect("ferry_assembly_hashed_bytes_total is exported after a complete");
+        assert!(hashed < data.len() as f64, "complete hashed {hashed} of {} bytes", data.len());
         assert!(node.download(done["clipId"].as_str().unwrap()).await == data);
     }
 }
