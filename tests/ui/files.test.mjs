@@ -5,7 +5,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { openSync, readSync, writeSync, closeSync } from 'node:fs';
+import { openSync, readSync, writeSync, closeSync, statSync } from 'node:fs';
 
 import { downloadFrom, linkId, makeFile, openPage, sha256File, shareFile, startBoth, stopBoth } from './harness.mjs';
 
@@ -121,7 +121,15 @@ test('chunk POSTs failing one in five (server errors and dropped connections) st
   assert.equal(await sha256File(got.path), file.sha256);
 });
 
-function flipByte(path, at) {
+/** Flip one bit of the byte at `at` of a content stored as `files` (in content order). */
+function flipByte(files, at) {
+  let path = files[0];
+  for (const f of files) {
+    const size = statSync(f).size;
+    path = f;
+    if (at < size) break;
+    at -= size;
+  }
   const fd = openSync(path, 'r+');
   const b = Buffer.alloc(1);
   readSync(fd, b, 0, 1, at);
@@ -130,13 +138,13 @@ function flipByte(path, at) {
   closeSync(fd);
 }
 
-/** Share `path` and find the one blob the server stored for it. */
+/** Share `path` and find the content (its files, in order) the server stored for it. */
 async function shareKeepingBlob(page, path) {
-  const earlier = new Set(server.clipBlobs());
+  const earlier = new Set(server.clipContents().map((c) => c.id));
   const link = await shareFile(page, server, path);
-  const fresh = server.clipBlobs().filter((p) => !earlier.has(p));
-  assert.equal(fresh.length, 1, 'one new blob');
-  return { link, blob: fresh[0] };
+  const fresh = server.clipContents().filter((c) => !earlier.has(c.id));
+  assert.equal(fresh.length, 1, 'one new stored clip');
+  return { link, blob: fresh[0].files };
 }
 
 test('a byte flipped in the stored blob is reported as tampered and nothing is saved', async () => {

@@ -71,19 +71,34 @@ export async function startServer(env = {}) {
       }
       rmSync(dataDir, { recursive: true, force: true });
     },
-    /** Every stored clip blob (ciphertext) under the data directory. */
-    clipBlobs() {
+    /**
+     * Every stored clip's content (ciphertext) as `{ id, files }`, the files in content order:
+     * a one-request clip is one file under blobs/clips; a chunked one is its chunk files, which
+     * stay where they landed under blobs/chunks/<upload>, in chunk order.
+     */
+    clipContents() {
       const out = [];
       const walk = (dir) => {
         for (const e of readdirSync(dir, { withFileTypes: true })) {
           const p = join(dir, e.name);
           if (e.isDirectory()) walk(p);
-          else out.push(p);
+          else out.push({ id: p, files: [p] });
         }
       };
-      const root = join(dataDir, 'blobs', 'clips');
-      if (existsSync(root)) walk(root);
-      return out.filter((p) => !p.includes('.tmp'));
+      const clips = join(dataDir, 'blobs', 'clips');
+      if (existsSync(clips)) walk(clips);
+      const chunks = join(dataDir, 'blobs', 'chunks');
+      if (existsSync(chunks)) {
+        for (const upload of readdirSync(chunks)) {
+          const dir = join(chunks, upload);
+          const files = readdirSync(dir)
+            .filter((n) => !n.startsWith('.'))
+            .sort((x, y) => parseInt(x, 10) - parseInt(y, 10))
+            .map((n) => join(dir, n));
+          out.push({ id: dir, files });
+        }
+      }
+      return out;
     },
   };
 }
