@@ -66,6 +66,9 @@ pub struct UploadStatus {
     pub chunks: Vec<ChunkRecord>,
 }
 
+/// How stale a session's `last_activity` may get before a chunk stamps it again.
+const TOUCH_EVERY_MS: i64 = 30_000;
+
 /// A fresh blob leaf for one attempt at chunk `index`: `<index>.<random>`, so two attempts
 /// (a retry racing a stalled original, two instances) never write the same blob.
 fn attempt_leaf(index: u32) -> String {
@@ -220,6 +223,12 @@ pub async fn open_chunk(
     let limit = s.chunk_size as u64 + super::Limits::CHUNK_SLACK;
     if content_length.is_some_and(|n| n > limit) {
         return Err(DomainError::TooLarge { limit });
+    }
+    // Activity keeps a session from being swept as abandoned; stamping it at most every
+    // TOUCH_EVERY_MS keeps the session row out of every chunk's write.
+    let now = deps.now();
+    if s.last_activity < now - TOUCH_EVERY_MS {
+        deps.store.touch_upload(id.as_str(), now, now - TOUCH_EVERY_MS).await?;
     }
     let leaf = attempt_leaf(index.0);
     let key = Content::part_key(&chunk_prefix(id.as_str()), &leaf);

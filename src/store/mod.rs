@@ -201,9 +201,9 @@ impl Store {
         self.query_opt(sql::UPLOAD_BY_ID, vec![text(id)], UploadRecord::decode).await
     }
 
-    /// Record a received chunk (replacing an earlier one) and touch its session; `None` when
-    /// the session no longer accepts chunks. On PostgreSQL this is one statement (one round
-    /// trip, one commit), since it runs for every chunk.
+    /// Record a received chunk (replacing an earlier one); `None` when the session no longer
+    /// accepts chunks. On PostgreSQL this is one statement (one round trip, one commit), since
+    /// it runs for every chunk.
     pub async fn record_chunk(
         &self,
         id: &str,
@@ -242,7 +242,6 @@ impl Store {
                 if self.execute(sql::RECORD_CHUNK, params).await? != 1 {
                     return Ok(None);
                 }
-                self.execute(sql::TOUCH_UPLOAD, vec![text(id), P::I64(now)]).await?;
                 let uploaded = self.query_opt(sql::COUNT_CHUNKS, vec![text(id)], |r| r.i64("n")).await?.unwrap_or(0);
                 Ok(Some(ChunkRecorded { replaced: earlier.map(|c| c.leaf), uploaded: uploaded as u32 }))
             }
@@ -251,6 +250,11 @@ impl Store {
 
     pub async fn chunks(&self, id: &str) -> Result<Vec<ChunkRecord>, StoreError> {
         self.query(sql::LIST_CHUNKS, vec![text(id)], ChunkRecord::decode).await
+    }
+
+    /// Mark an uploading session active at `now` unless it was within `idle_since`.
+    pub async fn touch_upload(&self, id: &str, now: i64, idle_since: i64) -> Result<(), StoreError> {
+        self.execute(sql::TOUCH_IDLE_UPLOAD, vec![text(id), P::I64(now), P::I64(idle_since)]).await.map(|_| ())
     }
 
     /// Record the SHA-256 of a chunk hashed after it arrived, unless that attempt was replaced.

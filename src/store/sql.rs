@@ -103,13 +103,14 @@ pub const RECORD_CHUNK: &str = "INSERT INTO upload_chunks (upload_id, chunk_inde
 pub const SET_CHUNK_SHA256: &str = "UPDATE upload_chunks SET sha256 = $4 \
      WHERE upload_id = $1 AND chunk_index = $2 AND blob_leaf = $3 AND sha256 IS NULL";
 
-/// PostgreSQL: record (or replace) a chunk and touch its session in one statement, answering
-/// whether it was recorded, the attempt it replaced and how many chunks there were before.
-/// The session row's UPDATE is the gate: once a complete moved it out of 'uploading' (and
-/// committed), no chunk is recorded. Same parameters as RECORD_CHUNK.
+/// PostgreSQL: record (or replace) a chunk in one statement, answering whether it was
+/// recorded, the attempt it replaced and how many chunks there were before. The gate is a
+/// share lock on the session row while it is 'uploading': concurrent chunks of one upload do
+/// not wait for each other (an exclusive lock would queue every chunk behind the previous
+/// one's commit), while a complete's UPDATE waits for them and, once committed, lets no
+/// further chunk in. Same parameters as RECORD_CHUNK ($5 only stamps the chunk).
 pub const RECORD_CHUNK_PG: &str = "WITH s AS ( \
-       UPDATE upload_sessions SET last_activity = CAST($5 AS BIGINT) \
-       WHERE id = CAST($1 AS TEXT) AND status = 'uploading' RETURNING id), \
+       SELECT id FROM upload_sessions WHERE id = CAST($1 AS TEXT) AND status = 'uploading' FOR SHARE), \
      old AS ( \
        SELECT blob_leaf FROM upload_chunks WHERE upload_id = CAST($1 AS TEXT) AND chunk_index = CAST($2 AS INTEGER)), \
      ins AS ( \
@@ -124,13 +125,15 @@ pub const RECORD_CHUNK_PG: &str = "WITH s AS ( \
             (SELECT blob_leaf FROM old) AS old_leaf, \
             (SELECT count(*) FROM upload_chunks WHERE upload_id = CAST($1 AS TEXT)) AS before_count";
 
+/// Mark an upload active, at most once per interval: $1 id, $2 now, $3 only if idle since.
+pub const TOUCH_IDLE_UPLOAD: &str = "UPDATE upload_sessions SET last_activity = $2 \
+     WHERE id = $1 AND status = 'uploading' AND last_activity < $3";
+
 pub const COUNT_CHUNKS: &str = "SELECT count(*) AS n FROM upload_chunks WHERE upload_id = $1";
 
 /// The blob a recorded chunk names, before it is replaced. $1 upload, $2 index.
 pub const CHUNK_LEAF: &str =
     "SELECT chunk_index, size, sha256, blob_leaf FROM upload_chunks WHERE upload_id = $1 AND chunk_index = $2";
-
-pub const TOUCH_UPLOAD: &str = "UPDATE upload_sessions SET last_activity = $2 WHERE id = $1";
 
 pub const LIST_CHUNKS: &str =
     "SELECT chunk_index, size, sha256, blob_leaf FROM upload_chunks WHERE upload_id = $1 ORDER BY chunk_index";

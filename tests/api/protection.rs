@@ -129,6 +129,26 @@ all_backends! {
         error_with(app.get(&format!("/api/clip/{kept}/info")).await, 404, "clip_not_found").await;
     }
 
+    async fn an_upload_that_keeps_receiving_chunks_is_not_swept_as_abandoned(app, small_chunks) {
+        let data = random_bytes(2 * CHUNK);
+        let id = upload_id_of(&initiate(&app, file_initiate("slow.bin", data.len(), json!({}))).await);
+        app.clock.advance(Duration::from_secs(23 * 3600));
+        json_with(send_chunk(&app, &id, 0, &data[..CHUNK]).await, 200).await;
+        // 25 h after initiate but 2 h after its last chunk: still in progress.
+        app.clock.advance(Duration::from_secs(2 * 3600));
+        let report = sweep(&app).await;
+        assert_eq!(report.abandoned_uploads, 0, "{report:?}");
+        json_with(send_chunk(&app, &id, 1, &data[CHUNK..]).await, 200).await;
+        let res = app.client.post(app.url(&format!("/api/upload/complete/{id}"))).json(&json!({})).send().await.unwrap();
+        let done = json_with(res, 200).await;
+        assert_same_bytes(&download_ok(&app, done["clipId"].as_str().unwrap()).await, &data);
+        // Idle for a day after that chunk, a new upload is abandoned.
+        let idle = upload_id_of(&initiate(&app, file_initiate("idle.bin", 10, json!({}))).await);
+        app.clock.advance(Duration::from_secs(25 * 3600));
+        assert_eq!(sweep(&app).await.abandoned_uploads, 1);
+        error_with(app.get(&format!("/api/upload/{idle}/status")).await, 404, "upload_not_found").await;
+    }
+
     async fn reconcile_removes_blobs_that_no_row_owns_but_spares_young_ones(app, small_chunks) {
         let (id, _) = file_clip(&app, b"owned", json!({})).await;
         let owned = random_bytes(3 * CHUNK);
