@@ -60,14 +60,6 @@ impl Content {
         }
     }
 
-    /// The key stored in the clip row: the blob, or the prefix of the parts.
-    pub fn row_key(&self) -> &BlobKey {
-        match self {
-            Content::Single(key) => key,
-            Content::Parts { prefix, .. } => prefix,
-        }
-    }
-
     pub fn part_key(prefix: &BlobKey, leaf: &str) -> BlobKey {
         BlobKey::parse(&format!("{}/{leaf}", prefix.as_str())).expect("a valid prefix and leaf make a valid key")
     }

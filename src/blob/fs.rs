@@ -88,24 +88,6 @@ impl FsBlobStore {
         Ok(BlobRead { total_size: size, range, stream })
     }
 
-    /// A whole (small) blob in one blocking read. The buffer is allocated here, on the async
-    /// side, and filled on the blocking pool.
-    pub async fn read_all(&self, key: &BlobKey, expected: usize) -> Result<Bytes, BlobError> {
-        let path = self.path_of(key);
-        let mut buf = Vec::with_capacity(expected);
-        let read = tokio::task::spawn_blocking(move || {
-            use std::io::Read as _;
-            std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut buf)).map(|_| buf)
-        })
-        .await;
-        match read {
-            Ok(Ok(v)) => Ok(Bytes::from(v)),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Err(BlobError::NotFound),
-            Ok(Err(e)) => Err(BlobError::from_io("read blob", e)),
-            Err(e) => Err(BlobError::Source(e.to_string())),
-        }
-    }
-
     pub async fn size(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {
         match fs::metadata(self.path_of(key)).await {
             Ok(m) => Ok(Some(m.len())),

@@ -189,13 +189,6 @@ impl BlobStore {
         }
     }
 
-    /// A whole blob in memory: only for blobs known to be small (upload chunks).
-    pub async fn read_all(&self, key: &BlobKey, expected: usize) -> Result<Bytes, BlobError> {
-        match self {
-            BlobStore::Fs(s) => s.read_all(key, expected).await,
-        }
-    }
-
     /// Size of the blob, or `None` when absent.
     pub async fn size(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {
         match self {
@@ -285,16 +278,9 @@ impl BlobStore {
         }
     }
 
-    /// Remove every blob of a clip's content; `false` when nothing was there.
-    pub async fn delete_content(&self, content: &Content) -> Result<bool, BlobError> {
-        match content {
-            Content::Single(key) => self.delete(key).await,
-            Content::Parts { prefix, .. } => {
-                let existed = !self.list(prefix.as_str()).await?.is_empty();
-                self.delete_prefix(prefix).await?;
-                Ok(existed)
-            }
-        }
+    /// Remove every blob of a clip's content.
+    pub async fn delete_content(&self, content: &Content) -> Result<(), BlobError> {
+        self.delete_contents(vec![content.clone()]).await.map(|_| ())
     }
 
     /// Remove the content of many clips; how many blobs existed.
