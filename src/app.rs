@@ -80,9 +80,10 @@ pub async fn open_deps(config: &Config, clock: SharedClock) -> anyhow::Result<De
     if !report.applied.is_empty() {
         tracing::info!(applied = ?report.applied, version = report.current, "migrations applied");
     }
-    let blobs = BlobStore::filesystem(config.data_dir.join("blobs"))
-        .await
-        .with_context(|| format!("opening blob storage under {}", config.data_dir.display()))?;
+    let blobs = BlobStore::open(config).await.with_context(|| match config.blob {
+        crate::config::BlobBackend::Fs => format!("opening blob storage under {}", config.data_dir.display()),
+        crate::config::BlobBackend::S3 => "opening S3 blob storage".to_string(),
+    })?;
     let background = CancellationToken::new();
     let cache = crate::cache::Cache::from_config(config, &background);
     Ok(Deps {
@@ -137,7 +138,7 @@ impl Application {
         let deps = open_deps(&config, clock.clone()).await?;
         let listener = TcpListener::bind(config.bind).await.with_context(|| format!("binding {}", config.bind))?;
         let addr = listener.local_addr()?;
-        tracing::info!(store = %deps.store.describe(), blobs = deps.blobs.kind(), "ready");
+        tracing::info!(store = %deps.store.describe(), blobs = %deps.blobs.describe(), "ready");
         let state = AppState {
             inner: Arc::new(Shared {
                 rate_limits: Arc::new(crate::http::ratelimit::RateLimits::from_config(&config)),

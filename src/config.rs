@@ -41,6 +41,48 @@ pub struct Config {
     pub sweep: SweepConfig,
     pub store: StoreConfig,
     pub log: LogConfig,
+    /// Where blobs live: `fs` (under data_dir) or `s3` (FERRY_BLOB).
+    pub blob: BlobBackend,
+    pub s3: S3Config,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobBackend {
+    Fs,
+    S3,
+}
+
+/// The S3-compatible object store (`blob = "s3"`). Credentials and region fall back to the
+/// standard `AWS_*` variables when unset.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct S3Config {
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub bucket: Option<String>,
+    pub region: String,
+    /// Prepended to every key, e.g. "ferry/" (several deployments in one bucket).
+    pub prefix: String,
+    #[serde(default)]
+    pub access_key_id: Option<Secret>,
+    #[serde(default)]
+    pub secret_access_key: Option<Secret>,
+    pub allow_http: bool,
+    pub virtual_hosted_style: bool,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Longest wait for the next bytes of an answer (not a bound on the whole transfer).
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
+    /// Deadline of a request that moves no content (HEAD, DELETE, LIST, copy of a part).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Deadline of the bucket check at startup.
+    #[serde(with = "humantime_serde")]
+    pub startup_timeout: Duration,
+    /// Part size of uploads ferry streams itself (fallback assembly, long one-request uploads).
+    pub part_size: ByteSize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -167,6 +209,25 @@ pub enum LogFormat {
     Json,
 }
 
+/// The standard AWS variables, under the names of the `s3` section (FERRY_S3__* wins).
+fn aws_env() -> Figment {
+    let mut f = Figment::new();
+    for (var, key) in [
+        ("AWS_ACCESS_KEY_ID", "s3.access_key_id"),
+        ("AWS_SECRET_ACCESS_KEY", "s3.secret_access_key"),
+        ("AWS_DEFAULT_REGION", "s3.region"),
+        ("AWS_REGION", "s3.region"),
+        ("AWS_ENDPOINT_URL", "s3.endpoint"),
+    ] {
+        if let Ok(value) = std::env::var(var)
+            && !value.is_empty()
+        {
+            f = f.merge(figment::providers::Serialized::default(key, value));
+        }
+    }
+    f
+}
+
 /// Why the configuration could not be used; `Display` is the one line printed at startup.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -204,6 +265,7 @@ impl Config {
             figment = figment.merge(Toml::file_exact(path));
         }
         if sources.env {
+            figment = figment.merge(aws_env());
             // DATABASE_URL is the common convention; FERRY_DATABASE_URL wins over it.
             figment = figment.merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database_url".into()));
             figment = figment.merge(
@@ -217,6 +279,58 @@ impl Config {
         let config: Config = figment.extract().map_err(|e| ConfigError::Parse(one_line(&e)))?;
         config.validate()?;
         Ok(config)
+    }
+
+    fn validate_s3(&self) -> Result<(), ConfigError> {
+        fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+            ConfigError::Invalid { key, problem: problem.into() }
+        }
+        let s3 = &self.s3;
+        let Some(endpoint) = s3.endpoint.as_deref().filter(|e| !e.is_empty()) else {
+            return Err(invalid("s3.endpoint", "is required with blob = \"s3\" (e.g. http://127.0.0.1:8333)"));
+        };
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(invalid("s3.endpoint", "must start with http:// or https://"));
+        }
+        if endpoint.starts_with("http://") && !s3.allow_http {
+            return Err(invalid("s3.endpoint", "is plain http://; set s3.allow_http = true to allow it"));
+        }
+        let bucket = s3.bucket.as_deref().unwrap_or("");
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !bucket_ok {
+            return Err(invalid("s3.bucket", "must be an S3 bucket name (3-63 of a-z, 0-9, '-', '.')"));
+        }
+        let prefix_ok = s3.prefix.is_empty()
+            || (s3.prefix.ends_with('/')
+                && s3.prefix.len() <= 100
+                && crate::blob::BlobKey::parse(s3.prefix.trim_end_matches('/')).is_ok());
+        if !prefix_ok {
+            return Err(invalid("s3.prefix", "must be empty or path segments ending in '/', like \"ferry/\""));
+        }
+        if s3.access_key_id.is_none() != s3.secret_access_key.is_none() {
+            return Err(invalid("s3.access_key_id", "and s3.secret_access_key must be set together"));
+        }
+        if s3.access_key_id.is_none() {
+            return Err(invalid(
+                "s3.access_key_id",
+                "is required with blob = \"s3\" (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+            ));
+        }
+        for (key, d) in [
+            ("s3.connect_timeout", s3.connect_timeout),
+            ("s3.read_timeout", s3.read_timeout),
+            ("s3.request_timeout", s3.request_timeout),
+            ("s3.startup_timeout", s3.startup_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(key, "must be greater than zero"));
+            }
+        }
+        if !((5 << 20)..=(1 << 30)).contains(&s3.part_size.0) {
+            return Err(invalid("s3.part_size", "must be between 5MiB (the S3 minimum) and 1GiB"));
+        }
+        Ok(())
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -311,6 +425,9 @@ impl Config {
                     format!("`{origin}` is not an origin like https://app.example.org"),
                 ));
             }
+        }
+        if self.blob == BlobBackend::S3 {
+            self.validate_s3()?;
         }
         if !(1..=64).contains(&self.upload.assembly_concurrency) {
             return Err(invalid("upload.assembly_concurrency", "must be between 1 and 64"));

@@ -1,10 +1,11 @@
-//! The blob storage seam: bytes by key, chosen at startup (filesystem now; S3 later). Owns key
-//! validation, durable writes (temp file, fsync, atomic rename), ranged streaming reads, delete
-//! and listing for reconciliation, and content made of several blobs read as one (`Content`).
-//! Knows nothing of clips, SQL or HTTP.
+//! The blob storage seam: bytes by key, chosen at startup (a filesystem directory, or an
+//! S3-compatible bucket). Owns key validation, durable writes, ranged streaming reads, delete
+//! and listing for reconciliation, content made of several blobs read as one (`Content`), and
+//! the assembly of a chunked upload into a clip's content. Knows nothing of clips, SQL or HTTP.
 
 pub mod content;
 pub mod fs;
+pub mod s3;
 
 pub use content::{Content, Part};
 
@@ -13,6 +14,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
 
@@ -32,6 +34,10 @@ pub enum BlobError {
     /// The storage is full (ENOSPC) or over quota: the client may try again once space is freed.
     #[error("{context}: no space left")]
     NoSpace { context: String },
+    /// The object store did not answer, or answered with a server error: nothing is wrong
+    /// with the request, and it may succeed once the store is back.
+    #[error("object store unavailable: {context}")]
+    Unavailable { context: String },
 }
 
 impl BlobError {
@@ -133,13 +139,26 @@ pub enum Durability {
 #[derive(Clone, Debug)]
 pub enum BlobStore {
     Fs(fs::FsBlobStore),
+    S3(s3::S3BlobStore),
 }
 
 /// An in-progress write; nothing is visible under the key until `commit`. Dropping it
 /// uncommitted discards the bytes.
 pub enum BlobWriter {
     Fs(fs::FsWriter),
+    S3(s3::S3Writer),
 }
+
+/// Where the multipart uploads an assembly opens are recorded (the metadata store), so a
+/// crash leaves none the sweep cannot find.
+pub trait MultipartJournal: Send + Sync {
+    /// Called after the upload is created and before its first part.
+    fn opened<'a>(&'a self, key: &'a BlobKey, upload_id: &'a str) -> BoxFuture<'a, Result<(), BlobError>>;
+    /// Called once it is completed or aborted.
+    fn closed<'a>(&'a self, key: &'a BlobKey, upload_id: &'a str) -> BoxFuture<'a, Result<(), BlobError>>;
+}
+
+pub use s3::OpenMultipart;
 
 impl BlobStore {
     /// The filesystem store rooted at `root` (created if missing).
@@ -147,9 +166,19 @@ impl BlobStore {
         Ok(BlobStore::Fs(fs::FsBlobStore::open(root).await?))
     }
 
+    /// The store `config` asks for: `data_dir/blobs`, or the S3 bucket (checked, within
+    /// `s3.startup_timeout`).
+    pub async fn open(config: &crate::config::Config) -> Result<BlobStore, BlobError> {
+        match config.blob {
+            crate::config::BlobBackend::Fs => BlobStore::filesystem(config.data_dir.join("blobs")).await,
+            crate::config::BlobBackend::S3 => Ok(BlobStore::S3(s3::S3BlobStore::open(&config.s3).await?)),
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             BlobStore::Fs(_) => "fs",
+            BlobStore::S3(_) => "s3",
         }
     }
 
@@ -157,6 +186,7 @@ impl BlobStore {
     pub async fn writer(&self, key: &BlobKey) -> Result<BlobWriter, BlobError> {
         match self {
             BlobStore::Fs(s) => Ok(BlobWriter::Fs(s.writer(key, true).await?)),
+            BlobStore::S3(s) => Ok(BlobWriter::S3(s.writer(key, true))),
         }
     }
 
@@ -164,6 +194,53 @@ impl BlobStore {
     pub async fn unhashed_writer(&self, key: &BlobKey) -> Result<BlobWriter, BlobError> {
         match self {
             BlobStore::Fs(s) => Ok(BlobWriter::Fs(s.writer(key, false).await?)),
+            BlobStore::S3(s) => Ok(BlobWriter::S3(s.writer(key, false))),
+        }
+    }
+
+    /// Turn a chunked upload's parts into the clip's content. On the filesystem the parts stay
+    /// where they are and are the content. On S3 they are assembled server-side into `dest`
+    /// (see `S3BlobStore::assemble`), which becomes the content; the caller removes the
+    /// parts once the clip row is committed.
+    pub async fn assemble(
+        &self,
+        parts: Content,
+        dest: &BlobKey,
+        journal: &dyn MultipartJournal,
+        concurrency: usize,
+    ) -> Result<Content, BlobError> {
+        match (self, &parts) {
+            (BlobStore::S3(s), Content::Parts { prefix, parts: list }) => {
+                let keys: Vec<(BlobKey, u64)> =
+                    list.iter().map(|p| (Content::part_key(prefix, &p.leaf), p.size)).collect();
+                s.assemble(&keys, dest, journal, concurrency).await?;
+                Ok(Content::Single(dest.clone()))
+            }
+            _ => Ok(parts),
+        }
+    }
+
+    /// Open multipart uploads in the store (none on the filesystem).
+    pub async fn open_multiparts(&self) -> Result<Vec<OpenMultipart>, BlobError> {
+        match self {
+            BlobStore::Fs(_) => Ok(Vec::new()),
+            BlobStore::S3(s) => s.open_multiparts().await,
+        }
+    }
+
+    /// Abort an open multipart upload of `key` (relative to the store's prefix).
+    pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), BlobError> {
+        match self {
+            BlobStore::Fs(_) => Ok(()),
+            BlobStore::S3(s) => s.abort_multipart(key, upload_id).await,
+        }
+    }
+
+    /// Endpoint and bucket, or the directory: for startup logs.
+    pub fn describe(&self) -> String {
+        match self {
+            BlobStore::Fs(_) => "fs".to_string(),
+            BlobStore::S3(s) => format!("s3 {}", s.describe()),
         }
     }
 
@@ -186,6 +263,7 @@ impl BlobStore {
     pub async fn read(&self, key: &BlobKey, range: Option<Range<u64>>) -> Result<BlobRead, BlobError> {
         match self {
             BlobStore::Fs(s) => s.read(key, range).await,
+            BlobStore::S3(s) => s.read(key, range).await,
         }
     }
 
@@ -193,6 +271,7 @@ impl BlobStore {
     pub async fn size(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {
         match self {
             BlobStore::Fs(s) => s.size(key).await,
+            BlobStore::S3(s) => s.size(key).await,
         }
     }
 
@@ -200,6 +279,7 @@ impl BlobStore {
     pub async fn delete(&self, key: &BlobKey) -> Result<bool, BlobError> {
         match self {
             BlobStore::Fs(s) => s.delete(key).await,
+            BlobStore::S3(s) => s.delete(key).await,
         }
     }
 
@@ -207,6 +287,7 @@ impl BlobStore {
     pub async fn list(&self, prefix: &str) -> Result<Vec<BlobKey>, BlobError> {
         match self {
             BlobStore::Fs(s) => s.list(prefix).await,
+            BlobStore::S3(s) => s.list(prefix).await,
         }
     }
 
@@ -215,6 +296,7 @@ impl BlobStore {
     pub async fn list_children(&self, prefix: &BlobKey) -> Result<Vec<String>, BlobError> {
         match self {
             BlobStore::Fs(s) => s.list_children(prefix).await,
+            BlobStore::S3(s) => s.list_children(prefix).await,
         }
     }
 
@@ -222,6 +304,7 @@ impl BlobStore {
     pub async fn delete_many(&self, keys: Vec<BlobKey>) -> Result<u64, BlobError> {
         match self {
             BlobStore::Fs(s) => s.delete_many(keys).await,
+            BlobStore::S3(s) => s.delete_many(keys).await,
         }
     }
 
@@ -229,6 +312,7 @@ impl BlobStore {
     pub async fn modified_ms(&self, key: &BlobKey) -> Result<Option<i64>, BlobError> {
         match self {
             BlobStore::Fs(s) => s.modified_ms(key).await,
+            BlobStore::S3(s) => s.modified_ms(key).await,
         }
     }
 
@@ -236,6 +320,7 @@ impl BlobStore {
     pub async fn delete_prefix(&self, prefix: &BlobKey) -> Result<(), BlobError> {
         match self {
             BlobStore::Fs(s) => s.delete_prefix(prefix).await,
+            BlobStore::S3(s) => s.delete_prefix(prefix).await,
         }
     }
 
@@ -244,6 +329,7 @@ impl BlobStore {
     pub async fn sync(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {
         match self {
             BlobStore::Fs(s) => s.sync(key).await,
+            BlobStore::S3(s) => s.sync(key).await,
         }
     }
 
@@ -251,6 +337,8 @@ impl BlobStore {
     pub async fn sync_prefix(&self, prefix: &BlobKey) -> Result<(), BlobError> {
         match self {
             BlobStore::Fs(s) => s.sync_dir(prefix).await,
+            // S3 acknowledges a write once it is durable.
+            BlobStore::S3(_) => Ok(()),
         }
     }
 
@@ -259,6 +347,7 @@ impl BlobStore {
     pub async fn hash_into(&self, key: &BlobKey, hasher: sha2::Sha256) -> Result<(sha2::Sha256, u64), BlobError> {
         match self {
             BlobStore::Fs(s) => s.hash_into(key, hasher).await,
+            BlobStore::S3(s) => s.hash_into(key, hasher).await,
         }
     }
 
@@ -266,6 +355,7 @@ impl BlobStore {
     pub async fn available(&self) -> Option<u64> {
         match self {
             BlobStore::Fs(s) => s.available().await,
+            BlobStore::S3(s) => s.available().await,
         }
     }
 
@@ -303,6 +393,7 @@ impl BlobStore {
     pub async fn check(&self) -> Result<(), BlobError> {
         match self {
             BlobStore::Fs(s) => s.check().await,
+            BlobStore::S3(s) => s.check().await,
         }
     }
 }
@@ -311,6 +402,7 @@ impl BlobWriter {
     pub async fn write(&mut self, bytes: Bytes) -> Result<(), BlobError> {
         match self {
             BlobWriter::Fs(w) => w.write(bytes).await,
+            BlobWriter::S3(w) => w.write(bytes).await,
         }
     }
 
@@ -318,6 +410,7 @@ impl BlobWriter {
     pub fn written(&self) -> u64 {
         match self {
             BlobWriter::Fs(w) => w.written(),
+            BlobWriter::S3(w) => w.written(),
         }
     }
 
@@ -325,6 +418,7 @@ impl BlobWriter {
     pub fn sha256_hex(&self) -> Option<String> {
         match self {
             BlobWriter::Fs(w) => w.sha256_hex(),
+            BlobWriter::S3(w) => w.sha256_hex(),
         }
     }
 
@@ -332,6 +426,7 @@ impl BlobWriter {
     pub async fn commit(self, durability: Durability) -> Result<BlobMeta, BlobError> {
         match self {
             BlobWriter::Fs(w) => w.commit(durability).await,
+            BlobWriter::S3(w) => w.commit(durability).await,
         }
     }
 }

@@ -429,10 +429,17 @@ async fn assemble(deps: &Deps, s: &UploadRecord, req: &CompleteRequest) -> Resul
     }
     deps.blobs.sync_prefix(&prefix).await?;
     let whole = deps.frontiers.finish(&deps.blobs, &prefix, &s.id, &chunks).await?;
-    let content = Content::Parts {
+    let parts = Content::Parts {
         prefix: prefix.clone(),
         parts: chunks.iter().map(|c| Part { leaf: c.leaf.clone(), size: c.size as u64 }).collect(),
     };
+    // On the filesystem the parts are the content; on S3 they become one object, copied
+    // server-side, under a key fresh to this attempt (a crashed attempt's object is an orphan
+    // the reconcile removes, never one a later attempt writes again).
+    let dest = clip_blob_key(UploadId::generate().as_str());
+    let journal = StoreJournal { deps };
+    let content = deps.blobs.assemble(parts.clone(), &dest, &journal, deps.limits.assembly_concurrency).await?;
+    let assembled = content != parts;
     metrics::histogram!("ferry_assembly_seconds").record(assembly_started.elapsed().as_secs_f64());
     metrics::counter!("ferry_assembly_hashed_bytes_total").increment(whole.hashed_at_finish);
 
@@ -444,7 +451,10 @@ async fn assemble(deps: &Deps, s: &UploadRecord, req: &CompleteRequest) -> Resul
     let new = NewClip {
         code: String::new(),
         kind: kind.as_str().into(),
-        blob_key: prefix.as_str().into(),
+        blob_key: match &content {
+            Content::Single(key) => key.as_str().into(),
+            Content::Parts { prefix, .. } => prefix.as_str().into(),
+        },
         filename: Some(s.filename.clone()),
         mime_type: s.mime_type.clone(),
         size: total as i64,
@@ -460,10 +470,54 @@ async fn assemble(deps: &Deps, s: &UploadRecord, req: &CompleteRequest) -> Resul
         client,
         parts: content.parts_column(),
     };
-    let clip = clips::insert_with_fresh_code(deps, new, s.quick_share).await?;
+    let clip = match clips::insert_with_fresh_code(deps, new, s.quick_share).await {
+        Ok(clip) => clip,
+        Err(e) => {
+            if assembled && let Err(gone) = deps.blobs.delete_content(&content).await {
+                tracing::warn!(error = %gone, "could not remove an assembled object; the reconcile will");
+            }
+            return Err(e);
+        }
+    };
     deps.store.mark_upload_complete(&s.id, &clip.code, now).await?;
-    remove_strays(deps, &content).await;
+    if assembled {
+        // The clip has its own object now: the chunks are no longer needed.
+        if let Err(e) = deps.blobs.delete_prefix(&prefix).await {
+            tracing::warn!(error = %e, "could not remove assembled chunks; the sweep will");
+        }
+    } else {
+        remove_strays(deps, &content).await;
+    }
     Ok(Completed { clip, delete_token: s.delete_token.clone() })
+}
+
+/// Records an assembly's multipart uploads in the metadata store.
+struct StoreJournal<'a> {
+    deps: &'a Deps,
+}
+
+impl crate::blob::MultipartJournal for StoreJournal<'_> {
+    fn opened<'a>(
+        &'a self,
+        key: &'a BlobKey,
+        upload_id: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), crate::blob::BlobError>> {
+        Box::pin(async move {
+            self.deps.store.record_multipart(upload_id, key.as_str(), self.deps.now()).await.map_err(journal_error)
+        })
+    }
+
+    fn closed<'a>(
+        &'a self,
+        _key: &'a BlobKey,
+        upload_id: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), crate::blob::BlobError>> {
+        Box::pin(async move { self.deps.store.forget_multipart(upload_id).await.map_err(journal_error) })
+    }
+}
+
+fn journal_error(e: crate::store::StoreError) -> crate::blob::BlobError {
+    crate::blob::BlobError::Unavailable { context: format!("recording a multipart upload: {e}") }
 }
 
 /// Attempts that lost a race for their index are not part of the clip: remove them now (they

@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::blob::BlobError;
 use crate::domain::DomainError;
 use crate::store::StoreError;
 
@@ -156,6 +157,7 @@ fn domain_status(e: &DomainError) -> StatusCode {
         DomainError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
         DomainError::InsufficientStorage { .. } => StatusCode::INSUFFICIENT_STORAGE,
         DomainError::Store(s) if store_is_down(s) => StatusCode::SERVICE_UNAVAILABLE,
+        DomainError::Blob(BlobError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
         DomainError::Store(_) | DomainError::Blob(_) | DomainError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -239,6 +241,11 @@ fn domain_body(e: &DomainError) -> Value {
         DomainError::Store(s) if store_is_down(s) => {
             simple("Service unavailable", "The database is not answering; try again shortly.", "unavailable")
         }
+        DomainError::Blob(BlobError::Unavailable { .. }) => simple(
+            "Storage unavailable",
+            "The blob storage is not answering; nothing was lost, try again shortly.",
+            "storage_unavailable",
+        ),
         DomainError::Store(_) | DomainError::Blob(_) | DomainError::Internal(_) => {
             simple("Internal server error", "Something went wrong on our side.", "internal")
         }

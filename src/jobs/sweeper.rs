@@ -38,6 +38,8 @@ pub struct SweepReport {
     pub finished_uploads: u64,
     pub blobs_deleted: u64,
     pub orphans_deleted: u64,
+    /// Multipart uploads of dead assemblies aborted (S3).
+    pub multiparts_aborted: u64,
     pub batches: u64,
 }
 
@@ -97,6 +99,20 @@ pub async fn sweep_once(deps: &Deps, settings: &SweepSettings, now: i64) -> Resu
             }
         }
     }
+    // Assemblies that died (a crash, a lost store) left their multipart uploads recorded: an
+    // assembly older than the stale bound is no longer running, so its upload can go.
+    loop {
+        let stale = deps.store.stale_multiparts(now - deps.limits.stale_assembly_ms, limit).await?;
+        if stale.is_empty() {
+            break;
+        }
+        report.batches += 1;
+        for (upload_id, key) in stale {
+            deps.blobs.abort_multipart(&key, &upload_id).await?;
+            deps.store.forget_multipart(&upload_id).await?;
+            report.multiparts_aborted += 1;
+        }
+    }
     deps.last_sweep.store(now, std::sync::atomic::Ordering::Relaxed);
     metrics::counter!("ferry_sweep_batches_total").increment(report.batches);
     for (kind, n) in [
@@ -104,6 +120,7 @@ pub async fn sweep_once(deps: &Deps, settings: &SweepSettings, now: i64) -> Resu
         ("retired_clips", report.retired_clips),
         ("abandoned_uploads", report.abandoned_uploads),
         ("finished_uploads", report.finished_uploads),
+        ("multiparts_aborted", report.multiparts_aborted),
     ] {
         metrics::counter!("ferry_sweep_rows_total", "kind" => kind).increment(n);
     }
@@ -111,7 +128,8 @@ pub async fn sweep_once(deps: &Deps, settings: &SweepSettings, now: i64) -> Resu
 }
 
 /// Remove blobs no row owns: clip blobs without a clip row, chunk directories with neither an
-/// upload session nor a clip made of them. Only blobs older than the grace are considered. Walks one two-character
+/// upload session nor a clip made of them, and (S3) open multipart uploads no running
+/// assembly owns. Only blobs older than the grace are considered. Walks one two-character
 /// prefix directory at a time, so memory stays small however many blobs there are.
 pub async fn reconcile_once(deps: &Deps, settings: &SweepSettings, now: i64) -> Result<u64, DomainError> {
     let mut deleted = 0;
@@ -136,6 +154,23 @@ pub async fn reconcile_once(deps: &Deps, settings: &SweepSettings, now: i64) -> 
             let count = deps.blobs.list(dir.as_str()).await?.len() as u64;
             deps.blobs.delete_prefix(&dir).await?;
             deleted += count;
+        }
+    }
+    // Open multipart uploads (S3) that no running assembly owns: a streamed write or an
+    // assembly that crashed before recording its upload, or one whose record is stale.
+    for open in deps.blobs.open_multiparts().await? {
+        if !old_enough(open.initiated_ms) {
+            continue;
+        }
+        let running = deps
+            .store
+            .multipart_created(&open.upload_id)
+            .await?
+            .is_some_and(|created| created > now - deps.limits.stale_assembly_ms);
+        if !running {
+            deps.blobs.abort_multipart(&open.key, &open.upload_id).await?;
+            deps.store.forget_multipart(&open.upload_id).await?;
+            deleted += 1;
         }
     }
     Ok(deleted)

@@ -391,6 +391,30 @@ impl Store {
     }
 }
 
+/// Multipart uploads opened in the object store by an assembly.
+impl Store {
+    pub async fn record_multipart(&self, upload_id: &str, blob_key: &str, now: i64) -> Result<(), StoreError> {
+        self.execute(sql::RECORD_MULTIPART, vec![text(upload_id), text(blob_key), P::I64(now)]).await.map(|_| ())
+    }
+
+    pub async fn forget_multipart(&self, upload_id: &str) -> Result<(), StoreError> {
+        self.execute(sql::FORGET_MULTIPART, vec![text(upload_id)]).await.map(|_| ())
+    }
+
+    /// When the multipart upload was recorded, if it is.
+    pub async fn multipart_created(&self, upload_id: &str) -> Result<Option<i64>, StoreError> {
+        self.query_opt(sql::MULTIPART_CREATED, vec![text(upload_id)], |r| r.i64("created_at")).await
+    }
+
+    /// Recorded multipart uploads opened at or before `cutoff`: (upload id, blob key).
+    pub async fn stale_multiparts(&self, cutoff: i64, limit: i64) -> Result<Vec<(String, String)>, StoreError> {
+        self.query(sql::STALE_MULTIPARTS, vec![P::I64(cutoff), P::I64(limit)], |r| {
+            Ok((r.text("upload_id")?, r.text("blob_key")?))
+        })
+        .await
+    }
+}
+
 /// Admin views.
 impl Store {
     pub async fn clip_stats(&self, now: i64) -> Result<ClipStats, StoreError> {

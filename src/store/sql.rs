@@ -205,3 +205,13 @@ pub const CLIP_STATS: &str = "SELECT count(*) AS total, \
 
 /// The newest clips, for the admin list. $1 limit.
 pub const RECENT_CLIPS: &str = concat!("SELECT ", clip_cols!(), ", deleted_at FROM clips ORDER BY id DESC LIMIT $1");
+
+/// Multipart uploads opened by an assembly. $1 upload id, $2 blob key, $3 now.
+pub const RECORD_MULTIPART: &str = "INSERT INTO blob_multiparts (upload_id, blob_key, created_at) VALUES ($1, $2, $3)";
+/// $1 upload id.
+pub const FORGET_MULTIPART: &str = "DELETE FROM blob_multiparts WHERE upload_id = $1";
+/// $1 upload id.
+pub const MULTIPART_CREATED: &str = "SELECT created_at FROM blob_multiparts WHERE upload_id = $1";
+/// Recorded multipart uploads opened before $1, oldest first, at most $2.
+pub const STALE_MULTIPARTS: &str = "SELECT upload_id, blob_key FROM blob_multiparts WHERE created_at <= $1 \
+     ORDER BY created_at LIMIT $2";

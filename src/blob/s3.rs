@@ -1,0 +1,817 @@
+//! The S3 blob backend (object_store's `AmazonS3`, path-style by default, tested on SeaweedFS).
+//! Owns the mapping of blob keys to object paths under the configured prefix, streamed writes
+//! with bounded memory (one PUT up to `part_size`, beyond it a multipart upload holding at most
+//! two parts), ranged reads, server-side assembly of chunk objects (CopyObject, multipart
+//! UploadPartCopy, or a streamed fallback when a part is under S3's 5 MiB minimum), and the
+//! listing and aborting of open multipart uploads for the sweep. object_store has no
+//! UploadPartCopy nor ListMultipartUploads: those two requests are presigned with
+//! object_store's own SigV4 signer (`Signer::signed_url_opts`) and sent with reqwest.
+//! Every failure to reach the store is `BlobError::Unavailable` (503 for a client), never a
+//! hang: connects and each read are bounded, requests that move no content are bounded whole,
+//! and retries stop after a few seconds. Knows nothing of clips or SQL.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path;
+use object_store::signer::{SignedUrlOptions, Signer};
+use object_store::{
+    BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+};
+use sha2::{Digest, Sha256};
+use tokio::task::JoinSet;
+
+use super::{BlobError, BlobKey, BlobMeta, BlobRead, Durability, MultipartJournal};
+use crate::config::S3Config;
+
+/// S3's smallest part (all but the last).
+pub const MIN_PART: u64 = 5 << 20;
+/// S3's most parts in one multipart upload.
+const MAX_PARTS: usize = 10_000;
+/// Multipart part uploads of one streamed write in flight at once.
+const PARTS_IN_FLIGHT: usize = 2;
+/// How long a presigned request stays valid (it is sent at once).
+const PRESIGN_FOR: Duration = Duration::from_secs(300);
+
+#[derive(Clone)]
+pub struct S3BlobStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    s3: AmazonS3,
+    http: reqwest::Client,
+    bucket: String,
+    endpoint: String,
+    prefix: String,
+    part_size: usize,
+    request_timeout: Duration,
+}
+
+impl std::fmt::Debug for S3BlobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "S3BlobStore({})", self.describe())
+    }
+}
+
+/// An open multipart upload found in the bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenMultipart {
+    pub key: String,
+    pub upload_id: String,
+    pub initiated_ms: Option<i64>,
+}
+
+fn unavailable(context: &str, e: impl std::fmt::Display) -> BlobError {
+    BlobError::Unavailable { context: format!("{context}: {e}") }
+}
+
+fn map_err(context: &str) -> impl Fn(object_store::Error) -> BlobError + '_ {
+    move |e| match e {
+        object_store::Error::NotFound { .. } => BlobError::NotFound,
+        other => unavailable(context, other),
+    }
+}
+
+fn client(config: &S3Config) -> Result<AmazonS3, BlobError> {
+    let options = ClientOptions::new()
+        .with_allow_http(config.allow_http)
+        .with_connect_timeout(config.connect_timeout)
+        // No whole-request deadline: a long download may take as long as bytes keep coming.
+        .with_timeout_disabled()
+        .with_read_timeout(config.read_timeout)
+        .with_pool_idle_timeout(Duration::from_secs(30));
+    let retry = RetryConfig {
+        backoff: BackoffConfig { init_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(1), base: 2.0 },
+        max_retries: 3,
+        retry_timeout: Duration::from_secs(3),
+    };
+    let secret = |s: &Option<crate::config::Secret>| s.as_ref().map(|s| s.expose().to_string()).unwrap_or_default();
+    AmazonS3Builder::new()
+        .with_endpoint(config.endpoint.clone().unwrap_or_default())
+        .with_bucket_name(config.bucket.clone().unwrap_or_default())
+        .with_region(&config.region)
+        .with_access_key_id(secret(&config.access_key_id))
+        .with_secret_access_key(secret(&config.secret_access_key))
+        .with_virtual_hosted_style_request(config.virtual_hosted_style)
+        .with_client_options(options)
+        .with_retry(retry)
+        .build()
+        .map_err(|e| unavailable("configure S3 client", e))
+}
+
+impl S3BlobStore {
+    /// Build the client and check the bucket (a listing of the prefix), within
+    /// `startup_timeout`. The error names endpoint and bucket, never a credential.
+    pub async fn open(config: &S3Config) -> Result<S3BlobStore, BlobError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .read_timeout(config.read_timeout)
+            .build()
+            .map_err(|e| unavailable("build HTTP client", e))?;
+        let store = S3BlobStore {
+            inner: Arc::new(Inner {
+                s3: client(config)?,
+                http,
+                bucket: config.bucket.clone().unwrap_or_default(),
+                endpoint: config.endpoint.clone().unwrap_or_default(),
+                prefix: config.prefix.clone(),
+                part_size: config.part_size.bytes() as usize,
+                request_timeout: config.request_timeout,
+            }),
+        };
+        let root = store.root();
+        let probe = store.inner.s3.list_with_delimiter(root.as_ref());
+        match tokio::time::timeout(config.startup_timeout, probe).await {
+            Ok(Ok(_)) => Ok(store),
+            Ok(Err(e)) => Err(unavailable(&format!("bucket check of {}", store.describe()), one_line(&e))),
+            Err(_) => Err(unavailable(
+                &format!("bucket check of {}", store.describe()),
+                format!("no answer within {:?}", config.startup_timeout),
+            )),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!("bucket {:?} at {}", self.inner.bucket, self.inner.endpoint)
+    }
+
+    fn root(&self) -> Option<Path> {
+        let p = self.inner.prefix.trim_end_matches('/');
+        (!p.is_empty()).then(|| Path::from(p))
+    }
+
+    fn path(&self, key: &BlobKey) -> Path {
+        Path::from(format!("{}{}", self.inner.prefix, key.as_str()))
+    }
+
+    fn key_of(&self, path: &Path) -> Option<BlobKey> {
+        let raw = path.as_ref().strip_prefix(self.inner.prefix.as_str())?;
+        BlobKey::parse(raw).ok()
+    }
+
+    async fn bounded<T>(
+        &self,
+        context: &str,
+        fut: impl Future<Output = Result<T, BlobError>>,
+    ) -> Result<T, BlobError> {
+        match tokio::time::timeout(self.inner.request_timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(unavailable(context, format!("no answer within {:?}", self.inner.request_timeout))),
+        }
+    }
+
+    pub fn writer(&self, key: &BlobKey, hash: bool) -> S3Writer {
+        S3Writer {
+            store: self.clone(),
+            path: self.path(key),
+            pending: Vec::new(),
+            pending_len: 0,
+            hasher: hash.then(Sha256::new),
+            written: 0,
+            multipart: None,
+        }
+    }
+
+    pub async fn read(&self, key: &BlobKey, range: Option<Range<u64>>) -> Result<BlobRead, BlobError> {
+        let path = self.path(key);
+        if let Some(r) = &range
+            && r.start >= r.end
+        {
+            // An empty range needs only the size (S3 refuses zero-length ranges).
+            let size = self.size(key).await?.ok_or(BlobError::NotFound)?;
+            if r.start > r.end || r.end > size {
+                return Err(BlobError::RangeNotSatisfiable { start: r.start, end: r.end, size });
+            }
+            return Ok(BlobRead { total_size: size, range: r.clone(), stream: futures_util::stream::empty().boxed() });
+        }
+        let options = GetOptions { range: range.clone().map(GetRange::Bounded), ..Default::default() };
+        let got = self.bounded("read object", async {
+            self.inner.s3.get_opts(&path, options).await.map_err(|e| match e {
+                object_store::Error::NotFound { .. } => BlobError::NotFound,
+                object_store::Error::Generic { ref source, .. } if source.to_string().contains("416") => {
+                    BlobError::RangeNotSatisfiable { start: 0, end: 0, size: 0 }
+                }
+                other => unavailable("read object", other),
+            })
+        });
+        let got = got.await?;
+        let total_size = got.meta.size;
+        let served = got.range.clone();
+        let want = range.unwrap_or(0..total_size);
+        if want.end > total_size || served != want {
+            return Err(BlobError::RangeNotSatisfiable { start: want.start, end: want.end, size: total_size });
+        }
+        let stream = got.into_stream().map_err(|e| std::io::Error::other(format!("object store: {e}"))).boxed();
+        Ok(BlobRead { total_size, range: want, stream })
+    }
+
+    pub async fn size(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {
+        let path = self.path(key);
+        self.bounded("head object", async {
+            match self.inner.s3.head(&path).await {
+                Ok(meta) => Ok(Some(meta.size)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(unavailable("head object", e)),
+            }
+        })
+        .await
+    }
+
+    pub async fn delete(&self, key: &BlobKey) -> Result<bool, BlobError> {
+        let existed = self.size(key).await?.is_some();
+        if existed {
+            let path = self.path(key);
+            self.bounded("delete object", async {
+                match self.inner.s3.delete(&path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(unavailable("delete object", e)),
+                }
+            })
+            .await?;
+        }
+        Ok(existed)
+    }
+
+    pub async fn delete_many(&self, keys: Vec<BlobKey>) -> Result<u64, BlobError> {
+        let results: Vec<Result<bool, BlobError>> =
+            futures_util::stream::iter(keys).map(|k| async move { self.delete(&k).await }).buffer_unordered(8).collect().await;
+        let mut n = 0;
+        for r in results {
+            n += r? as u64;
+        }
+        Ok(n)
+    }
+
+    /// Every object under `prefix` (whole segments), with its last-modified time.
+    async fn list_meta(&self, prefix: &str) -> Result<Vec<(BlobKey, i64)>, BlobError> {
+        let full = format!("{}{}", self.inner.prefix, prefix);
+        let full = full.trim_end_matches('/');
+        let path = (!full.is_empty()).then(|| Path::from(full));
+        let listing = self.inner.s3.list(path.as_ref()).map_err(map_err("list objects")).try_collect::<Vec<_>>();
+        let metas = self.bounded("list objects", listing).await?;
+        Ok(metas.iter().filter_map(|m| Some((self.key_of(&m.location)?, m.last_modified.timestamp_millis()))).collect())
+    }
+
+    pub async fn list(&self, prefix: &str) -> Result<Vec<BlobKey>, BlobError> {
+        let mut keys: Vec<BlobKey> = self.list_meta(prefix).await?.into_iter().map(|(k, _)| k).collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    pub async fn list_children(&self, prefix: &BlobKey) -> Result<Vec<String>, BlobError> {
+        let path = self.path(prefix);
+        let listing = self.bounded("list objects", async {
+            self.inner.s3.list_with_delimiter(Some(&path)).await.map_err(map_err("list objects"))
+        });
+        let listing = listing.await?;
+        let mut names: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .chain(listing.objects.iter().map(|o| &o.location))
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// The object's last-modified time; for a prefix with no object of its own, the newest
+    /// object under it.
+    pub async fn modified_ms(&self, key: &BlobKey) -> Result<Option<i64>, BlobError> {
+        let path = self.path(key);
+        let head = self.bounded("head object", async {
+            match self.inner.s3.head(&path).await {
+                Ok(meta) => Ok(Some(meta.last_modified.timestamp_millis())),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(unavailable("head object", e)),
+            }
+        });
+        if let Some(ms) = head.await? {
+            return Ok(Some(ms));
+        }
+        Ok(self.list_meta(key.as_str()).await?.into_iter().map(|(_, ms)| ms).max())
+    }
+
+    pub async fn delete_prefix(&self, prefix: &BlobKey) -> Result<(), BlobError> {
+        let keys = self.list(prefix.as_str()).await?;
+        self.delete_many(keys).await.map(|_| ())
+    }
+
+    pub async fn hash_into(&self, key: &BlobKey, mut hasher: Sha256) -> Result<(Sha256, u64), BlobError> {
+        let mut read = self.read(key, None).await?;
+        let mut n = 0u64;
+        while let Some(piece) = read.stream.next().await {
+            let piece = piece.map_err(|e| unavailable("read object", e))?;
+            n += piece.len() as u64;
+            hasher.update(&piece);
+        }
+        Ok((hasher, n))
+    }
+
+    /// The object's size, or `None`: an acknowledged S3 write is already durable.
+    pub async fn sync(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {
+        self.size(key).await
+    }
+
+    /// A bucket has no free-space figure.
+    pub async fn available(&self) -> Option<u64> {
+        None
+    }
+
+    /// A real write and delete of a small object.
+    pub async fn check(&self) -> Result<(), BlobError> {
+        let key = BlobKey::parse(&format!("health/{:016x}", rand::random::<u64>())).expect("a valid key");
+        let path = self.path(&key);
+        self.bounded("health probe", async {
+            self.inner.s3.put(&path, PutPayload::from_static(b"ok")).await.map_err(|e| unavailable("put probe", e))?;
+            self.inner.s3.delete(&path).await.map_err(|e| unavailable("delete probe", e))
+        })
+        .await
+    }
+
+    /// Make `dest` the concatenation of `parts` (keys and sizes, in order) without their bytes
+    /// passing through ferry where S3 allows: CopyObject for one part, UploadPartCopy for many;
+    /// a streamed copy when a part before the last is under 5 MiB. A multipart upload is given
+    /// to `journal` before its first part and after it is completed or aborted.
+    pub async fn assemble(
+        &self,
+        parts: &[(BlobKey, u64)],
+        dest: &BlobKey,
+        journal: &dyn MultipartJournal,
+        concurrency: usize,
+    ) -> Result<(), BlobError> {
+        let to = self.path(dest);
+        if let [(only, _)] = parts {
+            metrics::counter!("ferry_s3_assemblies_total", "method" => "copy_object").increment(1);
+            let from = self.path(only);
+            return self
+                .bounded("copy object", async {
+                    self.inner.s3.copy(&from, &to).await.map_err(map_err("copy object"))
+                })
+                .await;
+        }
+        let copyable = parts.len() <= MAX_PARTS && parts[..parts.len().saturating_sub(1)].iter().all(|(_, s)| *s >= MIN_PART);
+        let id = self
+            .bounded("create multipart upload", async {
+                self.inner.s3.create_multipart(&to).await.map_err(map_err("create multipart upload"))
+            })
+            .await?;
+        if let Err(e) = journal.opened(dest, &id).await {
+            self.abort(&to, &id).await;
+            return Err(e);
+        }
+        let method = if copyable { "upload_part_copy" } else { "streamed" };
+        metrics::counter!("ferry_s3_assemblies_total", "method" => method).increment(1);
+        let result = if copyable {
+            self.copy_parts(&to, &id, parts, concurrency).await
+        } else {
+            self.stream_parts(&to, &id, parts).await
+        };
+        let result = match result {
+            Ok(ids) => self
+                .bounded("complete multipart upload", async {
+                    self.inner.s3.complete_multipart(&to, &id, ids).await.map_err(map_err("complete multipart upload"))
+                })
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            self.abort(&to, &id).await;
+        }
+        if let Err(e) = journal.closed(dest, &id).await {
+            tracing::warn!(error = %e, "could not forget a finished multipart upload; the sweep will");
+        }
+        result
+    }
+
+    async fn copy_parts(
+        &self,
+        to: &Path,
+        id: &str,
+        parts: &[(BlobKey, u64)],
+        concurrency: usize,
+    ) -> Result<Vec<PartId>, BlobError> {
+        let sources: Vec<(usize, Path)> = parts.iter().enumerate().map(|(i, (key, _))| (i + 1, self.path(key))).collect();
+        let (this, to, id) = (self.clone(), to.clone(), id.to_string());
+        futures_util::stream::iter(sources)
+            .map(move |(number, from)| {
+                let (this, to, id) = (this.clone(), to.clone(), id.clone());
+                async move { this.upload_part_copy(&to, &id, number, &from).await }
+            })
+            .buffered(concurrency.max(1))
+            .try_collect()
+            .await
+    }
+
+    /// One UploadPartCopy, presigned by object_store's signer with the part number, upload id
+    /// and copy source bound into the signature.
+    async fn upload_part_copy(&self, to: &Path, id: &str, number: usize, from: &Path) -> Result<PartId, BlobError> {
+        let source = format!("/{}/{}", self.inner.bucket, from.as_ref());
+        let source = percent_encoding::utf8_percent_encode(&source, COPY_SOURCE).to_string();
+        let header = reqwest::header::HeaderValue::from_str(&source).map_err(|e| unavailable("copy source", e))?;
+        let name = reqwest::header::HeaderName::from_static("x-amz-copy-source");
+        let options = SignedUrlOptions::default()
+            .with_query([("partNumber", number.to_string()), ("uploadId", id.to_string())])
+            .with_signed_header(name.clone(), header.clone());
+        let url = self
+            .inner
+            .s3
+            .signed_url_opts(http_method_put(), to, PRESIGN_FOR, &options)
+            .await
+            .map_err(|e| unavailable("sign UploadPartCopy", e))?;
+        let body = self
+            .bounded("UploadPartCopy", async {
+                let res = self
+                    .inner
+                    .http
+                    .put(url.as_str())
+                    .header(name, header)
+                    .header(reqwest::header::CONTENT_LENGTH, "0")
+                    .send()
+                    .await
+                    .map_err(|e| unavailable("UploadPartCopy", e.without_url()))?;
+                let status = res.status();
+                let text = res.text().await.map_err(|e| unavailable("UploadPartCopy", e.without_url()))?;
+                if !status.is_success() {
+                    return Err(unavailable("UploadPartCopy", format!("{status}: {}", xml_text(&text, "Code"))));
+                }
+                Ok(text)
+            })
+            .await?;
+        // S3 may answer 200 with an error document for a copy.
+        match xml_text(&body, "ETag") {
+            etag if !etag.is_empty() => Ok(PartId { content_id: etag }),
+            _ => Err(unavailable("UploadPartCopy", format!("no ETag in answer ({})", xml_text(&body, "Code")))),
+        }
+    }
+
+    /// The fallback: read the parts in order and upload them again in `part_size` pieces, at
+    /// most `PARTS_IN_FLIGHT` at once, so memory stays flat.
+    async fn stream_parts(&self, to: &Path, id: &str, parts: &[(BlobKey, u64)]) -> Result<Vec<PartId>, BlobError> {
+        let mut upload = PartUploads::new(self.clone(), to.clone(), id.to_string());
+        let mut pending: Vec<Bytes> = Vec::new();
+        let mut pending_len = 0usize;
+        for (key, size) in parts {
+            let mut read = self.read(key, None).await?;
+            let mut seen = 0u64;
+            while let Some(piece) = read.stream.next().await {
+                let piece = piece.map_err(|e| unavailable("read part", e))?;
+                seen += piece.len() as u64;
+                pending_len += piece.len();
+                pending.push(piece);
+                if pending_len >= self.inner.part_size {
+                    upload.send(std::mem::take(&mut pending)).await?;
+                    pending_len = 0;
+                }
+            }
+            if seen != *size {
+                return Err(BlobError::Source(format!("part {key} has {seen} bytes, {size} recorded")));
+            }
+        }
+        if !pending.is_empty() || upload.next == 0 {
+            upload.send(pending).await?;
+        }
+        upload.finish().await
+    }
+
+    async fn abort(&self, to: &Path, id: &str) {
+        let aborted = self
+            .bounded("abort multipart upload", async {
+                match self.inner.s3.abort_multipart(to, &id.to_string()).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(unavailable("abort multipart upload", e)),
+                }
+            })
+            .await;
+        if let Err(e) = aborted {
+            tracing::warn!(error = %e, "could not abort a multipart upload; the sweep will");
+        }
+    }
+
+    /// Abort the multipart upload `upload_id` of `key` (gone already is fine).
+    pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), BlobError> {
+        let path = Path::from(format!("{}{key}", self.inner.prefix));
+        self.bounded("abort multipart upload", async {
+            match self.inner.s3.abort_multipart(&path, &upload_id.to_string()).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(unavailable("abort multipart upload", e)),
+            }
+        })
+        .await
+    }
+
+    /// Every open multipart upload under the prefix (ListMultipartUploads, all pages).
+    pub async fn open_multiparts(&self) -> Result<Vec<OpenMultipart>, BlobError> {
+        let mut out = Vec::new();
+        let (mut key_marker, mut id_marker) = (String::new(), String::new());
+        loop {
+            let mut query = vec![("uploads".to_string(), String::new())];
+            if !self.inner.prefix.is_empty() {
+                query.push(("prefix".into(), self.inner.prefix.clone()));
+            }
+            if !key_marker.is_empty() {
+                query.push(("key-marker".into(), key_marker.clone()));
+                query.push(("upload-id-marker".into(), id_marker.clone()));
+            }
+            let options = SignedUrlOptions::default().with_query(query);
+            let url = self
+                .inner
+                .s3
+                .signed_url_opts(http_method_get(), &Path::from(""), PRESIGN_FOR, &options)
+                .await
+                .map_err(|e| unavailable("sign ListMultipartUploads", e))?;
+            let body = self
+                .bounded("ListMultipartUploads", async {
+                    let res = self
+                        .inner
+                        .http
+                        .get(url.as_str())
+                        .send()
+                        .await
+                        .map_err(|e| unavailable("ListMultipartUploads", e.without_url()))?;
+                    let status = res.status();
+                    let text = res.text().await.map_err(|e| unavailable("ListMultipartUploads", e.without_url()))?;
+                    if !status.is_success() {
+                        return Err(unavailable("ListMultipartUploads", format!("{status}: {}", xml_text(&text, "Code"))));
+                    }
+                    Ok(text)
+                })
+                .await?;
+            for upload in xml_elements(&body, "Upload") {
+                let key = xml_text(&upload, "Key");
+                let Some(key) = key.strip_prefix(self.inner.prefix.as_str()) else { continue };
+                let initiated = chrono::DateTime::parse_from_rfc3339(&xml_text(&upload, "Initiated"))
+                    .ok()
+                    .map(|t| t.timestamp_millis());
+                out.push(OpenMultipart {
+                    key: key.to_string(),
+                    upload_id: xml_text(&upload, "UploadId"),
+                    initiated_ms: initiated,
+                });
+            }
+            let truncated = xml_text(&body, "IsTruncated") == "true";
+            let next_key = xml_text(&body, "NextKeyMarker");
+            if !truncated || next_key.is_empty() {
+                return Ok(out);
+            }
+            key_marker = next_key;
+            id_marker = xml_text(&body, "NextUploadIdMarker");
+        }
+    }
+}
+
+fn http_method_put() -> object_store::signer::Method {
+    object_store::signer::Method::PUT
+}
+
+fn http_method_get() -> object_store::signer::Method {
+    object_store::signer::Method::GET
+}
+
+/// What `x-amz-copy-source` may carry unescaped: the unreserved characters and '/'.
+const COPY_SOURCE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
+/// The text of the first `<tag>` element in `xml`, unescaped; empty when absent.
+fn xml_text(xml: &str, tag: &str) -> String {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut inside = false;
+    let mut text = String::new();
+    loop {
+        match reader.read_event() {
+            Ok(quick_xml::events::Event::Start(e)) if e.local_name().as_ref() == tag.as_bytes() => inside = true,
+            Ok(quick_xml::events::Event::Text(t)) if inside => {
+                text.push_str(&t.decode().map(|s| s.into_owned()).unwrap_or_default());
+            }
+            Ok(quick_xml::events::Event::GeneralRef(r)) if inside => {
+                let name = r.decode().map(|s| s.into_owned()).unwrap_or_default();
+                text.push(match name.as_str() {
+                    "quot" => '"',
+                    "amp" => '&',
+                    "lt" => '<',
+                    "gt" => '>',
+                    "apos" => '\'',
+                    _ => '?',
+                });
+            }
+            Ok(quick_xml::events::Event::End(e)) if inside && e.local_name().as_ref() == tag.as_bytes() => return text,
+            Ok(quick_xml::events::Event::Eof) | Err(_) => return String::new(),
+            _ => {}
+        }
+    }
+}
+
+/// The inner XML of every `<tag>` element (not nested in another `<tag>`).
+fn xml_elements(xml: &str, tag: &str) -> Vec<String> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some(start) = rest.find(&open) {
+        let after = &rest[start + open.len()..];
+        let Some(end) = after.find(&close) else { break };
+        out.push(format!("<{tag}>{}</{tag}>", &after[..end]));
+        rest = &after[end + close.len()..];
+    }
+    out
+}
+
+fn one_line(e: &object_store::Error) -> String {
+    e.to_string().replace('\n', " ")
+}
+
+/// Parts of one multipart upload being sent, at most `PARTS_IN_FLIGHT` at once.
+struct PartUploads {
+    store: S3BlobStore,
+    path: Path,
+    id: String,
+    next: usize,
+    running: JoinSet<Result<(usize, PartId), BlobError>>,
+    done: Vec<(usize, PartId)>,
+}
+
+impl PartUploads {
+    fn new(store: S3BlobStore, path: Path, id: String) -> PartUploads {
+        PartUploads { store, path, id, next: 0, running: JoinSet::new(), done: Vec::new() }
+    }
+
+    async fn send(&mut self, bufs: Vec<Bytes>) -> Result<(), BlobError> {
+        while self.running.len() >= PARTS_IN_FLIGHT {
+            self.join_one().await?;
+        }
+        let (store, path, id, idx) = (self.store.clone(), self.path.clone(), self.id.clone(), self.next);
+        self.next += 1;
+        self.running.spawn(async move {
+            let payload: PutPayload = bufs.into_iter().collect();
+            let part = store.inner.s3.put_part(&path, &id, idx, payload).await.map_err(map_err("upload part"))?;
+            Ok((idx, part))
+        });
+        Ok(())
+    }
+
+    async fn join_one(&mut self) -> Result<(), BlobError> {
+        if let Some(joined) = self.running.join_next().await {
+            let done = joined.map_err(|e| unavailable("upload part", e))??;
+            self.done.push(done);
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self) -> Result<Vec<PartId>, BlobError> {
+        while !self.running.is_empty() {
+            self.join_one().await?;
+        }
+        self.done.sort_by_key(|(i, _)| *i);
+        Ok(std::mem::take(&mut self.done).into_iter().map(|(_, p)| p).collect())
+    }
+}
+
+/// A streamed write: bytes are held until `part_size`; a blob that stays under it is one PUT
+/// at commit, a larger one becomes a multipart upload of `part_size` parts. Dropped
+/// uncommitted, an open multipart upload is aborted in the background.
+pub struct S3Writer {
+    store: S3BlobStore,
+    path: Path,
+    pending: Vec<Bytes>,
+    pending_len: usize,
+    hasher: Option<Sha256>,
+    written: u64,
+    multipart: Option<PartUploads>,
+}
+
+impl S3Writer {
+    pub async fn write(&mut self, bytes: Bytes) -> Result<(), BlobError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.written += bytes.len() as u64;
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(&bytes);
+        }
+        self.pending_len += bytes.len();
+        self.pending.push(bytes);
+        if self.pending_len >= self.store.inner.part_size {
+            if self.multipart.is_none() {
+                let id = self
+                    .store
+                    .bounded("create multipart upload", async {
+                        self.store.inner.s3.create_multipart(&self.path).await.map_err(map_err("create multipart upload"))
+                    })
+                    .await?;
+                self.multipart = Some(PartUploads::new(self.store.clone(), self.path.clone(), id));
+            }
+            let bufs = std::mem::take(&mut self.pending);
+            self.pending_len = 0;
+            self.multipart.as_mut().expect("just opened").send(bufs).await?;
+        }
+        Ok(())
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    pub fn sha256_hex(&self) -> Option<String> {
+        self.hasher.clone().map(|h| hex::encode(h.finalize()))
+    }
+
+    /// S3 acknowledges a PUT or a completed multipart upload only once it is durable, so
+    /// every durability level is the same here.
+    pub async fn commit(mut self, _durability: Durability) -> Result<BlobMeta, BlobError> {
+        let pending = std::mem::take(&mut self.pending);
+        let meta = BlobMeta { size: self.written, sha256: self.sha256_hex() };
+        match self.multipart.take() {
+            None => {
+                let payload: PutPayload = pending.into_iter().collect();
+                let path = self.path.clone();
+                self.store
+                    .bounded("put object", async {
+                        self.store.inner.s3.put(&path, payload).await.map_err(map_err("put object"))
+                    })
+                    .await?;
+            }
+            Some(mut parts) => {
+                let id = parts.id.clone();
+                let result = async {
+                    if !pending.is_empty() {
+                        parts.send(pending).await?;
+                    }
+                    let ids = parts.finish().await?;
+                    self.store.inner.s3.complete_multipart(&self.path, &id, ids).await.map_err(map_err("complete upload"))
+                }
+                .await;
+                if let Err(e) = result {
+                    self.store.abort(&self.path, &id).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(meta)
+    }
+}
+
+impl Drop for S3Writer {
+    fn drop(&mut self) {
+        if let Some(parts) = self.multipart.take()
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            let (store, path, id) = (self.store.clone(), self.path.clone(), parts.id.clone());
+            drop(parts);
+            handle.spawn(async move { store.abort(&path, &id).await });
+        }
+    }
+}
+
+/// Create the bucket when it does not exist (for test harnesses and first-time setup
+/// scripts; the server itself never creates buckets). A PUT on the bucket, presigned.
+pub async fn create_bucket_if_missing(config: &S3Config) -> Result<(), BlobError> {
+    let s3 = client(config)?;
+    if s3.list_with_delimiter(None).await.is_ok() {
+        return Ok(());
+    }
+    // A presigned PUT of the bucket root: object_store's path for "" is the bucket itself.
+    let url = s3
+        .signed_url(http_method_put(), &Path::from(""), PRESIGN_FOR)
+        .await
+        .map_err(|e| unavailable("sign CreateBucket", e))?;
+    let res = reqwest::Client::new()
+        .put(url.as_str().trim_end_matches('/'))
+        .header(reqwest::header::CONTENT_LENGTH, "0")
+        .send()
+        .await
+        .map_err(|e| unavailable("CreateBucket", e.without_url()))?;
+    let status = res.status();
+    let text = res.text().await.unwrap_or_default();
+    if status.is_success() || xml_text(&text, "Code") == "BucketAlreadyOwnedByYou" {
+        Ok(())
+    } else {
+        Err(unavailable("CreateBucket", format!("{status}: {}", xml_text(&text, "Code"))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xml_fields_are_found_and_unescaped() {
+        let body = r#"<?xml version="1.0"?><CopyPartResult><LastModified>x</LastModified><ETag>&quot;abc&quot;</ETag></CopyPartResult>"#;
+        assert_eq!(xml_text(body, "ETag"), "\"abc\"");
+        assert_eq!(xml_text(body, "Missing"), "");
+        let list = "<R><Upload><Key>a</Key><UploadId>1</UploadId></Upload><Upload><Key>b</Key><UploadId>2</UploadId></Upload><IsTruncated>false</IsTruncated></R>";
+        let ups = xml_elements(list, "Upload");
+        assert_eq!(ups.len(), 2);
+        assert_eq!(xml_text(&ups[1], "Key"), "b");
+        assert_eq!(xml_text(list, "IsTruncated"), "false");
+    }
+}
