@@ -87,7 +87,11 @@ fn client(config: &S3Config) -> Result<AmazonS3, BlobError> {
         .with_read_timeout(config.read_timeout)
         .with_pool_idle_timeout(Duration::from_secs(30));
     let retry = RetryConfig {
-        backoff: BackoffConfig { init_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(1), base: 2.0 },
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            base: 2.0,
+        },
         max_retries: 3,
         retry_timeout: Duration::from_secs(3),
     };
@@ -155,11 +159,7 @@ impl S3BlobStore {
         BlobKey::parse(raw).ok()
     }
 
-    async fn bounded<T>(
-        &self,
-        context: &str,
-        fut: impl Future<Output = Result<T, BlobError>>,
-    ) -> Result<T, BlobError> {
+    async fn bounded<T>(&self, context: &str, fut: impl Future<Output = Result<T, BlobError>>) -> Result<T, BlobError> {
         match tokio::time::timeout(self.inner.request_timeout, fut).await {
             Ok(r) => r,
             Err(_) => Err(unavailable(context, format!("no answer within {:?}", self.inner.request_timeout))),
@@ -239,8 +239,11 @@ impl S3BlobStore {
     }
 
     pub async fn delete_many(&self, keys: Vec<BlobKey>) -> Result<u64, BlobError> {
-        let results: Vec<Result<bool, BlobError>> =
-            futures_util::stream::iter(keys).map(|k| async move { self.delete(&k).await }).buffer_unordered(8).collect().await;
+        let results: Vec<Result<bool, BlobError>> = futures_util::stream::iter(keys)
+            .map(|k| async move { self.delete(&k).await })
+            .buffer_unordered(8)
+            .collect()
+            .await;
         let mut n = 0;
         for r in results {
             n += r? as u64;
@@ -351,12 +354,11 @@ impl S3BlobStore {
             metrics::counter!("ferry_s3_assemblies_total", "method" => "copy_object").increment(1);
             let from = self.path(only);
             return self
-                .bounded("copy object", async {
-                    self.inner.s3.copy(&from, &to).await.map_err(map_err("copy object"))
-                })
+                .bounded("copy object", async { self.inner.s3.copy(&from, &to).await.map_err(map_err("copy object")) })
                 .await;
         }
-        let copyable = parts.len() <= MAX_PARTS && parts[..parts.len().saturating_sub(1)].iter().all(|(_, s)| *s >= MIN_PART);
+        let copyable =
+            parts.len() <= MAX_PARTS && parts[..parts.len().saturating_sub(1)].iter().all(|(_, s)| *s >= MIN_PART);
         let id = self
             .bounded("create multipart upload", async {
                 self.inner.s3.create_multipart(&to).await.map_err(map_err("create multipart upload"))
@@ -398,7 +400,8 @@ impl S3BlobStore {
         parts: &[(BlobKey, u64)],
         concurrency: usize,
     ) -> Result<Vec<PartId>, BlobError> {
-        let sources: Vec<(usize, Path)> = parts.iter().enumerate().map(|(i, (key, _))| (i + 1, self.path(key))).collect();
+        let sources: Vec<(usize, Path)> =
+            parts.iter().enumerate().map(|(i, (key, _))| (i + 1, self.path(key))).collect();
         let (this, to, id) = (self.clone(), to.clone(), id.to_string());
         futures_util::stream::iter(sources)
             .map(move |(number, from)| {
@@ -539,7 +542,10 @@ impl S3BlobStore {
                     let status = res.status();
                     let text = res.text().await.map_err(|e| unavailable("ListMultipartUploads", e.without_url()))?;
                     if !status.is_success() {
-                        return Err(unavailable("ListMultipartUploads", format!("{status}: {}", xml_text(&text, "Code"))));
+                        return Err(unavailable(
+                            "ListMultipartUploads",
+                            format!("{status}: {}", xml_text(&text, "Code")),
+                        ));
                     }
                     Ok(text)
                 })
@@ -576,12 +582,8 @@ fn http_method_get() -> object_store::signer::Method {
 }
 
 /// What `x-amz-copy-source` may carry unescaped: the unreserved characters and '/'.
-const COPY_SOURCE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~')
-    .remove(b'/');
+const COPY_SOURCE: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
 
 /// The text of the first `<tag>` element in `xml`, unescaped; empty when absent.
 fn xml_text(xml: &str, tag: &str) -> String {
@@ -705,7 +707,12 @@ impl S3Writer {
                 let id = self
                     .store
                     .bounded("create multipart upload", async {
-                        self.store.inner.s3.create_multipart(&self.path).await.map_err(map_err("create multipart upload"))
+                        self.store
+                            .inner
+                            .s3
+                            .create_multipart(&self.path)
+                            .await
+                            .map_err(map_err("create multipart upload"))
                     })
                     .await?;
                 self.multipart = Some(PartUploads::new(self.store.clone(), self.path.clone(), id));
@@ -747,7 +754,12 @@ impl S3Writer {
                         parts.send(pending).await?;
                     }
                     let ids = parts.finish().await?;
-                    self.store.inner.s3.complete_multipart(&self.path, &id, ids).await.map_err(map_err("complete upload"))
+                    self.store
+                        .inner
+                        .s3
+                        .complete_multipart(&self.path, &id, ids)
+                        .await
+                        .map_err(map_err("complete upload"))
                 }
                 .await;
                 if let Err(e) = result {

@@ -34,7 +34,10 @@ fn describe() {
     describe_counter!("ferry_sweep_batches_total", "Sweep delete batches");
     describe_counter!("ferry_sweep_rows_total", "Rows removed by the sweep, by kind");
     describe_counter!("ferry_job_runs_total", "Background job runs by job and outcome");
-    describe_counter!("ferry_s3_assemblies_total", "Chunked uploads assembled on S3, by method (copy_object, upload_part_copy, streamed)");
+    describe_counter!(
+        "ferry_s3_assemblies_total",
+        "Chunked uploads assembled on S3, by method (copy_object, upload_part_copy, streamed)"
+    );
     describe_gauge!("process_resident_memory_bytes", "Resident memory of the ferry process");
     describe_gauge!("process_open_fds", "Open file descriptors of the ferry process");
 }

@@ -41,21 +41,6 @@ all_backends! {
         assert_eq!(ready["status"], "ready");
     }
 
-    async fn health_names_storage_when_the_blob_directory_is_gone(app) {
-        std::fs::remove_dir_all(app.data_dir.path().join("blobs")).unwrap();
-        let res = app.get("/health").await;
-        assert_eq!(res.status(), 503);
-        let body: Value = res.json().await.unwrap();
-        assert_eq!(body["status"], "ERROR");
-        assert_eq!(body["failing"], serde_json::json!(["storage"]));
-        assert_eq!(body["database"], "connected");
-        assert_eq!(body["checks"]["storage"]["status"], "error");
-        assert_eq!(app.get("/readyz").await.status(), 503);
-        // Liveness is about the process, not its dependencies.
-        assert_eq!(app.get("/livez").await.status(), 200);
-        assert_eq!(app.get("/api/health").await.status(), 200);
-    }
-
     async fn unknown_routes_and_wrong_methods_get_the_json_error_shape(app) {
         let res = app.get("/no/such/route").await;
         assert_eq!(res.status(), 404);
@@ -124,6 +109,24 @@ all_backends! {
         assert!(started.elapsed() < Duration::from_secs(4));
         let fresh = reqwest::Client::new();
         assert!(fresh.get(app.url("/ping")).send().await.is_err(), "no longer accepting");
+    }
+
+    fs_only {
+        // The blob directory itself removed under the server.
+        async fn health_names_storage_when_the_blob_directory_is_gone(app) {
+            std::fs::remove_dir_all(app.data_dir.path().join("blobs")).unwrap();
+            let res = app.get("/health").await;
+            assert_eq!(res.status(), 503);
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(body["status"], "ERROR");
+            assert_eq!(body["failing"], serde_json::json!(["storage"]));
+            assert_eq!(body["database"], "connected");
+            assert_eq!(body["checks"]["storage"]["status"], "error");
+            assert_eq!(app.get("/readyz").await.status(), 503);
+            // Liveness is about the process, not its dependencies.
+            assert_eq!(app.get("/livez").await.status(), 200);
+            assert_eq!(app.get("/api/health").await.status(), 200);
+        }
     }
 }
 

@@ -1,18 +1,24 @@
 //! Test harness. `spawn_app(backend)` builds the real `Application` on 127.0.0.1:0 with a
 //! fresh temp data dir and, for PostgreSQL, a fresh database cloned from a migrated template
-//! (created once per run, keyed by the migrations' checksums). Without
-//! `FERRY_TEST_DATABASE_URL` the PostgreSQL variants print SKIPPED and return; with `CI=true`
-//! a missing URL fails them instead. Also spawns the real binary for CLI and signal tests.
+//! (created once per run, keyed by the migrations' checksums); with S3 blobs, a key prefix of
+//! its own in the shared test bucket. Each backend comes from its `FERRY_TEST_*` variable or,
+//! when that is unset, from the usual local server (PostgreSQL on 127.0.0.1:5432, Redis on
+//! 127.0.0.1:6379, S3 on 127.0.0.1:8333), probed once per process. A backend found nowhere
+//! skips its variants, and the run's last lines on stderr count them (DESIGN rule 14); with
+//! `CI=true` it fails them instead. A variable that is set but names nothing reachable fails
+//! the test: it was asked for. Also spawns the real binary for CLI and signal tests.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::Duration;
 
 use ferry::Application;
-use ferry::config::{Config, Secret};
+use ferry::config::{BlobBackend, Config, Secret};
 use ferry::domain::clock::ManualClock;
 use sha2::{Digest, Sha256};
 use tokio_postgres::NoTls;
@@ -24,19 +30,45 @@ pub enum Backend {
     Postgres,
 }
 
+/// Where a test app keeps its blobs: `data_dir/blobs`, or its own prefix in the test bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blob {
+    Fs,
+    S3,
+}
+
 /// Run the body once per backend combination (DESIGN rule 8): store embedded|postgres × cache
-/// memory|redis, where "redis" is moka plus the shared Redis second level. Forms:
-/// `async fn name(app) { .. }` and `async fn name(app, |c: &mut Config| { .. }) { .. }`; the
-/// test's own configuration runs last, so a test may still turn the cache off or point it at
-/// a Redis of its own.
+/// memory|redis with filesystem blobs, where "redis" is moka plus the shared Redis second
+/// level, and S3 blobs under both ends of that range (`embedded_s3`: embedded store and memory
+/// cache; `postgres_redis_s3`: PostgreSQL and Redis), which between them take every store and
+/// cache path once with S3. Forms: `async fn name(app) { .. }` and
+/// `async fn name(app, |c: &mut Config| { .. }) { .. }`; the test's own configuration runs
+/// last, so a test may still turn the cache off or point it at a Redis of its own. Tests about
+/// the filesystem itself (a blob directory removed, a full disk, temp files) go last, in a
+/// `fs_only { .. }` block: they run in the four filesystem variants only.
 macro_rules! all_backends {
-    ($( $(#[$meta:meta])* async fn $name:ident($app:ident $(, $cfg:expr)?) $body:block )*) => {
-        all_backends!(@module embedded, Embedded, false; $( $(#[$meta])* async fn $name($app $(, $cfg)?) $body )*);
-        all_backends!(@module postgres, Postgres, false; $( $(#[$meta])* async fn $name($app $(, $cfg)?) $body )*);
-        all_backends!(@module embedded_redis, Embedded, true; $( $(#[$meta])* async fn $name($app $(, $cfg)?) $body )*);
-        all_backends!(@module postgres_redis, Postgres, true; $( $(#[$meta])* async fn $name($app $(, $cfg)?) $body )*);
+    (
+        $( $(#[$meta:meta])* async fn $name:ident($app:ident $(, $cfg:expr)?) $body:block )*
+        $( fs_only { $( $(#[$fmeta:meta])* async fn $fname:ident($fapp:ident $(, $fcfg:expr)?) $fbody:block )* } )?
+    ) => {
+        all_backends!(@module embedded, Embedded, false, Fs;
+            $( $(#[$meta])* async fn $name($app $(, $cfg)?) $body )*
+            $( $( $(#[$fmeta])* async fn $fname($fapp $(, $fcfg)?) $fbody )* )?);
+        all_backends!(@module postgres, Postgres, false, Fs;
+            $( $(#[$meta])* async fn $name($app $(, $cfg)?) $body )*
+            $( $( $(#[$fmeta])* async fn $fname($fapp $(, $fcfg)?) $fbody )* )?);
+        all_backends!(@module embedded_redis, Embedded, true, Fs;
+            $( $(#[$meta])* async fn $name($app $(, $cfg)?) $body )*
+            $( $( $(#[$fmeta])* async fn $fname($fapp $(, $fcfg)?) $fbody )* )?);
+        all_backends!(@module postgres_redis, Postgres, true, Fs;
+            $( $(#[$meta])* async fn $name($app $(, $cfg)?) $body )*
+            $( $( $(#[$fmeta])* async fn $fname($fapp $(, $fcfg)?) $fbody )* )?);
+        all_backends!(@module embedded_s3, Embedded, false, S3;
+            $( $(#[$meta])* async fn $name($app $(, $cfg)?) $body )*);
+        all_backends!(@module postgres_redis_s3, Postgres, true, S3;
+            $( $(#[$meta])* async fn $name($app $(, $cfg)?) $body )*);
     };
-    (@module $module:ident, $backend:ident, $redis:expr; $( $(#[$meta:meta])* async fn $name:ident($app:ident $(, $cfg:expr)?) $body:block )*) => {
+    (@module $module:ident, $backend:ident, $redis:expr, $blob:ident; $( $(#[$meta:meta])* async fn $name:ident($app:ident $(, $cfg:expr)?) $body:block )*) => {
         mod $module {
             #[allow(unused_imports)]
             use super::*;
@@ -45,15 +77,26 @@ macro_rules! all_backends {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     #[allow(unused_mut)]
-                    let Some(mut $app) = $crate::helpers::spawn_app_on(
+                    let Some(mut $app) = $crate::helpers::spawn_app_full(
                         $crate::helpers::Backend::$backend,
                         $redis,
+                        $crate::helpers::Blob::$blob,
                         |_c: &mut ferry::Config| { $( ($cfg)(_c); )? },
                     ).await else { return };
                     $body
                 }
             )*
         }
+    };
+}
+
+/// `all_backends!` for a file whose tests are all about the filesystem blob store: the four
+/// filesystem variants only. (In a file that also has `all_backends!`, use its `fs_only` block:
+/// both would define the same modules.)
+#[allow(unused_macros)]
+macro_rules! fs_backends {
+    ($($tests:tt)*) => {
+        all_backends! { fs_only { $($tests)* } }
     };
 }
 
@@ -66,10 +109,13 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub clock: Arc<ManualClock>,
     pub backend: Backend,
+    pub blob: Blob,
     shutdown: CancellationToken,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pub db: Option<TestDb>,
     pub data_dir: tempfile::TempDir,
+    /// This app made its S3 prefix (a sibling shares it) and empties it when dropped.
+    owns_prefix: bool,
 }
 
 impl TestApp {
@@ -95,15 +141,126 @@ impl TestApp {
             None => Ok(()),
         }
     }
+
+    /// The blob keys under `prefix` ("" for all; e.g. "clips", "chunks/<upload>"), sorted,
+    /// relative to the store's root. On the filesystem this is every file under
+    /// `blobs/<prefix>` whatever its name (a file written under a name that is no valid key
+    /// would be invisible to the store's own listing), temp files aside; on S3 the store's
+    /// listing of the app's prefix.
+    pub async fn blob_keys(&self, prefix: &str) -> Vec<String> {
+        match self.blob {
+            Blob::Fs => {
+                let root = self.config.data_dir.join("blobs");
+                let mut keys = Vec::new();
+                walk_files(&root, &root.join(prefix), &mut keys);
+                keys.retain(|k| !k.starts_with(".tmp/"));
+                keys.sort();
+                keys
+            }
+            Blob::S3 => {
+                let keys = self
+                    .state
+                    .blobs()
+                    .list(prefix)
+                    .await
+                    .unwrap_or_else(|e| panic!("list blobs under {prefix:?}: {e}"));
+                keys.iter().map(|k| k.as_str().to_string()).collect()
+            }
+        }
+    }
+
+    /// How many blobs an upload's chunks are (`chunks/<upload>/<index>.<attempt>`).
+    pub async fn chunk_blob_count(&self, upload: &str) -> usize {
+        self.blob_keys(&format!("chunks/{upload}")).await.len()
+    }
+
+    /// How many blobs lie under `chunks/`, of every upload.
+    pub async fn all_chunk_blob_count(&self) -> usize {
+        self.blob_keys("chunks").await.len()
+    }
+
+    /// How many blobs lie under `clips/` (one-request clips; on S3 also assembled ones).
+    pub async fn clip_blob_count(&self) -> usize {
+        self.blob_keys("clips").await.len()
+    }
+
+    /// Writes begun and not finished: files in the filesystem store's temp directory, or
+    /// open multipart uploads under the app's S3 prefix.
+    pub async fn partial_blob_count(&self) -> usize {
+        match self.blob {
+            Blob::Fs => std::fs::read_dir(self.config.data_dir.join("blobs/.tmp")).map(|d| d.count()).unwrap_or(0),
+            Blob::S3 => self.state.blobs().open_multiparts().await.expect("list open multipart uploads").len(),
+        }
+    }
+
+    /// Store `bytes` under `key` directly, as something other than a request would have.
+    pub async fn put_blob(&self, key: &str, bytes: &[u8]) {
+        let key = ferry::blob::BlobKey::parse(key).expect("a valid blob key");
+        let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(bytes))]);
+        self.state.blobs().put_stream(&key, body).await.unwrap_or_else(|e| panic!("put {key}: {e}"));
+    }
+
+    /// The size of the blob under exactly `key`, if there is one.
+    pub async fn blob_size(&self, key: &str) -> Option<u64> {
+        let key = ferry::blob::BlobKey::parse(key).expect("a valid blob key");
+        self.state.blobs().size(&key).await.unwrap_or_else(|e| panic!("size of {key}: {e}"))
+    }
+
+    /// Empty this app's S3 prefix, bounded, so the shared bucket does not collect every run's
+    /// objects. Skipped while a test is failing (its objects may help) and outside a
+    /// multi-threaded runtime (nothing to block on there).
+    fn clear_prefix(&self) {
+        if self.blob != Blob::S3 || !self.owns_prefix || std::thread::panicking() {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return;
+        }
+        let blobs = self.state.blobs().clone();
+        tokio::task::block_in_place(|| {
+            handle.block_on(async {
+                let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                    if let Ok(open) = blobs.open_multiparts().await {
+                        for m in open {
+                            let _ = blobs.abort_multipart(&m.key, &m.upload_id).await;
+                        }
+                    }
+                    if let Ok(keys) = blobs.list("").await {
+                        let _ = blobs.delete_many(keys).await;
+                    }
+                })
+                .await;
+            })
+        });
+    }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        self.clear_prefix();
     }
 }
 
-/// A second ferry process-alike sharing `app`'s database and data directory (another instance
+/// Every file under `dir`, as a path relative to `root`, into `out`.
+fn walk_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => panic!("reading {}: {e}", dir.display()),
+    };
+    for entry in entries {
+        let path = entry.unwrap_or_else(|e| panic!("reading {}: {e}", dir.display())).path();
+        if path.is_dir() {
+            walk_files(root, &path, out);
+        } else {
+            out.push(path.strip_prefix(root).expect("under the blob root").to_string_lossy().into_owned());
+        }
+    }
+}
+
+/// A second ferry process-alike sharing `app`'s database and blob store (another instance
 /// behind the same load balancer), with its own listener.
 pub async fn spawn_sibling(app: &TestApp) -> TestApp {
     let mut config = app.config.clone();
@@ -121,10 +278,12 @@ pub async fn spawn_sibling(app: &TestApp) -> TestApp {
         client: app.client.clone(),
         clock,
         backend: app.backend,
+        blob: app.blob,
         shutdown,
         server: Some(server),
         db: None,
         data_dir: tempfile::tempdir().expect("temp dir"),
+        owns_prefix: false,
     }
 }
 
@@ -137,11 +296,37 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config
     spawn_app_on(backend, false, configure).await
 }
 
-/// Spawn the app on `backend`, with the shared test Redis as second cache level when `redis`
-/// (waiting until it is connected, so the test runs with both levels); `None` (skip) when a
-/// backend is not configured outside CI.
+/// Spawn the app on `backend` with filesystem blobs, with the shared test Redis as second
+/// cache level when `redis`; see `spawn_app_full`.
 pub async fn spawn_app_on(backend: Backend, redis: bool, configure: impl FnOnce(&mut Config)) -> Option<TestApp> {
-    let redis_url = if redis { Some(redis_url()?) } else { None };
+    spawn_app_full(backend, redis, Blob::Fs, configure).await
+}
+
+/// Spawn the app on `backend` and `blob`, with the shared test Redis as second cache level
+/// when `redis` (waiting until it is connected, so the test runs with both levels); `None`
+/// (skip) when a backend is found nowhere outside CI.
+pub async fn spawn_app_full(
+    backend: Backend,
+    redis: bool,
+    blob: Blob,
+    configure: impl FnOnce(&mut Config),
+) -> Option<TestApp> {
+    // Every backend the variant needs is looked up, so each missing one is counted.
+    let wanted_redis = redis.then(redis_url);
+    let wanted_pg = (backend == Backend::Postgres).then(pg_server_url);
+    let wanted_s3 = (blob == Blob::S3).then(test_s3);
+    let redis_url = match wanted_redis {
+        Some(found) => Some(found?),
+        None => None,
+    };
+    let pg = match wanted_pg {
+        Some(found) => Some(found?),
+        None => None,
+    };
+    let s3 = match wanted_s3 {
+        Some(found) => Some(found?),
+        None => None,
+    };
     let data_dir = tempfile::tempdir().expect("temp dir");
     let mut config = Config::defaults();
     config.bind = "127.0.0.1:0".parse().unwrap();
@@ -149,15 +334,19 @@ pub async fn spawn_app_on(backend: Backend, redis: bool, configure: impl FnOnce(
     config.server.shutdown_grace = Duration::from_secs(5);
     // Tests fire many requests from one address; the rate-limit tests turn limits back on.
     config.rate_limits = ferry::config::Switch::Off;
-    let db = match backend {
-        Backend::Embedded => None,
-        Backend::Postgres => {
-            let server = pg_server_url()?;
+    let db = match pg {
+        None => None,
+        Some(server) => {
             let db = TestDb::create(&server).await;
             config.database_url = Some(Secret::new(db.url.clone()));
             Some(db)
         }
     };
+    if let Some(s3) = s3 {
+        config.blob = BlobBackend::S3;
+        config.s3 = s3.config(format!("t-{:016x}/", rand::random::<u64>()));
+        ensure_test_bucket(&config.s3).await;
+    }
     config.redis_url = redis_url.map(Secret::new);
     configure(&mut config);
     let clock = Arc::new(ManualClock::new(ferry::domain::clock::system_now_ms()));
@@ -167,7 +356,20 @@ pub async fn spawn_app_on(backend: Backend, redis: bool, configure: impl FnOnce(
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run(shutdown.clone()));
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-    let app = TestApp { addr, state, config, client, clock, backend, shutdown, server: Some(server), db, data_dir };
+    let app = TestApp {
+        addr,
+        state,
+        config,
+        client,
+        clock,
+        backend,
+        blob,
+        shutdown,
+        server: Some(server),
+        db,
+        data_dir,
+        owns_prefix: true,
+    };
     if redis && app.config.redis_url.is_some() && app.config.cache != ferry::config::CacheMode::None {
         assert!(redis_becomes(&app, "connected").await, "the test Redis connects");
     }
@@ -200,29 +402,248 @@ pub async fn redis_becomes(app: &TestApp, want: &str) -> bool {
     .await
 }
 
-/// A backend's URL from `var`, or `None` (skip, with a note) when unset; with `CI=true` a
-/// missing URL fails the test instead, so no backend's suite is silently skipped in CI.
-fn backend_url(var: &str, backend: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{var} must be set when CI=true: the {backend} suite may not be skipped")
-        }
-        _ => {
-            eprintln!("SKIPPED ({backend}): set {var} to run this test against {backend}");
-            None
+// ---------------------------------------------------------------------------------------------
+// Finding the backends, and counting the skipped ones
+
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// A server the suite needs, found through `var` or at its usual local address.
+struct Service {
+    name: &'static str,
+    var: &'static str,
+    default_url: &'static str,
+    /// Answers whether `url` is there to be used, or a short reason why not.
+    probe: fn(&str) -> Result<(), String>,
+    found: OnceLock<Found>,
+}
+
+enum Found {
+    Url(String),
+    /// Nothing at the usual address (or `<var>=skip`): the variants are skipped outside CI.
+    Absent(String),
+    /// The variable is set and names nothing usable: every variant fails.
+    Broken(String),
+}
+
+static POSTGRES: Service = Service {
+    name: "PostgreSQL",
+    var: "FERRY_TEST_DATABASE_URL",
+    default_url: "postgres://postgres@127.0.0.1:5432/postgres",
+    probe: probe_postgres,
+    found: OnceLock::new(),
+};
+
+static REDIS: Service = Service {
+    name: "Redis",
+    var: "FERRY_TEST_REDIS_URL",
+    default_url: "redis://127.0.0.1:6379/",
+    probe: probe_redis,
+    found: OnceLock::new(),
+};
+
+static S3: Service = Service {
+    name: "S3",
+    var: "FERRY_TEST_S3_ENDPOINT",
+    default_url: "http://127.0.0.1:8333",
+    probe: probe_tcp,
+    found: OnceLock::new(),
+};
+
+impl Service {
+    /// The URL to use, probed once per process; `None` (skip, counted) when the service is
+    /// found nowhere outside CI. Panics when the variable names nothing usable, or under
+    /// `CI=true` when the service is missing.
+    fn url(&'static self) -> Option<String> {
+        let found = self.found.get_or_init(|| match std::env::var(self.var) {
+            Ok(v) if v.trim() == "skip" => Found::Absent(format!("{}=skip", self.var)),
+            Ok(v) if !v.trim().is_empty() => match (self.probe)(v.trim()) {
+                Ok(()) => Found::Url(v.trim().to_string()),
+                Err(why) => Found::Broken(format!("{} is set, but {why}", self.var)),
+            },
+            _ => match (self.probe)(self.default_url) {
+                Ok(()) => Found::Url(self.default_url.to_string()),
+                Err(why) => Found::Absent(format!("{why}; set {}", self.var)),
+            },
+        });
+        match found {
+            Found::Url(url) => Some(url.clone()),
+            Found::Broken(why) => panic!("{why}"),
+            Found::Absent(why) if ci() => panic!("the {} suite may not be skipped when CI=true: {why}", self.name),
+            Found::Absent(why) => {
+                note_skip(self.name, why);
+                None
+            }
         }
     }
 }
 
-/// The PostgreSQL server for tests, or `None` (skip) when unset outside CI.
-pub fn pg_server_url() -> Option<String> {
-    backend_url("FERRY_TEST_DATABASE_URL", "PostgreSQL")
+/// Host and port of `url` (scheme://[user[:pass]@]host[:port]/...), with `default_port`.
+fn host_port(url: &str, default_port: u16) -> Result<(String, u16), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("it is not a URL ({e})"))?;
+    let host = parsed.host_str().ok_or("it names no host")?.trim_matches(['[', ']']).to_string();
+    Ok((host, parsed.port().unwrap_or(default_port)))
 }
 
-/// The shared Redis for tests, or `None` (skip) when unset outside CI.
+/// A TCP connection to `host:port` within a second.
+fn tcp_connect(host: &str, port: u16) -> Result<TcpStream, String> {
+    let none = || format!("no server at {host}:{port}");
+    let addrs = (host, port).to_socket_addrs().map_err(|_| none())?;
+    for addr in addrs {
+        if let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            return Ok(stream);
+        }
+    }
+    Err(none())
+}
+
+fn probe_tcp(url: &str) -> Result<(), String> {
+    let (host, port) = host_port(url, if url.starts_with("https:") { 443 } else { 80 })?;
+    tcp_connect(&host, port).map(drop)
+}
+
+fn probe_redis(url: &str) -> Result<(), String> {
+    let (host, port) = host_port(url, 6379)?;
+    let mut stream = tcp_connect(&host, port)?;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+    let mut answer = [0u8; 64];
+    let n = stream
+        .write_all(b"*1\r\n$4\r\nPING\r\n")
+        .and_then(|()| stream.read(&mut answer))
+        .map_err(|e| format!("{host}:{port} did not answer PING ({e})"))?;
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    if answer.starts_with("+PONG") {
+        Ok(())
+    } else {
+        Err(format!("{host}:{port} answered PING with {:?}", answer.trim_end()))
+    }
+}
+
+/// A login within two seconds, on a runtime of its own (the probe runs once, from whichever
+/// test or thread asks first).
+fn probe_postgres(url: &str) -> Result<(), String> {
+    let config: tokio_postgres::Config = url.parse().map_err(|e| format!("it is not a PostgreSQL URL ({e})"))?;
+    let at = match (config.get_hosts().first(), config.get_ports().first()) {
+        (Some(tokio_postgres::config::Host::Tcp(host)), port) => format!("{host}:{}", port.copied().unwrap_or(5432)),
+        _ => "its host".to_string(),
+    };
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            match tokio::time::timeout(Duration::from_secs(2), tokio_postgres::connect(&url, NoTls)).await {
+                Ok(Ok((client, conn))) => {
+                    tokio::spawn(conn);
+                    client.simple_query("SELECT 1").await.map(drop).map_err(|e| format!("{at} fails a query ({e})"))
+                }
+                Ok(Err(e)) if e.as_db_error().is_some() => Err(format!("{at} refuses the login ({e})")),
+                Ok(Err(_)) => Err(format!("no server at {at}")),
+                Err(_) => Err(format!("no answer from {at} within 2 s")),
+            }
+        })
+    })
+    .join()
+    .expect("PostgreSQL probe thread")
+}
+
+/// Skipped variants by (backend, reason), reported when the process exits.
+static SKIPS: Mutex<BTreeMap<(&'static str, String), usize>> = Mutex::new(BTreeMap::new());
+static REPORT_AT_EXIT: Once = Once::new();
+
+/// Count one skipped variant of `backend`, and say so in the test's own (captured) output.
+fn note_skip(backend: &'static str, reason: &str) {
+    eprintln!("SKIPPED ({backend}): {reason}");
+    *SKIPS.lock().unwrap_or_else(|p| p.into_inner()).entry((backend, reason.to_string())).or_default() += 1;
+    // libtest captures print!/eprint! of tests and prints its summary last; a handler that runs
+    // at exit and writes to the stderr handle directly comes after the summary, uncaptured.
+    REPORT_AT_EXIT.call_once(|| {
+        // SAFETY: `report_skips` is a plain extern "C" fn that neither unwinds nor needs
+        // anything that exit has already torn down (stderr is unbuffered).
+        unsafe {
+            libc::atexit(report_skips);
+        }
+    });
+}
+
+extern "C" fn report_skips() {
+    let skips = match SKIPS.lock() {
+        Ok(skips) => skips,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    let mut text = String::new();
+    for ((backend, reason), n) in skips.iter() {
+        let what = if *n == 1 { "test variant" } else { "test variants" };
+        text.push_str(&format!("SKIPPED: {n} {backend} {what} ({reason})\n"));
+    }
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
+/// The PostgreSQL server for tests, or `None` (skip) when found nowhere outside CI.
+pub fn pg_server_url() -> Option<String> {
+    POSTGRES.url()
+}
+
+/// The shared Redis for tests, or `None` (skip) when found nowhere outside CI.
 pub fn redis_url() -> Option<String> {
-    backend_url("FERRY_TEST_REDIS_URL", "Redis")
+    REDIS.url()
+}
+
+/// The shared S3 store of the tests: endpoint, bucket (`FERRY_TEST_S3_BUCKET`, else ferry-test)
+/// and credentials (`FERRY_TEST_S3_ACCESS_KEY_ID`/`_SECRET_ACCESS_KEY`, else the `AWS_*` pair,
+/// else ferry-test/ferry-test-secret, what scripts/seaweedfs.sh starts with).
+#[derive(Clone, Debug)]
+pub struct TestS3 {
+    pub endpoint: String,
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl TestS3 {
+    /// The `s3` section for one test app, its keys under `prefix`.
+    pub fn config(&self, prefix: String) -> ferry::config::S3Config {
+        let mut s3 = Config::defaults().s3;
+        s3.endpoint = Some(self.endpoint.clone());
+        s3.bucket = Some(self.bucket.clone());
+        s3.prefix = prefix;
+        s3.access_key_id = Some(Secret::new(self.access_key_id.clone()));
+        s3.secret_access_key = Some(Secret::new(self.secret_access_key.clone()));
+        s3.allow_http = self.endpoint.starts_with("http://");
+        if let Some(region) = env_nonempty("FERRY_TEST_S3_REGION") {
+            s3.region = region;
+        }
+        s3
+    }
+}
+
+fn env_nonempty(var: &str) -> Option<String> {
+    std::env::var(var).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// The test S3 store, or `None` (skip) when found nowhere outside CI.
+pub fn test_s3() -> Option<TestS3> {
+    let endpoint = S3.url()?;
+    let pair = |id: &str, secret: &str| Some((env_nonempty(id)?, env_nonempty(secret)?));
+    let (access_key_id, secret_access_key) = pair("FERRY_TEST_S3_ACCESS_KEY_ID", "FERRY_TEST_S3_SECRET_ACCESS_KEY")
+        .or_else(|| pair("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"))
+        .unwrap_or_else(|| ("ferry-test".into(), "ferry-test-secret".into()));
+    let bucket = env_nonempty("FERRY_TEST_S3_BUCKET").unwrap_or_else(|| "ferry-test".into());
+    Some(TestS3 { endpoint, bucket, access_key_id, secret_access_key })
+}
+
+static BUCKET: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+
+/// Create the test bucket once per process (the server itself never creates buckets).
+async fn ensure_test_bucket(s3: &ferry::config::S3Config) {
+    BUCKET
+        .get_or_init(|| async {
+            ferry::blob::s3::create_bucket_if_missing(s3)
+                .await
+                .unwrap_or_else(|e| panic!("create the test bucket {:?} at {:?}: {e}", s3.bucket, s3.endpoint))
+        })
+        .await;
 }
 
 /// A redis-server of this test's own on a free port, which the test may stop and restart.
@@ -238,10 +659,10 @@ impl PrivateRedis {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut r = PrivateRedis { port, child: None, dir: tempfile::tempdir().unwrap() };
         if !r.spawn() {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
+            if ci() {
                 panic!("redis-server is required when CI=true");
             }
-            eprintln!("SKIPPED (redis): no redis-server binary");
+            note_skip("private Redis", "no redis-server binary; install redis-server");
             return None;
         }
         Some(r)

@@ -450,8 +450,8 @@ fn shorten(s: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // What is left behind
 
-/// Everything a refused request could leave: temp blobs, chunk files and rows, clip blobs,
-/// upload sessions and live clips.
+/// Everything a refused request could leave: partial writes (temp files, or on S3 open
+/// multipart uploads), chunk blobs and rows, clip blobs, upload sessions and live clips.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 struct Residue {
     temp_files: usize,
@@ -460,19 +460,6 @@ struct Residue {
     sessions: i64,
     chunk_rows: i64,
     live_clips: i64,
-}
-
-fn count_files(dir: &std::path::Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .filter_map(Result::ok)
-        .map(|e| {
-            let path = e.path();
-            if path.is_dir() { count_files(&path) } else { 1 }
-        })
-        .sum()
 }
 
 const COUNTS: [&str; 3] = [
@@ -505,12 +492,11 @@ async fn db_counts(app: &TestApp) -> [i64; 3] {
 }
 
 async fn residue(app: &TestApp) -> Residue {
-    let blobs = app.data_dir.path().join("blobs");
     let [sessions, chunk_rows, live_clips] = db_counts(app).await;
     Residue {
-        temp_files: count_files(&blobs.join(".tmp")),
-        chunk_files: count_files(&blobs.join("chunks")),
-        clip_files: count_files(&blobs.join("clips")),
+        temp_files: app.partial_blob_count().await,
+        chunk_files: app.all_chunk_blob_count().await,
+        clip_files: app.clip_blob_count().await,
         sessions,
         chunk_rows,
         live_clips,
@@ -520,8 +506,8 @@ async fn residue(app: &TestApp) -> Residue {
 impl Residue {
     fn diff(&self, now: &Residue) -> String {
         let pairs = [
-            ("temp files", self.temp_files as i64, now.temp_files as i64),
-            ("chunk files", self.chunk_files as i64, now.chunk_files as i64),
+            ("partial writes", self.temp_files as i64, now.temp_files as i64),
+            ("chunk blobs", self.chunk_files as i64, now.chunk_files as i64),
             ("clip blobs", self.clip_files as i64, now.clip_files as i64),
             ("upload sessions", self.sessions, now.sessions),
             ("chunk rows", self.chunk_rows, now.chunk_rows),
@@ -568,18 +554,14 @@ async fn assert_nothing_left(app: &TestApp, before: Residue, cases: &[Case], att
         assert_eq!(status["status"], "uploading", "{status}");
         assert_eq!(status["receivedChunks"], json!([]), "upload {upload} recorded a chunk: {status}");
         assert_eq!(status["uploadedChunks"], 0, "{status}");
-        assert!(
-            !app.data_dir.path().join("blobs/chunks").join(upload).exists()
-                || count_files(&app.data_dir.path().join("blobs/chunks").join(upload)) == 0,
-            "chunk files of {upload} remain"
-        );
+        assert_eq!(app.chunk_blob_count(upload).await, 0, "chunk blobs of {upload} remain");
     }
 }
 
 /// Run a group: snapshot, cases, failures reported together, then the residue check.
 async fn run_group(app: &TestApp, cases: Vec<Case>, attacked: &[&str]) {
     let before = residue(app).await;
-    assert_eq!(before.temp_files, 0, "temp files before the group");
+    assert_eq!(before.temp_files, 0, "partial writes before the group");
     let failures = run_cases(app, &cases).await;
     // The server is still up and answering after all of it.
     let ping = app.get("/ping").await;

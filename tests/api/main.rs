@@ -1,6 +1,7 @@
 //! The integration suite: the real ferry server over HTTP on port 0, each test with its own
-//! data directory and (for PostgreSQL) its own database. `all_backends!` runs a test against
-//! the embedded store and against PostgreSQL (`FERRY_TEST_DATABASE_URL`).
+//! data directory, (for PostgreSQL) its own database and (for S3) its own key prefix.
+//! `all_backends!` runs a test against every backend combination the suite covers: embedded or
+//! PostgreSQL store, memory or Redis cache, filesystem or S3 blobs (see helpers.rs).
 
 #[macro_use]
 mod helpers;
@@ -17,6 +18,7 @@ mod intake;
 mod pages;
 mod protection;
 mod ratelimit;
+mod s3;
 mod storage;
 mod store;
 mod upload;

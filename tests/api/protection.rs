@@ -8,20 +8,16 @@ use std::time::Duration;
 use ferry::domain::clock::Clock;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, spawn_app_with, spawn_sibling};
+use crate::helpers::{Backend, Blob, TestApp, spawn_app_with, spawn_sibling};
 use crate::upload::{
     CHUNK, assert_same_bytes, download, download_ok, error_with, file_initiate, initiate, is_gone, json_with,
     random_bytes, send_chunk, small_chunks, upload_id_of, upload_with,
 };
 
-fn clip_blobs(app: &TestApp) -> usize {
-    fn walk(dir: &std::path::Path) -> usize {
-        std::fs::read_dir(dir)
-            .map(|entries| entries.flatten().map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 }).sum())
-            .unwrap_or(0)
-    }
-    // A one-request clip is one blob under clips/; a chunked one is its chunks under chunks/.
-    walk(&app.data_dir.path().join("blobs/clips")) + walk(&app.data_dir.path().join("blobs/chunks"))
+async fn clip_blobs(app: &TestApp) -> usize {
+    // A one-request clip is one blob under clips/; a chunked one is its chunks under chunks/
+    // (on S3 one object under clips/, assembled from them).
+    app.clip_blob_count().await + app.all_chunk_blob_count().await
 }
 
 async fn sweep(app: &TestApp) -> ferry::jobs::sweeper::SweepReport {
@@ -50,10 +46,10 @@ all_backends! {
             error_with(app.get(&path).await, 404, "clip_not_found").await;
         }
         error_with(download(&app, &id).await, 404, "clip_not_found").await;
-        assert_eq!(clip_blobs(&app), 1, "the blob waits for the sweep");
+        assert_eq!(clip_blobs(&app).await, 1, "the blob waits for the sweep");
         let report = sweep(&app).await;
         assert_eq!(report.expired_clips, 1, "{report:?}");
-        assert_eq!(clip_blobs(&app), 0, "one sweep removes the blob");
+        assert_eq!(clip_blobs(&app).await, 0, "one sweep removes the blob");
         assert_eq!(sweep(&app).await, Default::default(), "nothing left for a second pass");
     }
 
@@ -111,8 +107,7 @@ all_backends! {
             .await
             .unwrap();
         assert_eq!(res.status(), 200);
-        let chunk_dir = app.data_dir.path().join(format!("blobs/chunks/{upload}"));
-        assert!(chunk_dir.exists());
+        assert_eq!(app.chunk_blob_count(&upload).await, 1, "the chunk is stored");
 
         // Right away nothing is due: retired rows keep a grace, the upload is recent.
         let report = sweep(&app).await;
@@ -123,8 +118,11 @@ all_backends! {
         assert_eq!(report.retired_clips, 2, "{report:?}");
         assert_eq!(report.expired_clips, 1, "{report:?}");
         assert_eq!(report.abandoned_uploads, 1, "{report:?}");
-        assert!(!chunk_dir.exists(), "abandoned chunks are removed");
-        assert_eq!(clip_blobs(&app), 0);
+        assert_eq!(app.chunk_blob_count(&upload).await, 0, "abandoned chunks are removed");
+        if app.blob == Blob::Fs {
+            assert!(!app.data_dir.path().join(format!("blobs/chunks/{upload}")).exists(), "with their directory");
+        }
+        assert_eq!(clip_blobs(&app).await, 0);
         error_with(app.get(&format!("/api/upload/{upload}/status")).await, 404, "upload_not_found").await;
         error_with(app.get(&format!("/api/clip/{kept}/info")).await, 404, "clip_not_found").await;
     }
@@ -153,14 +151,12 @@ all_backends! {
         let (id, _) = file_clip(&app, b"owned", json!({})).await;
         let owned = random_bytes(3 * CHUNK);
         let (chunked, _) = file_clip(&app, &owned, json!({})).await;
-        let stray = app.data_dir.path().join("blobs/clips/AB/ABABABABABABABAB");
-        std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
-        std::fs::write(&stray, b"nobody's").unwrap();
+        let stray = "clips/AB/ABABABABABABABAB";
+        app.put_blob(stray, b"nobody's").await;
         // Chunks of an upload whose session row is gone (a crash between row and files).
-        let orphan_dir = app.data_dir.path().join("blobs/chunks/0123456789ABCDEF");
-        std::fs::create_dir_all(&orphan_dir).unwrap();
+        let orphan = "0123456789ABCDEF";
         for leaf in ["0.00000000000000aa", "1.00000000000000bb"] {
-            std::fs::write(orphan_dir.join(leaf), b"orphan chunk").unwrap();
+            app.put_blob(&format!("chunks/{orphan}/{leaf}"), b"orphan chunk").await;
         }
         let settings = app.state.sweep_settings();
         let now = ferry::domain::clock::system_now_ms();
@@ -169,8 +165,11 @@ all_backends! {
         let later = now + settings.orphan_grace_ms + 1000;
         let removed = ferry::jobs::sweeper::reconcile_once(app.state.deps(), &settings, later).await.unwrap();
         assert_eq!(removed, 3, "the stray clip blob and both orphan chunks");
-        assert!(!stray.exists());
-        assert!(!orphan_dir.exists());
+        assert_eq!(app.blob_size(stray).await, None, "the stray clip blob is gone");
+        assert_eq!(app.chunk_blob_count(orphan).await, 0, "the orphan chunks are gone");
+        if app.blob == Blob::Fs {
+            assert!(!app.data_dir.path().join(format!("blobs/chunks/{orphan}")).exists(), "with their directory");
+        }
         assert_eq!(download(&app, &id).await.status(), 200, "owned blobs stay");
         assert_same_bytes(&download_ok(&app, &chunked).await, &owned);
     }
@@ -198,19 +197,22 @@ all_backends! {
     async fn the_last_downloads_blob_is_removed_even_when_the_client_walks_away(app, small_chunks) {
         let data = random_bytes(3 * 1024 * 1024);
         let (id, _) = file_clip(&app, &data, json!({ "oneTime": true })).await;
-        assert!(clip_blobs(&app) > 1, "a multi-chunk clip is several part blobs");
+        match app.blob {
+            Blob::Fs => assert!(clip_blobs(&app).await > 1, "a multi-chunk clip is several part blobs"),
+            Blob::S3 => assert_eq!(clip_blobs(&app).await, 1, "a multi-chunk clip is one assembled object"),
+        }
         let mut res = download(&app, &id).await;
         assert_eq!(res.status(), 200);
         let first = res.chunk().await.unwrap().expect("some bytes");
         assert!(!first.is_empty());
         drop(res);
         for _ in 0..200 {
-            if clip_blobs(&app) == 0 {
+            if clip_blobs(&app).await == 0 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(clip_blobs(&app), 0, "the consumed clip's bytes are gone");
+        assert_eq!(clip_blobs(&app).await, 0, "the consumed clip's bytes are gone");
         assert!(is_gone(download(&app, &id).await.status()));
     }
 

@@ -12,7 +12,7 @@ use rand::RngCore;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::helpers::TestApp;
+use crate::helpers::{Blob, TestApp};
 
 /// The chunk size of the small-chunk tests.
 pub(crate) const CHUNK: usize = 64 * 1024;
@@ -207,24 +207,34 @@ fn clip_id_of(done: &Value) -> String {
     id.to_string()
 }
 
-/// The chunk directory of an upload is gone or empty.
-/// How many files an upload's chunk directory holds.
-fn chunk_files(app: &TestApp, upload_id: &str) -> usize {
-    let dir = app.config.data_dir.join("blobs/chunks").join(upload_id);
-    match std::fs::read_dir(&dir) {
-        Ok(entries) => entries.count(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-        Err(e) => panic!("reading {}: {e}", dir.display()),
+/// What the complete of an upload of `chunks` chunks and `size` bytes leaves in the blob store,
+/// `clips_before` being the clip blobs there were before it. On the filesystem the chunks stay
+/// where they landed and are the clip: one blob each, nothing else, and no second copy
+/// anywhere. On S3 they are assembled into one clip object, which is the clip, and removed.
+/// Either way no write is left half done.
+pub(crate) async fn assert_completed_blobs(
+    app: &TestApp,
+    upload_id: &str,
+    chunks: usize,
+    size: usize,
+    clips_before: &[String],
+) {
+    let clips = app.blob_keys("clips").await;
+    let parts = app.chunk_blob_count(upload_id).await;
+    match app.blob {
+        Blob::Fs => {
+            assert_eq!(parts, chunks, "one blob per chunk under chunks/{upload_id} after complete");
+            assert_eq!(clips, clips_before, "complete wrote no assembled copy");
+        }
+        Blob::S3 => {
+            let new: Vec<&String> = clips.iter().filter(|k| !clips_before.contains(k)).collect();
+            assert_eq!(new.len(), 1, "complete assembled exactly one clip object: {new:?}");
+            assert_eq!(clips.len(), clips_before.len() + 1, "no clip object went away: {clips:?}");
+            assert_eq!(app.blob_size(new[0]).await, Some(size as u64), "the clip object {} holds the clip", new[0]);
+            assert_eq!(parts, 0, "the chunk objects of {upload_id} are removed once assembled");
+        }
     }
-}
-
-fn chunk_dir_is_empty(app: &TestApp, upload_id: &str) -> bool {
-    chunk_files(app, upload_id) == 0
-}
-
-/// Temp files left in the blob store's temp directory.
-fn temp_files(app: &TestApp) -> usize {
-    std::fs::read_dir(app.config.data_dir.join("blobs/.tmp")).map(|d| d.count()).unwrap_or(0)
+    assert_eq!(app.partial_blob_count().await, 0, "no write is left half done after complete");
 }
 
 /// The whole three-step upload of `bytes`: initiate with `initiate_body`, chunks (in order as raw
@@ -274,6 +284,7 @@ pub(crate) async fn upload_with(
             assert_eq!(body["totalChunks"], total, "{body}");
         }
     }
+    let clips_before = app.blob_keys("clips").await;
     let res = app
         .client
         .post(app.url(&format!("/api/upload/complete/{upload_id}")))
@@ -288,15 +299,8 @@ pub(crate) async fn upload_with(
     assert_eq!(done["sha256"], sha256_hex(bytes), "{done}");
     assert!(done["deleteToken"].as_str().is_some_and(|t| !t.is_empty()), "{done}");
     assert!(done["expiresAt"].is_i64(), "{done}");
-    // The chunks stay where they landed and are the clip: one file each, nothing else, and no
-    // second copy anywhere.
     let total = bytes.len().div_ceil(chunk_size).max(1);
-    assert_eq!(chunk_files(app, &upload_id), total, "the chunk directory of {upload_id} after complete");
-    assert_eq!(temp_files(app), 0, "no temp file is left after complete");
-    assert!(
-        !app.config.data_dir.join(format!("blobs/clips/{}/{upload_id}", &upload_id[..2])).exists(),
-        "complete wrote no assembled copy"
-    );
+    assert_completed_blobs(app, &upload_id, total, bytes.len(), &clips_before).await;
     (clip_id, done)
 }
 
@@ -379,7 +383,8 @@ all_backends! {
         assert_eq!(status["chunks"][1]["sha256"], sha256_hex(&replacement), "{status}");
         let done = complete_ok(&app, &id).await;
         assert_eq!(done["sha256"], sha256_hex(&data), "{done}");
-        assert_eq!(chunk_files(&app, &id), 4, "the replaced attempt is removed");
+        // The replaced attempt is removed: four chunk blobs, or on S3 one assembled object.
+        assert_completed_blobs(&app, &id, 4, data.len(), &[]).await;
         assert_same_bytes(&download_ok(&app, &clip_id_of(&done)).await, &data);
     }
 
@@ -730,7 +735,8 @@ all_backends! {
             assert_eq!(again["clipId"], first["clipId"]);
             assert_eq!(again["deleteToken"], first["deleteToken"]);
         }
-        assert_eq!(chunk_files(&app, &id), data.len().div_ceil(CHUNK), "one file per chunk, however many completes");
+        // One blob per chunk (on S3 one assembled object), however many completes.
+        assert_completed_blobs(&app, &id, data.len().div_ceil(CHUNK), data.len(), &[]).await;
         let status = json_with(upload_status(&app, &id).await, 200).await;
         assert_eq!(status["status"], "complete");
         assert_same_bytes(&download_ok(&app, &clip_id).await, &data);
@@ -760,7 +766,7 @@ all_backends! {
         for (index, chunk) in data.chunks(CHUNK).take(2).enumerate() {
             json_with(send_chunk(&app, &id, index, chunk).await, 200).await;
         }
-        assert!(!chunk_dir_is_empty(&app, &id), "chunks are stored under blobs/chunks/{id}");
+        assert_eq!(app.chunk_blob_count(&id).await, 2, "chunks are stored under chunks/{id}");
         let res = app.client.delete(app.url(&format!("/api/upload/{id}"))).send().await.unwrap();
         let body = json_with(res, 200).await;
         assert_eq!(body["success"], true);
@@ -769,7 +775,7 @@ all_backends! {
         let res = send_chunk(&app, &id, 2, &data[2 * CHUNK..]).await;
         error_with(res, 404, "upload_not_found").await;
         assert_eq!(complete(&app, &id).await.status(), 404);
-        assert!(chunk_dir_is_empty(&app, &id), "the chunks of a cancelled upload are removed");
+        assert_eq!(app.chunk_blob_count(&id).await, 0, "the chunks of a cancelled upload are removed");
     }
 
     async fn the_clip_lifetime_starts_at_complete_not_at_initiate(app, small_chunks) {
