@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Upload/download benchmark for ferry against a bare hyper ceiling, in the same run.
+# Upload/download benchmark for ferry against a ceiling, in the same run: a bare hyper server
+# on local files (--blob fs, the default), or the S3 store itself (--blob s3: SeaweedFS, the
+# same bytes PUT and GET straight to it by the same client).
 #
 # Once per run: it writes a random file of N MiB from /dev/urandom (and its SHA-256) under a
 # fresh temp dir, and measures what dd gets on that file system writing (conv=fdatasync) and
@@ -33,11 +35,40 @@
 #          ... sha_ok=1 status=ok
 #   (ferry figures are medians over rounds; rss_peak_growth_mib is the max, as rss_growth_max_mib.)
 #
+# --blob s3: ferry stores its bytes in an S3 bucket (FERRY_BLOB=s3, FERRY_S3__* pointing at
+# --s3-endpoint/--s3-bucket, key prefix bench-upload-<pid>/ferry-<round>/), and the ceiling is
+# SeaweedFS itself, driven by the same client (bench_upload.py --s3-direct, SigV4 signed by
+# scripts/lib/s3lite.py, prefix bench-upload-<pid>/direct-<round>/), with the same file, chunk
+# size (ferry's, from round 1) and parallelism:
+#   upload   = P parallel PutObject of the chunk bodies, streamed from the file with sendfile;
+#   complete = what ferry's complete does to the store, least form: CreateMultipartUpload,
+#              one UploadPartCopy per chunk (${FERRY_UPLOAD__ASSEMBLY_CONCURRENCY:-4} at once,
+#              as ferry), CompleteMultipartUpload, then DeleteObject of every chunk (ferry also
+#              deletes them before it answers); its two halves are reported apart;
+#   download = one GetObject of the assembled object, which is what ferry's download reads
+#              too (GETting the chunks instead would measure a layout ferry does not serve).
+# No bare hyper is built or run. Ferry's complete is also split using its own GET /metrics
+# (ferry_assembly_seconds: chunk HEADs + assembly, before the database commit and the chunk
+# deletes). The store is SeaweedFS at --s3-endpoint (default http://127.0.0.1:8333, which must
+# already run) with bucket --s3-bucket (default ferry-test) and the credentials in
+# AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (default ferry-test / ferry-test-secret); or, with
+# --s3-start, a private one that scripts/seaweedfs.sh starts in the temp dir and stops at the
+# end. Each run's objects are deleted (and open multipart uploads aborted) after it, untimed,
+# and everything under bench-upload-<pid>/ again at exit. When its PID can be found (the
+# private one's, else the process listening on the endpoint's port), SeaweedFS's RSS growth
+# is sampled too, in the ferry runs and in the direct ones. SeaweedFS frees deleted bytes only
+# when it vacuums (every 15 min by default), so each run may leave about 2 x N MiB of garbage
+# in its volumes until then. The RESULT line then says blob=s3 ceiling=seaweedfs_direct, and
+# carries ceiling_assemble_s, ceiling_chunk_delete_s, server_assembly_s and the store_rss keys.
+#
 # Usage: scripts/bench-upload.sh [--size-mib N] [--parallel P] [--rounds R]
 #                                [--store embedded|postgres] [--bin PATH] [--bare PATH] [--keep]
+#                                [--blob fs|s3] [--s3-endpoint URL] [--s3-bucket NAME] [--s3-start]
 #   defaults: N=100, P=4, R=3, embedded, --bin target/release/ferry (built with cargo build
 #   --release if missing), --bare target/release/examples/bare_hyper (built with cargo build
-#   --release --example bare_hyper if missing). --keep keeps the temp dir (logs, per-run
+#   --release --example bare_hyper if missing; not with --blob s3), --blob fs, for --blob s3
+#   --s3-endpoint http://127.0.0.1:8333 (loopback http:// only), --s3-bucket ferry-test, no
+#   --s3-start (see above). --keep keeps the temp dir (logs, per-run
 #   results, the random file; the servers' data dirs are still deleted after each run). The
 #   temp dir is made under ${TMPDIR:-/tmp}; that is the disk measured. Other FERRY_* variables
 #   in the environment reach ferry (e.g. FERRY_LIMITS__CHUNK_SIZE=8MiB to try another chunk
@@ -45,7 +76,7 @@
 # Exit status: 0 ok; 1 any HTTP call, check or setup step failed (the table then covers the
 # rounds that finished); 2 bad arguments.
 # Only 127.0.0.1 is contacted; every wait is bounded (health: 60 s; each client run:
-# 600 s + 3 s per MiB; stopping a server: 15 s, then SIGKILL).
+# 600 s + 3 s per MiB; stopping a server: 15 s, then SIGKILL; each S3 purge: 600 s).
 
 # shellcheck disable=SC2317 # cleanup and the functions it calls run from the EXIT trap
 set -euo pipefail
@@ -60,6 +91,10 @@ STORE=embedded
 BIN=""
 BARE=""
 KEEP=0
+BLOB=fs
+S3_ENDPOINT=""
+S3_BUCKET=""
+S3_START=0
 
 usage() {
   sed -n 's/^# \{0,1\}//; /^Usage:/,/^Exit status/p' "${BASH_SOURCE[0]}"
@@ -78,7 +113,7 @@ while (($# > 0)); do
     nshift=2
   fi
   case $opt in
-    --size-mib | --parallel | --rounds | --store | --bin | --bare)
+    --size-mib | --parallel | --rounds | --store | --bin | --bare | --blob | --s3-endpoint | --s3-bucket)
       ((nshift == 1 || $# >= 2)) || bad_arg "$opt needs a value"
       case $opt in
         --size-mib) SIZE_MIB=$val ;;
@@ -87,10 +122,14 @@ while (($# > 0)); do
         --store) STORE=$val ;;
         --bin) BIN=$val ;;
         --bare) BARE=$val ;;
+        --blob) BLOB=$val ;;
+        --s3-endpoint) S3_ENDPOINT=$val ;;
+        --s3-bucket) S3_BUCKET=$val ;;
       esac
       shift "$nshift"
       ;;
     --keep) [[ $1 == --keep ]] || bad_arg "--keep takes no value"; KEEP=1; shift ;;
+    --s3-start) [[ $1 == --s3-start ]] || bad_arg "--s3-start takes no value"; S3_START=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) bad_arg "unknown argument: $1" ;;
   esac
@@ -100,12 +139,28 @@ done
 if ! [[ $PARALLEL =~ ^[1-9][0-9]{0,2}$ ]] || ((PARALLEL > 256)); then bad_arg "--parallel must be 1..256"; fi
 if ! [[ $ROUNDS =~ ^[1-9][0-9]?$ ]] || ((ROUNDS > 50)); then bad_arg "--rounds must be 1..50"; fi
 [[ $STORE == embedded || $STORE == postgres ]] || bad_arg "--store must be embedded or postgres"
+[[ $BLOB == fs || $BLOB == s3 ]] || bad_arg "--blob must be fs or s3"
+if [[ $BLOB == fs ]]; then
+  [[ -z $S3_ENDPOINT && -z $S3_BUCKET && $S3_START == 0 ]] || bad_arg "--s3-endpoint, --s3-bucket and --s3-start need --blob s3"
+else
+  ((S3_START == 0)) || [[ -z $S3_ENDPOINT && -z $S3_BUCKET ]] || bad_arg "--s3-start makes its own endpoint and bucket"
+  S3_ENDPOINT=${S3_ENDPOINT:-http://127.0.0.1:8333}
+  S3_ENDPOINT=${S3_ENDPOINT%/}
+  S3_BUCKET=${S3_BUCKET:-ferry-test}
+  [[ $S3_ENDPOINT =~ ^http://(127\.0\.0\.1|localhost)(:[0-9]{1,5})?$ ]] ||
+    bad_arg "--s3-endpoint must be http://127.0.0.1:PORT (this benchmark only talks to loopback)"
+  [[ $S3_BUCKET =~ ^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$ ]] || bad_arg "--s3-bucket must be an S3 bucket name"
+  export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-ferry-test}
+  export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-ferry-test-secret}
+fi
 
 for tool in python3 dd head sha256sum df awk; do
   command -v "$tool" >/dev/null || die "$tool is required"
 done
 [[ $STORE == postgres ]] && { command -v psql >/dev/null || die "psql is required for --store postgres"; }
 [[ -f $SCRIPT_DIR/bench_upload.py ]] || die "missing $SCRIPT_DIR/bench_upload.py"
+[[ $BLOB == fs || -f $SCRIPT_DIR/lib/s3lite.py ]] || die "missing $SCRIPT_DIR/lib/s3lite.py"
+((S3_START == 0)) || [[ -f $SCRIPT_DIR/seaweedfs.sh ]] || die "--s3-start needs $SCRIPT_DIR/seaweedfs.sh"
 # bounded SECONDS CMD...: run CMD, killed after SECONDS when coreutils timeout exists (status 124).
 bounded() {
   local secs=$1
@@ -121,15 +176,19 @@ bounded() {
 # shellcheck source=lib/release_bin.sh
 source "$SCRIPT_DIR/lib/release_bin.sh"
 resolve_bin bench-upload
-if [[ -z $BARE ]]; then
+if [[ $BLOB == s3 ]]; then
+  : # the ceiling is the S3 store itself: no bare hyper
+elif [[ -z $BARE ]]; then
   BARE=$ROOT/target/release/examples/bare_hyper
   if [[ ! -x $BARE ]]; then
     echo "bench-upload: $BARE missing; running cargo build --release --example bare_hyper" >&2
     (cd "$ROOT" && cargo build --release --example bare_hyper) || die "cargo build --release --example bare_hyper failed"
   fi
 fi
-[[ -x $BARE && -f $BARE ]] || die "not an executable file: $BARE"
-BARE=$(cd "$(dirname "$BARE")" && pwd)/$(basename "$BARE")
+if [[ $BLOB == fs ]]; then
+  [[ -x $BARE && -f $BARE ]] || die "not an executable file: $BARE"
+  BARE=$(cd "$(dirname "$BARE")" && pwd)/$(basename "$BARE")
+fi
 
 # --- temp dir and cleanup ---------------------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench.XXXXXX")
@@ -140,6 +199,9 @@ DB_NAME=""
 DB_CREATED=0
 ADMIN_URL=${FERRY_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 export PGCONNECT_TIMEOUT=10
+S3_ROOT=bench-upload-$$/ # every object of this run lives under it (--blob s3)
+S3_DIR=""                # the private SeaweedFS's dir (--s3-start), once started
+STORE_PID=""             # SeaweedFS's PID, when known (to sample its RSS)
 
 # Is PID still running (present and not a zombie)?
 alive() {
@@ -177,10 +239,21 @@ drop_db() {
     echo "bench-upload: could not drop database $DB_NAME; drop it by hand" >&2
 }
 
+# s3_purge PREFIX: delete every object and open multipart upload under PREFIX (untimed).
+s3_purge() {
+  bounded 600 python3 "$SCRIPT_DIR/lib/s3lite.py" purge "$S3_ENDPOINT" "$S3_BUCKET" "$1"
+}
+
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   stop_server
+  if [[ $BLOB == s3 ]]; then
+    s3_purge "$S3_ROOT" >/dev/null || echo "bench-upload: could not purge $S3_ROOT in bucket $S3_BUCKET; delete it by hand" >&2
+  fi
+  if [[ -n $S3_DIR ]]; then
+    bash "$SCRIPT_DIR/seaweedfs.sh" stop "$S3_DIR" || echo "bench-upload: could not stop the SeaweedFS in $S3_DIR" >&2
+  fi
   drop_db
   if ((KEEP)); then
     echo "bench-upload: kept $WORK" >&2
@@ -201,10 +274,43 @@ show_log() { # $1 = log file
   fi
 }
 
+# --- the S3 store (--blob s3) -----------------------------------------------------------------
+if [[ $BLOB == s3 ]]; then
+  if ((S3_START)); then
+    echo "s3: starting a private SeaweedFS with scripts/seaweedfs.sh in $WORK/seaweedfs ..."
+    S3_DIR=$WORK/seaweedfs
+    exports=$(bounded 180 bash "$SCRIPT_DIR/seaweedfs.sh" start "$S3_DIR") || die "scripts/seaweedfs.sh start failed"
+    while IFS= read -r line; do
+      # Only its four export lines, as it documents them.
+      [[ $line =~ ^export\ FERRY_TEST_S3_(ENDPOINT|BUCKET|ACCESS_KEY_ID|SECRET_ACCESS_KEY)= ]] && eval "$line"
+    done <<<"$exports"
+    S3_ENDPOINT=${FERRY_TEST_S3_ENDPOINT:-}
+    S3_BUCKET=${FERRY_TEST_S3_BUCKET:-}
+    export AWS_ACCESS_KEY_ID=${FERRY_TEST_S3_ACCESS_KEY_ID:-$AWS_ACCESS_KEY_ID}
+    export AWS_SECRET_ACCESS_KEY=${FERRY_TEST_S3_SECRET_ACCESS_KEY:-$AWS_SECRET_ACCESS_KEY}
+    [[ $S3_ENDPOINT =~ ^http://127\.0\.0\.1:[0-9]+$ && -n $S3_BUCKET ]] ||
+      die "scripts/seaweedfs.sh start printed no usable FERRY_TEST_S3_ENDPOINT/FERRY_TEST_S3_BUCKET"
+    STORE_PID=$(cat "$S3_DIR/weed.pid" 2>/dev/null) || STORE_PID=""
+  fi
+  bounded 30 python3 "$SCRIPT_DIR/lib/s3lite.py" check "$S3_ENDPOINT" "$S3_BUCKET" ||
+    die "no signed answer from bucket $S3_BUCKET at $S3_ENDPOINT with AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID" \
+      "(is SeaweedFS running there, and the bucket made? --s3-start starts a private one)"
+  [[ -n $STORE_PID ]] || STORE_PID=$(python3 "$SCRIPT_DIR/lib/s3lite.py" listener-pid "$S3_ENDPOINT" 2>/dev/null) || STORE_PID=""
+  [[ $STORE_PID =~ ^[1-9][0-9]*$ ]] && alive "$STORE_PID" || STORE_PID=""
+  echo "s3: bucket $S3_BUCKET at $S3_ENDPOINT answers; SeaweedFS PID ${STORE_PID:-unknown (its RSS is not sampled)}; objects under $S3_ROOT"
+fi
+
 # --- disk -------------------------------------------------------------------------------------
 SIZE_BYTES=$((SIZE_MIB * 1048576))
 avail_kib=$(df -Pk "$WORK" | awk 'NR == 2 { print $4 }')
-need_kib=$(((3 * SIZE_MIB + 64) * 1024)) # the file, one server's chunks, room for an assembled copy
+if [[ $BLOB == fs ]]; then
+  need_kib=$(((3 * SIZE_MIB + 64) * 1024)) # the file, one server's chunks, room for an assembled copy
+else
+  need_kib=$(((SIZE_MIB + 64) * 1024)) # the file and ferry's database; the bytes go to SeaweedFS
+  # A private SeaweedFS keeps its volumes here: each run's chunks and assembled copy stay as
+  # garbage until it vacuums.
+  ((S3_START)) && need_kib=$((need_kib + 4 * ROUNDS * SIZE_MIB * 1024))
+fi
 ((avail_kib >= need_kib)) ||
   die "$WORK has $((avail_kib / 1024)) MiB free; this run needs about $((need_kib / 1024)) MiB"
 FS_TYPE=$(df -PT "$WORK" 2>/dev/null | awk 'NR == 2 { print $2 }')
@@ -280,16 +386,25 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-# start_ferry DATA_DIR RATE_LIMITS_OFF(0|1) [DB_URL]: sets PORT and SERVER_PID.
+# start_ferry DATA_DIR RATE_LIMITS_OFF(0|1) [DB_URL]: sets PORT and SERVER_PID. With --blob s3
+# its objects go under FERRY_PREFIX.
+FERRY_PREFIX=""
 start_ferry() {
   local env=("FERRY_BIND=127.0.0.1:$PORT" "FERRY_DATA_DIR=$1" "FERRY_LOG__LEVEL=warn" "FERRY_SERVER__SHUTDOWN_GRACE=5s")
+  local unset=(-u FERRY_BLOB) # fs: what ferry does by default, whatever the environment says
   (($2)) && env+=("FERRY_RATE_LIMITS=off")
   [[ -n ${3-} ]] && env+=("FERRY_DATABASE_URL=$3")
+  if [[ $BLOB == s3 ]]; then
+    unset=()
+    env+=("FERRY_BLOB=s3" "FERRY_S3__ENDPOINT=$S3_ENDPOINT" "FERRY_S3__BUCKET=$S3_BUCKET"
+      "FERRY_S3__ALLOW_HTTP=true" "FERRY_S3__PREFIX=$FERRY_PREFIX"
+      "FERRY_S3__ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID" "FERRY_S3__SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY")
+  fi
   # The default maximum upload is 1 GiB; raise it for larger runs.
   ((SIZE_MIB > 1024)) && env+=("FERRY_LIMITS__MAX_UPLOAD_SIZE=${SIZE_MIB}MiB")
   # env execs ferry, so $! is ferry's own PID. RUST_LOG would override the log level, and an
   # inherited database URL would replace the embedded store.
-  env -u DATABASE_URL -u FERRY_DATABASE_URL -u RUST_LOG "${env[@]}" \
+  env -u DATABASE_URL -u FERRY_DATABASE_URL -u RUST_LOG "${unset[@]}" "${env[@]}" \
     "$BIN" serve >>"$FERRY_LOG" 2>&1 </dev/null &
   SERVER_PID=$!
 }
@@ -333,6 +448,10 @@ wait_health() {
 }
 
 PY_TIMEOUT=$((600 + SIZE_MIB * 3)) # hard bound on one run's HTTP phase
+# SeaweedFS's RSS is sampled alongside when its PID is known (--blob s3).
+store_pid_args() {
+  if [[ -n $STORE_PID ]] && alive "$STORE_PID"; then echo "--store-pid $STORE_PID"; fi
+}
 # client RESULTS_FILE LOG [bench_upload.py options...]: one upload/complete/download against the
 # server on PORT (PID SERVER_PID). 0 ok, else it says why (with the server log's tail).
 client() {
@@ -340,7 +459,7 @@ client() {
   shift 2
   bounded "$PY_TIMEOUT" python3 "$SCRIPT_DIR/bench_upload.py" \
     --port "$PORT" --file "$FILE" --sha256 "$SHA" --parallel "$PARALLEL" \
-    --pid "$SERVER_PID" --max-seconds "$PY_TIMEOUT" --results "$results" "$@" || rc=$?
+    --pid "$SERVER_PID" --max-seconds "$PY_TIMEOUT" --results "$results" $(store_pid_args) "$@" || rc=$?
   if ((rc == 124)); then
     echo "bench-upload: the HTTP phase took longer than $PY_TIMEOUT s" >&2
   fi
@@ -371,7 +490,8 @@ ferry_run() {
   fi
   mkdir -p "$data"
   PORT=$(free_port)
-  echo "round $r/$ROUNDS ferry: $BIN on 127.0.0.1:$PORT, store=$STORE, data in $data ..."
+  FERRY_PREFIX=${S3_ROOT}ferry-$r/
+  echo "round $r/$ROUNDS ferry: $BIN on 127.0.0.1:$PORT, store=$STORE, data in $data$([[ $BLOB == s3 ]] && echo ", blobs in $S3_ENDPOINT/$S3_BUCKET/$FERRY_PREFIX") ..."
   echo "=== round $r: ferry on 127.0.0.1:$PORT" >>"$FERRY_LOG"
   start_ferry "$data" "$RATE_LIMITS_OFF" "$DB_URL"
   wait_health || health=$?
@@ -395,6 +515,10 @@ ferry_run() {
   stop_server
   drop_db
   rm -rf -- "$data"
+  if [[ $BLOB == s3 ]]; then
+    # What ferry left in the bucket (the clip's object, once its chunks are deleted), untimed.
+    s3_purge "$FERRY_PREFIX" | sed 's/^/  /' || { echo "bench-upload: could not purge $FERRY_PREFIX" >&2; ((rc != 0)) || rc=1; }
+  fi
   return "$rc"
 }
 
@@ -419,36 +543,70 @@ bare_run() {
   return "$rc"
 }
 
-echo "bench: $ROUNDS rounds of ferry then the ceiling; upload with $PARALLEL parallel chunk senders, complete, download ..."
+# s3_run ROUND: the ceiling for --blob s3, the same traffic straight to SeaweedFS. 0 ok.
+COPY_CONCURRENCY=${FERRY_UPLOAD__ASSEMBLY_CONCURRENCY:-4}
+s3_run() {
+  local r=$1 rc=0 prefix=${S3_ROOT}direct-$1/
+  echo "round $r/$ROUNDS ceiling: SeaweedFS direct, $S3_ENDPOINT/$S3_BUCKET/$prefix, chunk size $CHUNK ..."
+  # shellcheck disable=SC2046 # store_pid_args is empty or two words
+  bounded "$PY_TIMEOUT" python3 "$SCRIPT_DIR/bench_upload.py" --s3-direct \
+    --s3-endpoint "$S3_ENDPOINT" --s3-bucket "$S3_BUCKET" --s3-prefix "$prefix" \
+    --file "$FILE" --sha256 "$SHA" --parallel "$PARALLEL" --chunk-size "$CHUNK" \
+    --copy-concurrency "$COPY_CONCURRENCY" --max-seconds "$PY_TIMEOUT" \
+    --results "$WORK/$CEIL_TAG-$r.txt" $(store_pid_args) || rc=$?
+  ((rc != 124)) || echo "bench-upload: the direct run took longer than $PY_TIMEOUT s" >&2
+  [[ $(rget "$WORK/$CEIL_TAG-$r.txt" cleanup_ok) == 1 ]] || { ((rc != 0)) || rc=1; }
+  return "$rc"
+}
+
+if [[ $BLOB == s3 ]]; then
+  CEIL_TAG=s3direct CEIL_NAME="SeaweedFS direct"
+else
+  CEIL_TAG=bare CEIL_NAME="bare hyper"
+fi
+echo "bench: $ROUNDS rounds of ferry then the ceiling ($CEIL_NAME); upload with $PARALLEL parallel chunk senders, complete, download ..."
 for ((r = 1; r <= ROUNDS; r++)); do
   if ! ferry_run "$r"; then FAILED="ferry, round $r"; break; fi
   if [[ -z $CHUNK ]]; then
     CHUNK=$(rget "$WORK/ferry-1.txt" chunk_size)
     [[ $CHUNK =~ ^[1-9][0-9]*$ ]] || { FAILED="ferry, round 1 (no chunk size in its initiate answer)"; break; }
   fi
-  if ! bare_run "$r"; then FAILED="ceiling, round $r"; break; fi
+  if [[ $BLOB == s3 ]]; then
+    if ! s3_run "$r"; then FAILED="ceiling ($CEIL_NAME), round $r"; break; fi
+  else
+    if ! bare_run "$r"; then FAILED="ceiling, round $r"; break; fi
+  fi
   DONE=$r
 done
 
 # --- report -----------------------------------------------------------------------------------
 # Per-round values, from rounds where both runs finished.
-declare -a F_UP=() F_DOWN=() F_COMP=() F_CHUNKS=() F_RSS=() F_HWM=() F_BASE=()
-declare -a B_UP=() B_DOWN=() B_COMP=() B_CHUNKS=() B_RSS=()
+declare -a F_UP=() F_DOWN=() F_COMP=() F_CHUNKS=() F_RSS=() F_HWM=() F_BASE=() F_ASM=() F_SRSS=()
+declare -a B_UP=() B_DOWN=() B_COMP=() B_CHUNKS=() B_RSS=() B_ASM=() B_DEL=() B_SRSS=()
 SHA_OK=1
 ROUND_LINES=""
 for ((r = 1; r <= DONE; r++)); do
-  f=$WORK/ferry-$r.txt b=$WORK/bare-$r.txt
+  f=$WORK/ferry-$r.txt b=$WORK/$CEIL_TAG-$r.txt
   F_UP+=("$(rget "$f" upload_mbps)") F_DOWN+=("$(rget "$f" download_mbps)") F_COMP+=("$(rget "$f" complete_s)")
   F_CHUNKS+=("$(rget "$f" chunks_s)") F_RSS+=("$(rget "$f" rss_peak_growth_mib)") F_HWM+=("$(rget "$f" hwm_mib)")
-  F_BASE+=("$(rget "$f" rss_baseline_mib)")
+  F_BASE+=("$(rget "$f" rss_baseline_mib)") F_ASM+=("$(rget "$f" server_assembly_s)")
+  F_SRSS+=("$(rget "$f" store_rss_peak_growth_mib)")
   B_UP+=("$(rget "$b" upload_mbps)") B_DOWN+=("$(rget "$b" download_mbps)") B_COMP+=("$(rget "$b" complete_s)")
-  B_CHUNKS+=("$(rget "$b" chunks_s)") B_RSS+=("$(rget "$b" rss_peak_growth_mib)")
+  B_CHUNKS+=("$(rget "$b" chunks_s)")
+  if [[ $BLOB == s3 ]]; then
+    # The ceiling's server is SeaweedFS: its RSS column is SeaweedFS's growth in the direct run.
+    B_RSS+=("$(rget "$b" store_rss_peak_growth_mib)")
+    B_ASM+=("$(rget "$b" assemble_s)") B_DEL+=("$(rget "$b" chunk_delete_s)")
+  else
+    B_RSS+=("$(rget "$b" rss_peak_growth_mib)")
+  fi
   [[ $(rget "$f" sha_ok) == 1 && $(rget "$b" sha_ok) == 1 ]] || SHA_OK=0
   i=$((r - 1))
-  ROUND_LINES+=$(printf '  %-6s %9s %9s %9s %8s  | %9s %9s %9s %8s  | %6s %6s' "$r" \
+  ROUND_LINES+=$(printf '  %-6s %9s %9s %9s %8s  | %9s %9s %9s %8s  | %6s %6s %8s' "$r" \
     "$(fmt "${F_UP[i]}")" "$(fmt "${F_DOWN[i]}")" "$(fmt "${F_COMP[i]}" 3)" "$(fmt "${F_RSS[i]}" 1)" \
     "$(fmt "${B_UP[i]}")" "$(fmt "${B_DOWN[i]}")" "$(fmt "${B_COMP[i]}" 3)" "$(fmt "${B_RSS[i]}" 1)" \
-    "$(ratio "${F_UP[i]}" "${B_UP[i]}")" "$(ratio "${F_DOWN[i]}" "${B_DOWN[i]}")")$'\n'
+    "$(ratio "${F_UP[i]}" "${B_UP[i]}")" "$(ratio "${F_DOWN[i]}" "${B_DOWN[i]}")" \
+    "$(ratio "${F_COMP[i]}" "${B_COMP[i]}")")$'\n'
 done
 ((DONE > 0)) || SHA_OK=0
 
@@ -467,10 +625,20 @@ C_CHUNKS_S=$(fmt "$(median "${B_CHUNKS[@]}")" 3)
 C_RSS_GROWTH=$(fmt "$(median "${B_RSS[@]}")" 1)
 UP_RATIO=$(ratio "$UP" "$C_UP")
 DOWN_RATIO=$(ratio "$DOWN" "$C_DOWN")
+# Times can be a few ms (fs): their ratios come from the unrounded medians.
+COMPLETE_RATIO=$(ratio "$(median "${F_COMP[@]}")" "$(median "${B_COMP[@]}")")
+CHUNKS_RATIO=$(ratio "$(median "${F_CHUNKS[@]}")" "$(median "${B_CHUNKS[@]}")")
 UP_VS_DD=$(ratio "$UP" "$DD_WRITE_MBPS")
 DOWN_VS_DD=$(ratio "$DOWN" "$DD_READ_MBPS")
 C_UP_VS_DD=$(ratio "$C_UP" "$DD_WRITE_MBPS")
 C_DOWN_VS_DD=$(ratio "$C_DOWN" "$DD_READ_MBPS")
+SERVER_ASM_S=$(fmt "$(median "${F_ASM[@]}")" 3)
+STORE_RSS_FERRY=$(fmt "$(median "${F_SRSS[@]}")" 1)
+C_ASM_S=na C_DEL_S=na
+if [[ $BLOB == s3 ]]; then
+  C_ASM_S=$(fmt "$(median "${B_ASM[@]}")" 3)
+  C_DEL_S=$(fmt "$(median "${B_DEL[@]}")" 3)
+fi
 CHUNKS=$(rget "$WORK/ferry-1.txt" chunks)
 CHUNK_MIB=$(awk -v c="${CHUNK:-na}" 'BEGIN { if (c == "na" || c == "") print "na"; else printf "%g", c / 1048576 }')
 STATUS=ok
@@ -478,36 +646,59 @@ STATUS=ok
 
 row() { printf '  %-24s %10s %10s %14s\n' "$@"; }
 echo
-echo "ferry upload benchmark vs a bare hyper ceiling  (MiB/s = 2^20 bytes per second)"
-echo "  run       : store=$STORE size=$SIZE_MIB MiB parallel=$PARALLEL chunk=$CHUNK_MIB MiB x $CHUNKS chunks;" \
-  "rounds $DONE of $ROUNDS (ferry, then the ceiling); disk: $WORK ($FS_TYPE)"
+if [[ $BLOB == s3 ]]; then
+  CEIL_COL="SeaweedFS direct"
+  echo "ferry upload benchmark, blob=s3, vs the same bytes straight to SeaweedFS  (MiB/s = 2^20 bytes per second)"
+  echo "  run       : store=$STORE blob=s3 ($S3_ENDPOINT bucket $S3_BUCKET) size=$SIZE_MIB MiB parallel=$PARALLEL" \
+    "chunk=$CHUNK_MIB MiB x $CHUNKS chunks; rounds $DONE of $ROUNDS (ferry, then SeaweedFS direct); local disk: $WORK ($FS_TYPE)"
+else
+  CEIL_COL="ceiling"
+  echo "ferry upload benchmark vs a bare hyper ceiling  (MiB/s = 2^20 bytes per second)"
+  echo "  run       : store=$STORE size=$SIZE_MIB MiB parallel=$PARALLEL chunk=$CHUNK_MIB MiB x $CHUNKS chunks;" \
+    "rounds $DONE of $ROUNDS (ferry, then the ceiling); disk: $WORK ($FS_TYPE)"
+fi
 [[ -n $FAILED ]] && echo "  FAILED    : $FAILED (the figures cover the $DONE rounds before it)"
 echo
-echo "  per round (up, down: MiB/s; complete: s; RSS+: peak RSS growth, MiB)"
-printf '  %-6s %-38s  | %-38s  | %s\n' "" "ferry" "ceiling" "ferry/ceiling"
-printf '  %-6s %9s %9s %9s %8s  | %9s %9s %9s %8s  | %6s %6s\n' round up down complete RSS+ up down complete RSS+ up down
+echo "  per round (up, down: MiB/s; complete: s; RSS+: peak RSS growth, MiB$([[ $BLOB == s3 ]] && echo "; SeaweedFS's in its column"))"
+printf '  %-6s %-38s  | %-38s  | %s\n' "" "ferry" "$CEIL_COL" "ferry/$CEIL_COL"
+printf '  %-6s %9s %9s %9s %8s  | %9s %9s %9s %8s  | %6s %6s %8s\n' round up down complete RSS+ up down complete RSS+ up down complete
 printf '%s' "$ROUND_LINES"
 echo
 echo "  medians over $DONE rounds:"
-row "metric" "ferry" "ceiling" "ferry/ceiling"
+row "metric" "ferry" "$CEIL_COL" "ferry/$CEIL_COL"
 row "upload MiB/s" "$UP" "$C_UP" "$UP_RATIO"
 row "download MiB/s" "$DOWN" "$C_DOWN" "$DOWN_RATIO"
-row "complete s" "$COMPLETE_S" "$C_COMPLETE_S" "-"
-row "chunks phase s" "$CHUNKS_S" "$C_CHUNKS_S" "-"
+row "complete s" "$COMPLETE_S" "$C_COMPLETE_S" "$COMPLETE_RATIO"
+row "chunks phase s" "$CHUNKS_S" "$C_CHUNKS_S" "$CHUNKS_RATIO"
 row "peak RSS growth MiB" "$RSS_GROWTH" "$C_RSS_GROWTH" "-"
+echo "  (ratios of speeds: below 1 = ferry slower; ratios of times (complete, chunks phase): above 1 = ferry slower)"
 echo "  ferry RSS : peak growth median $RSS_GROWTH MiB, max $RSS_GROWTH_MAX MiB over a baseline of $RSS_BASE MiB; VmHWM max $HWM MiB"
-echo "  dd        : write $DD_WRITE_MBPS MiB/s ($DD_WRITE_METHOD), read $DD_READ_MBPS MiB/s ($DD_READ_METHOD$([[ $DD_READ_METHOD == cached ]] && echo ": O_DIRECT and drop_caches unavailable, this is the page cache, not the disk"))"
-echo "  vs dd     : ferry upload/dd-write $UP_VS_DD, download/dd-read $DOWN_VS_DD; ceiling $C_UP_VS_DD, $C_DOWN_VS_DD"
-echo "  SHA-256   : $([[ $SHA_OK == 1 ]] && echo "ok: every download matched the local file, and so did ferry's complete sha256 (the ceiling hashes nothing)" || echo "NOT verified in every run")"
+if [[ $BLOB == s3 ]]; then
+  echo "  complete  : SeaweedFS direct $C_COMPLETE_S s = assemble $C_ASM_S s (CreateMultipartUpload, $CHUNKS x UploadPartCopy" \
+    "$COPY_CONCURRENCY at once, CompleteMultipartUpload) + delete $CHUNKS chunks $C_DEL_S s;" \
+    "ferry $COMPLETE_S s, of which its assembly timer $SERVER_ASM_S s (chunk checks + the same assembly; the rest: database, chunk deletes)"
+  echo "  SeaweedFS : PID ${STORE_PID:-unknown}; RSS peak growth median $STORE_RSS_FERRY MiB during the ferry runs, $C_RSS_GROWTH MiB during the direct runs"
+fi
+echo "  dd        : write $DD_WRITE_MBPS MiB/s ($DD_WRITE_METHOD), read $DD_READ_MBPS MiB/s ($DD_READ_METHOD$([[ $DD_READ_METHOD == cached ]] && echo ": O_DIRECT and drop_caches unavailable, this is the page cache, not the disk"))$([[ $BLOB == s3 ]] && echo "; on $WORK, not necessarily where SeaweedFS keeps its volumes")"
+echo "  vs dd     : ferry upload/dd-write $UP_VS_DD, download/dd-read $DOWN_VS_DD; $CEIL_COL $C_UP_VS_DD, $C_DOWN_VS_DD"
+if [[ $BLOB == s3 ]]; then
+  echo "  SHA-256   : $([[ $SHA_OK == 1 ]] && echo "ok: every download (ferry's and SeaweedFS's) matched the local file, and so did ferry's complete sha256" || echo "NOT verified in every run")"
+else
+  echo "  SHA-256   : $([[ $SHA_OK == 1 ]] && echo "ok: every download matched the local file, and so did ferry's complete sha256 (the ceiling hashes nothing)" || echo "NOT verified in every run")"
+fi
 echo "  notes     : upload = first chunk sent -> complete answered; client and servers share this machine's CPUs;" \
   "rate limits $([[ $RATE_LIMITS_OFF == 1 ]] && echo "off" || echo "setting not accepted by this build")"
-echo "RESULT store=$STORE size_mib=$SIZE_MIB parallel=$PARALLEL chunk_mib=$CHUNK_MIB rounds=$DONE units=MiB/s" \
+S3_KEYS=""
+[[ $BLOB == s3 ]] && S3_KEYS="ceiling_assemble_s=$C_ASM_S ceiling_chunk_delete_s=$C_DEL_S server_assembly_s=$SERVER_ASM_S store_rss_growth_mib=$STORE_RSS_FERRY ceiling_store_rss_growth_mib=$C_RSS_GROWTH "
+echo "RESULT store=$STORE blob=$BLOB ceiling=$([[ $BLOB == s3 ]] && echo seaweedfs_direct || echo bare_hyper)" \
+  "size_mib=$SIZE_MIB parallel=$PARALLEL chunk_mib=$CHUNK_MIB rounds=$DONE units=MiB/s" \
   "upload_mbps=$UP ceiling_upload_mbps=$C_UP upload_ratio=$UP_RATIO" \
   "download_mbps=$DOWN ceiling_download_mbps=$C_DOWN download_ratio=$DOWN_RATIO" \
-  "complete_s=$COMPLETE_S ceiling_complete_s=$C_COMPLETE_S chunks_s=$CHUNKS_S ceiling_chunks_s=$C_CHUNKS_S" \
+  "complete_s=$COMPLETE_S ceiling_complete_s=$C_COMPLETE_S complete_ratio=$COMPLETE_RATIO" \
+  "chunks_s=$CHUNKS_S ceiling_chunks_s=$C_CHUNKS_S" \
   "rss_growth_mib=$RSS_GROWTH rss_growth_max_mib=$RSS_GROWTH_MAX ceiling_rss_growth_mib=$C_RSS_GROWTH" \
   "rss_baseline_mib=$RSS_BASE rss_peak_growth_mib=$RSS_GROWTH_MAX hwm_mib=$HWM" \
-  "dd_write_mbps=$DD_WRITE_MBPS dd_read_mbps=$DD_READ_MBPS dd_read_method=$DD_READ_METHOD" \
+  "${S3_KEYS}dd_write_mbps=$DD_WRITE_MBPS dd_read_mbps=$DD_READ_MBPS dd_read_method=$DD_READ_METHOD" \
   "upload_vs_dd=$UP_VS_DD download_vs_dd=$DOWN_VS_DD sha_ok=$SHA_OK status=$STATUS"
 
 [[ $STATUS == ok ]] || exit 1

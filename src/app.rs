@@ -72,6 +72,10 @@ impl AppState {
     }
 }
 
+/// Chunks at least this large assemble on S3 without their bytes passing through ferry, the
+/// browser's too (they end on a record boundary up to 64 KiB under the chunk size).
+const S3_COPYABLE_CHUNK: u64 = 6 << 20;
+
 /// Open the store (migrating it) and blob storage, and bundle what the services need. Used by
 /// the server and by one-shot commands such as `ferry sweep`.
 pub async fn open_deps(config: &Config, clock: SharedClock) -> anyhow::Result<Deps> {
@@ -84,6 +88,14 @@ pub async fn open_deps(config: &Config, clock: SharedClock) -> anyhow::Result<De
         crate::config::BlobBackend::Fs => format!("opening blob storage under {}", config.data_dir.display()),
         crate::config::BlobBackend::S3 => "opening S3 blob storage".to_string(),
     })?;
+    if config.blob == crate::config::BlobBackend::S3 && config.limits.chunk_size.bytes() < S3_COPYABLE_CHUNK {
+        // Browser chunks end on encryption-record boundaries, a little under chunk_size.
+        tracing::warn!(
+            chunk_size = config.limits.chunk_size.bytes(),
+            "limits.chunk_size is under 6MiB: S3 cannot copy parts under 5MiB server-side, so completes \
+             of browser uploads will stream their bytes through ferry; set limits.chunk_size = \"8MiB\""
+        );
+    }
     let background = CancellationToken::new();
     let cache = crate::cache::Cache::from_config(config, &background);
     Ok(Deps {
