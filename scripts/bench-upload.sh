@@ -47,8 +47,10 @@
 #              deletes them before it answers); its two halves are reported apart;
 #   download = one GetObject of the assembled object, which is what ferry's download reads
 #              too (GETting the chunks instead would measure a layout ferry does not serve).
-# No bare hyper is built or run. Ferry's complete is also split using its own GET /metrics
-# (ferry_assembly_seconds: chunk HEADs + assembly, before the database commit and the chunk
+# Unless FERRY_LIMITS__CHUNK_SIZE is set, ferry runs with the 8MiB chunks that README
+# recommends with S3 (its default is 5MiB); the direct runs follow it. No bare hyper is built
+# or run. Ferry's complete is split with its own GET /metrics: ferry_assembly_seconds (chunk
+# HEADs + the same assembly) versus the rest (the database commit and the chunk
 # deletes). The store is SeaweedFS at --s3-endpoint (default http://127.0.0.1:8333, which must
 # already run) with bucket --s3-bucket (default ferry-test) and the credentials in
 # AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (default ferry-test / ferry-test-secret); or, with
@@ -60,6 +62,9 @@
 # when it vacuums (every 15 min by default), so each run may leave about 2 x N MiB of garbage
 # in its volumes until then. The RESULT line then says blob=s3 ceiling=seaweedfs_direct, and
 # carries ceiling_assemble_s, ceiling_chunk_delete_s, server_assembly_s and the store_rss keys.
+# In both modes the report also gives the mean time of one chunk request (as the client saw it,
+# and ferry's own from its /metrics: chunk_request_ms, server_chunk_request_ms) and ferry's
+# store-query time summed over a run (server_store_query_s).
 #
 # Usage: scripts/bench-upload.sh [--size-mib N] [--parallel P] [--rounds R]
 #                                [--store embedded|postgres] [--bin PATH] [--bare PATH] [--keep]
@@ -152,6 +157,9 @@ else
   [[ $S3_BUCKET =~ ^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$ ]] || bad_arg "--s3-bucket must be an S3 bucket name"
   export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-ferry-test}
   export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-ferry-test-secret}
+  # The chunk size README and config/default.toml recommend with S3 (every chunk, the
+  # browser's too, stays over S3's 5 MiB part minimum, so complete copies server-side).
+  export FERRY_LIMITS__CHUNK_SIZE=${FERRY_LIMITS__CHUNK_SIZE:-8MiB}
 fi
 
 for tool in python3 dd head sha256sum df awk; do
@@ -202,6 +210,7 @@ export PGCONNECT_TIMEOUT=10
 S3_ROOT=bench-upload-$$/ # every object of this run lives under it (--blob s3)
 S3_DIR=""                # the private SeaweedFS's dir (--s3-start), once started
 STORE_PID=""             # SeaweedFS's PID, when known (to sample its RSS)
+S3_READY=0               # the bucket answered: there may be objects to purge at exit
 
 # Is PID still running (present and not a zombie)?
 alive() {
@@ -248,7 +257,7 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   stop_server
-  if [[ $BLOB == s3 ]]; then
+  if ((S3_READY)); then
     s3_purge "$S3_ROOT" >/dev/null || echo "bench-upload: could not purge $S3_ROOT in bucket $S3_BUCKET; delete it by hand" >&2
   fi
   if [[ -n $S3_DIR ]]; then
@@ -295,6 +304,7 @@ if [[ $BLOB == s3 ]]; then
   bounded 30 python3 "$SCRIPT_DIR/lib/s3lite.py" check "$S3_ENDPOINT" "$S3_BUCKET" ||
     die "no signed answer from bucket $S3_BUCKET at $S3_ENDPOINT with AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID" \
       "(is SeaweedFS running there, and the bucket made? --s3-start starts a private one)"
+  S3_READY=1
   [[ -n $STORE_PID ]] || STORE_PID=$(python3 "$SCRIPT_DIR/lib/s3lite.py" listener-pid "$S3_ENDPOINT" 2>/dev/null) || STORE_PID=""
   [[ $STORE_PID =~ ^[1-9][0-9]*$ ]] && alive "$STORE_PID" || STORE_PID=""
   echo "s3: bucket $S3_BUCKET at $S3_ENDPOINT answers; SeaweedFS PID ${STORE_PID:-unknown (its RSS is not sampled)}; objects under $S3_ROOT"
@@ -581,8 +591,8 @@ done
 
 # --- report -----------------------------------------------------------------------------------
 # Per-round values, from rounds where both runs finished.
-declare -a F_UP=() F_DOWN=() F_COMP=() F_CHUNKS=() F_RSS=() F_HWM=() F_BASE=() F_ASM=() F_SRSS=()
-declare -a B_UP=() B_DOWN=() B_COMP=() B_CHUNKS=() B_RSS=() B_ASM=() B_DEL=() B_SRSS=()
+declare -a F_UP=() F_DOWN=() F_COMP=() F_CHUNKS=() F_RSS=() F_HWM=() F_BASE=() F_ASM=() F_SRSS=() F_CREQ=() F_CSRV=() F_SQL=() F_SPEAK=()
+declare -a B_UP=() B_DOWN=() B_COMP=() B_CHUNKS=() B_RSS=() B_ASM=() B_DEL=() B_CREQ=() B_SPEAK=()
 SHA_OK=1
 ROUND_LINES=""
 for ((r = 1; r <= DONE; r++)); do
@@ -590,7 +600,12 @@ for ((r = 1; r <= DONE; r++)); do
   F_UP+=("$(rget "$f" upload_mbps)") F_DOWN+=("$(rget "$f" download_mbps)") F_COMP+=("$(rget "$f" complete_s)")
   F_CHUNKS+=("$(rget "$f" chunks_s)") F_RSS+=("$(rget "$f" rss_peak_growth_mib)") F_HWM+=("$(rget "$f" hwm_mib)")
   F_BASE+=("$(rget "$f" rss_baseline_mib)") F_ASM+=("$(rget "$f" server_assembly_s)")
-  F_SRSS+=("$(rget "$f" store_rss_peak_growth_mib)")
+  F_SRSS+=("$(rget "$f" store_rss_peak_growth_mib)") F_CREQ+=("$(rget "$f" chunk_request_mean_s)")
+  F_SQL+=("$(rget "$f" server_store_query_s)") F_SPEAK+=("$(rget "$f" store_rss_peak_mib)")
+  B_SPEAK+=("$(rget "$b" store_rss_peak_mib)")
+  F_CSRV+=("$(awk -v s="$(rget "$f" server_chunk_requests_s)" -v n="$(rget "$f" server_chunk_requests_n)" \
+    'BEGIN { if (s == "na" || n == "na" || n + 0 <= 0) print "na"; else print s / n }')")
+  B_CREQ+=("$(rget "$b" chunk_request_mean_s)")
   B_UP+=("$(rget "$b" upload_mbps)") B_DOWN+=("$(rget "$b" download_mbps)") B_COMP+=("$(rget "$b" complete_s)")
   B_CHUNKS+=("$(rget "$b" chunks_s)")
   if [[ $BLOB == s3 ]]; then
@@ -634,6 +649,13 @@ C_UP_VS_DD=$(ratio "$C_UP" "$DD_WRITE_MBPS")
 C_DOWN_VS_DD=$(ratio "$C_DOWN" "$DD_READ_MBPS")
 SERVER_ASM_S=$(fmt "$(median "${F_ASM[@]}")" 3)
 STORE_RSS_FERRY=$(fmt "$(median "${F_SRSS[@]}")" 1)
+SERVER_SQL_S=$(fmt "$(median "${F_SQL[@]}")" 3)
+STORE_PEAK_FERRY=$(fmt "$(median "${F_SPEAK[@]}")" 1)
+STORE_PEAK_DIRECT=$(fmt "$(median "${B_SPEAK[@]}")" 1)
+# Mean time of one chunk request in ms: as the client saw it, and (ferry) inside ferry.
+CREQ_MS=$(fmt "$(awk -v v="$(median "${F_CREQ[@]}")" 'BEGIN { print (v == "na") ? "na" : v * 1000 }')" 1)
+CSRV_MS=$(fmt "$(awk -v v="$(median "${F_CSRV[@]}")" 'BEGIN { print (v == "na") ? "na" : v * 1000 }')" 1)
+C_CREQ_MS=$(fmt "$(awk -v v="$(median "${B_CREQ[@]}")" 'BEGIN { print (v == "na") ? "na" : v * 1000 }')" 1)
 C_ASM_S=na C_DEL_S=na
 if [[ $BLOB == s3 ]]; then
   C_ASM_S=$(fmt "$(median "${B_ASM[@]}")" 3)
@@ -672,12 +694,15 @@ row "complete s" "$COMPLETE_S" "$C_COMPLETE_S" "$COMPLETE_RATIO"
 row "chunks phase s" "$CHUNKS_S" "$C_CHUNKS_S" "$CHUNKS_RATIO"
 row "peak RSS growth MiB" "$RSS_GROWTH" "$C_RSS_GROWTH" "-"
 echo "  (ratios of speeds: below 1 = ferry slower; ratios of times (complete, chunks phase): above 1 = ferry slower)"
+echo "  chunks    : one chunk request takes $CREQ_MS ms for the client (ferry's own timer: $CSRV_MS ms), $C_CREQ_MS ms with $CEIL_COL ($PARALLEL in flight; medians of the per-run means)"
+echo "  database  : ferry's $STORE store queries took $SERVER_SQL_S s in all per run (summed over concurrent queries, from its /metrics)"
 echo "  ferry RSS : peak growth median $RSS_GROWTH MiB, max $RSS_GROWTH_MAX MiB over a baseline of $RSS_BASE MiB; VmHWM max $HWM MiB"
 if [[ $BLOB == s3 ]]; then
   echo "  complete  : SeaweedFS direct $C_COMPLETE_S s = assemble $C_ASM_S s (CreateMultipartUpload, $CHUNKS x UploadPartCopy" \
     "$COPY_CONCURRENCY at once, CompleteMultipartUpload) + delete $CHUNKS chunks $C_DEL_S s;" \
     "ferry $COMPLETE_S s, of which its assembly timer $SERVER_ASM_S s (chunk checks + the same assembly; the rest: database, chunk deletes)"
-  echo "  SeaweedFS : PID ${STORE_PID:-unknown}; RSS peak growth median $STORE_RSS_FERRY MiB during the ferry runs, $C_RSS_GROWTH MiB during the direct runs"
+  echo "  SeaweedFS : PID ${STORE_PID:-unknown}; RSS peak growth median $STORE_RSS_FERRY MiB during the ferry runs, $C_RSS_GROWTH MiB during the direct runs" \
+    "(peak $STORE_PEAK_FERRY, $STORE_PEAK_DIRECT MiB; a Go heap: growth depends on when it last collected)"
 fi
 echo "  dd        : write $DD_WRITE_MBPS MiB/s ($DD_WRITE_METHOD), read $DD_READ_MBPS MiB/s ($DD_READ_METHOD$([[ $DD_READ_METHOD == cached ]] && echo ": O_DIRECT and drop_caches unavailable, this is the page cache, not the disk"))$([[ $BLOB == s3 ]] && echo "; on $WORK, not necessarily where SeaweedFS keeps its volumes")"
 echo "  vs dd     : ferry upload/dd-write $UP_VS_DD, download/dd-read $DOWN_VS_DD; $CEIL_COL $C_UP_VS_DD, $C_DOWN_VS_DD"
@@ -695,7 +720,7 @@ echo "RESULT store=$STORE blob=$BLOB ceiling=$([[ $BLOB == s3 ]] && echo seaweed
   "upload_mbps=$UP ceiling_upload_mbps=$C_UP upload_ratio=$UP_RATIO" \
   "download_mbps=$DOWN ceiling_download_mbps=$C_DOWN download_ratio=$DOWN_RATIO" \
   "complete_s=$COMPLETE_S ceiling_complete_s=$C_COMPLETE_S complete_ratio=$COMPLETE_RATIO" \
-  "chunks_s=$CHUNKS_S ceiling_chunks_s=$C_CHUNKS_S" \
+  "chunks_s=$CHUNKS_S ceiling_chunks_s=$C_CHUNKS_S chunk_request_ms=$CREQ_MS ceiling_chunk_request_ms=$C_CREQ_MS server_chunk_request_ms=$CSRV_MS server_store_query_s=$SERVER_SQL_S" \
   "rss_growth_mib=$RSS_GROWTH rss_growth_max_mib=$RSS_GROWTH_MAX ceiling_rss_growth_mib=$C_RSS_GROWTH" \
   "rss_baseline_mib=$RSS_BASE rss_peak_growth_mib=$RSS_GROWTH_MAX hwm_mib=$HWM" \
   "${S3_KEYS}dd_write_mbps=$DD_WRITE_MBPS dd_read_mbps=$DD_READ_MBPS dd_read_method=$DD_READ_METHOD" \

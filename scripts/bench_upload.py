@@ -57,7 +57,11 @@ S3_MIN_PART = 5 << 20  # S3's smallest multipart part (all but the last)
 S3_MAX_PARTS = 10_000
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-import s3lite  # noqa: E402 - scripts/lib, found through the path set just above
+try:
+    import s3lite  # scripts/lib, found through the path set just above
+except ImportError:  # only --s3-direct needs it; the server modes run without it
+    s3lite = None
+S3_ERRORS = (s3lite.S3Error,) if s3lite else ()
 
 
 class BenchError(Exception):
@@ -212,13 +216,15 @@ def run_parallel(count, workers, make_conn, task, path=None):
     """Run task(conn, fobj, i) for i in 0..count with `workers` threads, each on its own
     keep-alive connection from make_conn() (and its own handle on the file `path`, or None).
     The first failure stops the others. Returns (seconds from the first task's start to the
-    last one's end, the first start as perf_counter, [task results in index order])."""
+    last one's end, the first start as perf_counter, [task results in index order], the sum
+    of the tasks' own durations)."""
     next_index = [0]
     lock = threading.Lock()
     errors = []
     stop = threading.Event()
     first_start = [None]
     out = [None] * count
+    busy = [0.0] * count
 
     def worker():
         conn = make_conn()
@@ -234,8 +240,10 @@ def run_parallel(count, workers, make_conn, task, path=None):
                         next_index[0] += 1
                         if first_start[0] is None:
                             first_start[0] = time.perf_counter()
+                    t = time.perf_counter()
                     out[i] = task(conn, f, i)
-        except (BenchError, s3lite.S3Error) as e:
+                    busy[i] = time.perf_counter() - t
+        except (BenchError, *S3_ERRORS) as e:
             errors.append(str(e))
             stop.set()
         except Exception as e:  # noqa: BLE001 - any failure ends the run, with its reason
@@ -255,7 +263,7 @@ def run_parallel(count, workers, make_conn, task, path=None):
         raise BenchError(errors[0] + (f" (and {len(errors) - 1} more worker errors)" if len(errors) > 1 else ""))
     if first_start[0] is None:
         raise BenchError("no work was done")
-    return end - first_start[0], first_start[0], out
+    return end - first_start[0], first_start[0], out, sum(busy)
 
 
 class _nothing:
@@ -273,18 +281,19 @@ def chunk_span(i, chunk_size, size):
 
 def upload_chunks(args, upload_id, chunk_size, total_chunks, size):
     """Send every chunk with `args.parallel` workers, each on its own keep-alive connection.
-    Returns (seconds from the first chunk's start to the last chunk's reply, first start)."""
+    Returns (seconds from the first chunk's start to the last chunk's reply, first start, sum
+    of the chunk requests' durations)."""
 
     def task(conn, f, i):
         offset, length = chunk_span(i, chunk_size, size)
         send_chunk(conn, f"/api/upload/chunk/{upload_id}/{i}", f, offset, length)
         return length
 
-    secs, first, lengths = run_parallel(total_chunks, args.parallel,
-                                        lambda: new_conn(args.port, args.timeout), task, args.file)
+    secs, first, lengths, busy = run_parallel(total_chunks, args.parallel,
+                                              lambda: new_conn(args.port, args.timeout), task, args.file)
     if sum(lengths) != size:
         raise BenchError(f"sent {sum(lengths)} bytes in chunks, expected {size}")
-    return secs, first
+    return secs, first, busy
 
 
 def hash_body(resp, size, what):
@@ -353,6 +362,7 @@ SERVER_SUMS = (
     ("server_assembly_s", "ferry_assembly_seconds_sum", None),
     ("server_assembly_hashed_mib", "ferry_assembly_hashed_bytes_total", None),
     ("server_chunk_requests_s", "ferry_http_request_duration_seconds_sum", "/api/upload/chunk/"),
+    ("server_chunk_requests_n", "ferry_http_request_duration_seconds_count", "/api/upload/chunk/"),
     ("server_complete_request_s", "ferry_http_request_duration_seconds_sum", "/api/upload/complete/"),
     ("server_store_query_s", "ferry_store_query_seconds_sum", None),
 )
@@ -462,8 +472,8 @@ def run(args, results):
         sums_before = scrape_sums(args.port, args.timeout)
 
         samplers.set_phase("upload")
-        chunks_s, first_start = upload_chunks(args, upload_id, chunk_size, total_chunks, size)
-        results["chunks_s"] = chunks_s
+        chunks_s, first_start, busy = upload_chunks(args, upload_id, chunk_size, total_chunks, size)
+        results.update(chunks_s=chunks_s, chunk_request_mean_s=busy / total_chunks)
 
         samplers.set_phase("complete")
         t0 = time.perf_counter()
@@ -522,6 +532,8 @@ def run_s3_direct(args, results):
                          "UploadPartCopy cannot assemble such chunks", code=2)
     if total_chunks > S3_MAX_PARTS:
         raise BenchError(f"{total_chunks} chunks: more than S3's {S3_MAX_PARTS} parts", code=2)
+    if s3lite is None:
+        raise BenchError("--s3-direct needs scripts/lib/s3lite.py", code=2)
     try:
         s3 = s3lite.from_env(args.s3_endpoint, args.s3_bucket, args.timeout)
     except ValueError as e:
@@ -544,10 +556,11 @@ def run_s3_direct(args, results):
             s3.put_file(conn, chunk_keys[i], f, offset, length)
             return length
 
-        chunks_s, first_start, lengths = run_parallel(total_chunks, args.parallel, s3.connect, put, args.file)
+        chunks_s, first_start, lengths, busy = run_parallel(total_chunks, args.parallel, s3.connect, put,
+                                                            args.file)
         if sum(lengths) != size:
             raise BenchError(f"sent {sum(lengths)} bytes in chunks, expected {size}")
-        results["chunks_s"] = chunks_s
+        results.update(chunks_s=chunks_s, chunk_request_mean_s=busy / total_chunks)
 
         samplers.set_phase("complete")
         ctl = s3.connect()
@@ -558,7 +571,7 @@ def run_s3_direct(args, results):
             else:
                 open_upload[0] = s3.create_multipart(ctl, dest)
                 uid = open_upload[0]
-                _, _, etags = run_parallel(
+                _, _, etags, _ = run_parallel(
                     total_chunks, args.copy_concurrency, s3.connect,
                     lambda conn, _f, i: s3.upload_part_copy(conn, dest, uid, i + 1, chunk_keys[i]))
                 s3.complete_multipart(ctl, dest, uid, [(i + 1, e) for i, e in enumerate(etags)])
