@@ -83,6 +83,10 @@ pub struct S3Config {
     pub startup_timeout: Duration,
     /// Part size of uploads ferry streams itself (fallback assembly, long one-request uploads).
     pub part_size: ByteSize,
+    /// Write data all uploads together may hold in memory before it reaches the store.
+    pub write_buffer: ByteSize,
+    #[serde(default)]
+    pub session_token: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -209,7 +213,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// The standard AWS variables, under the names of the `s3` section (FERRY_S3__* wins).
+/// The standard AWS variables, under the names of the `s3` section (a file and FERRY_S3__*
+/// win).
 fn aws_env() -> Figment {
     let mut f = Figment::new();
     for (var, key) in [
@@ -218,6 +223,7 @@ fn aws_env() -> Figment {
         ("AWS_DEFAULT_REGION", "s3.region"),
         ("AWS_REGION", "s3.region"),
         ("AWS_ENDPOINT_URL", "s3.endpoint"),
+        ("AWS_SESSION_TOKEN", "s3.session_token"),
     ] {
         if let Ok(value) = std::env::var(var)
             && !value.is_empty()
@@ -255,6 +261,11 @@ impl Config {
 
     pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
         let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        if sources.env {
+            // The standard AWS variables fill in what the file does not say; FERRY_S3__* and
+            // the file win over them.
+            figment = figment.merge(aws_env());
+        }
         if let Some(path) = &sources.file {
             if !path.is_file() {
                 return Err(ConfigError::Parse(format!(
@@ -265,7 +276,6 @@ impl Config {
             figment = figment.merge(Toml::file_exact(path));
         }
         if sources.env {
-            figment = figment.merge(aws_env());
             // DATABASE_URL is the common convention; FERRY_DATABASE_URL wins over it.
             figment = figment.merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database_url".into()));
             figment = figment.merge(
@@ -329,6 +339,13 @@ impl Config {
         }
         if !((5 << 20)..=(1 << 30)).contains(&s3.part_size.0) {
             return Err(invalid("s3.part_size", "must be between 5MiB (the S3 minimum) and 1GiB"));
+        }
+        if self.limits.max_upload_size.0.div_ceil(s3.part_size.0) > 10_000 {
+            return Err(invalid("s3.part_size", "makes the largest upload more than S3's 10000 parts; raise it"));
+        }
+        let one_write = s3.part_size.0.max(self.limits.chunk_size.0 + 1024);
+        if s3.write_buffer.0 < 2 * one_write + 2 * s3.part_size.0 {
+            return Err(invalid("s3.write_buffer", "must hold at least two chunks and two parts"));
         }
         Ok(())
     }

@@ -171,7 +171,11 @@ impl BlobStore {
     pub async fn open(config: &crate::config::Config) -> Result<BlobStore, BlobError> {
         match config.blob {
             crate::config::BlobBackend::Fs => BlobStore::filesystem(config.data_dir.join("blobs")).await,
-            crate::config::BlobBackend::S3 => Ok(BlobStore::S3(s3::S3BlobStore::open(&config.s3).await?)),
+            crate::config::BlobBackend::S3 => {
+                // A chunk (with its slack) must fit one PUT.
+                let largest_chunk = config.limits.chunk_size.bytes() + 1024;
+                Ok(BlobStore::S3(s3::S3BlobStore::open(&config.s3, largest_chunk).await?))
+            }
         }
     }
 

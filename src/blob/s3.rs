@@ -24,6 +24,7 @@ use object_store::{
     BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
 };
 use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::{BlobError, BlobKey, BlobMeta, BlobRead, Durability, MultipartJournal};
@@ -37,6 +38,28 @@ const MAX_PARTS: usize = 10_000;
 const PARTS_IN_FLIGHT: usize = 2;
 /// How long a presigned request stays valid (it is sent at once).
 const PRESIGN_FOR: Duration = Duration::from_secs(300);
+/// Longest wait for write budget before a write gives up with 503.
+const BUDGET_WAIT: Duration = Duration::from_secs(10);
+/// Deadline of one server-side copy (CopyObject, UploadPartCopy, CompleteMultipartUpload):
+/// the store copies up to a chunk's bytes, or puts a whole object together.
+const COPY_DEADLINE: Duration = Duration::from_secs(300);
+/// Tries of one UploadPartCopy (a part number may be sent again).
+const COPY_TRIES: u32 = 3;
+
+async fn bounded_by<T>(
+    deadline: Duration,
+    context: &str,
+    fut: impl Future<Output = Result<T, BlobError>>,
+) -> Result<T, BlobError> {
+    match tokio::time::timeout(deadline, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(unavailable(context, format!("no answer within {deadline:?}"))),
+    }
+}
+
+fn budget_kib(bytes: u64) -> usize {
+    (bytes / 1024).clamp(1, Semaphore::MAX_PERMITS as u64 / 2) as usize
+}
 
 #[derive(Clone)]
 pub struct S3BlobStore {
@@ -50,7 +73,12 @@ struct Inner {
     endpoint: String,
     prefix: String,
     part_size: usize,
+    /// Largest write sent as one PUT: at least the largest chunk, so a chunk is never a
+    /// multipart upload.
+    single_put_max: usize,
     request_timeout: Duration,
+    /// KiB of write data held in memory by all writers together (`s3.write_buffer`).
+    budget: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for S3BlobStore {
@@ -96,7 +124,11 @@ fn client(config: &S3Config) -> Result<AmazonS3, BlobError> {
         retry_timeout: Duration::from_secs(3),
     };
     let secret = |s: &Option<crate::config::Secret>| s.as_ref().map(|s| s.expose().to_string()).unwrap_or_default();
-    AmazonS3Builder::new()
+    let mut builder = AmazonS3Builder::new();
+    if let Some(token) = &config.session_token {
+        builder = builder.with_token(token.expose());
+    }
+    builder
         .with_endpoint(config.endpoint.clone().unwrap_or_default())
         .with_bucket_name(config.bucket.clone().unwrap_or_default())
         .with_region(&config.region)
@@ -112,7 +144,7 @@ fn client(config: &S3Config) -> Result<AmazonS3, BlobError> {
 impl S3BlobStore {
     /// Build the client and check the bucket (a listing of the prefix), within
     /// `startup_timeout`. The error names endpoint and bucket, never a credential.
-    pub async fn open(config: &S3Config) -> Result<S3BlobStore, BlobError> {
+    pub async fn open(config: &S3Config, largest_write_unit: u64) -> Result<S3BlobStore, BlobError> {
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.read_timeout)
@@ -126,7 +158,9 @@ impl S3BlobStore {
                 endpoint: config.endpoint.clone().unwrap_or_default(),
                 prefix: config.prefix.clone(),
                 part_size: config.part_size.bytes() as usize,
+                single_put_max: config.part_size.bytes().max(largest_write_unit) as usize,
                 request_timeout: config.request_timeout,
+                budget: Arc::new(Semaphore::new(budget_kib(config.write_buffer.bytes()))),
             }),
         };
         let root = store.root();
@@ -160,10 +194,7 @@ impl S3BlobStore {
     }
 
     async fn bounded<T>(&self, context: &str, fut: impl Future<Output = Result<T, BlobError>>) -> Result<T, BlobError> {
-        match tokio::time::timeout(self.inner.request_timeout, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(unavailable(context, format!("no answer within {:?}", self.inner.request_timeout))),
-        }
+        bounded_by(self.inner.request_timeout, context, fut).await
     }
 
     pub fn writer(&self, key: &BlobKey, hash: bool) -> S3Writer {
@@ -172,6 +203,7 @@ impl S3BlobStore {
             path: self.path(key),
             pending: Vec::new(),
             pending_len: 0,
+            held: None,
             hasher: hash.then(Sha256::new),
             written: 0,
             multipart: None,
@@ -192,13 +224,9 @@ impl S3BlobStore {
         }
         let options = GetOptions { range: range.clone().map(GetRange::Bounded), ..Default::default() };
         let got = self.bounded("read object", async {
-            self.inner.s3.get_opts(&path, options).await.map_err(|e| match e {
-                object_store::Error::NotFound { .. } => BlobError::NotFound,
-                object_store::Error::Generic { ref source, .. } if source.to_string().contains("416") => {
-                    BlobError::RangeNotSatisfiable { start: 0, end: 0, size: 0 }
-                }
-                other => unavailable("read object", other),
-            })
+            // Ranges were checked against the row's size before they get here: any other
+            // refusal is the store's.
+            self.inner.s3.get_opts(&path, options).await.map_err(map_err("read object"))
         });
         let got = got.await?;
         let total_size = got.meta.size;
@@ -354,7 +382,9 @@ impl S3BlobStore {
             metrics::counter!("ferry_s3_assemblies_total", "method" => "copy_object").increment(1);
             let from = self.path(only);
             return self
-                .bounded("copy object", async { self.inner.s3.copy(&from, &to).await.map_err(map_err("copy object")) })
+                .bounded_copy("copy object", async {
+                    self.inner.s3.copy(&from, &to).await.map_err(map_err("copy object"))
+                })
                 .await;
         }
         let copyable =
@@ -377,17 +407,17 @@ impl S3BlobStore {
         };
         let result = match result {
             Ok(ids) => self
-                .bounded("complete multipart upload", async {
+                .bounded_copy("complete multipart upload", async {
                     self.inner.s3.complete_multipart(&to, &id, ids).await.map_err(map_err("complete multipart upload"))
                 })
                 .await
                 .map(|_| ()),
             Err(e) => Err(e),
         };
-        if result.is_err() {
-            self.abort(&to, &id).await;
-        }
-        if let Err(e) = journal.closed(dest, &id).await {
+        // The record goes only once the upload is closed; one left open stays recorded for
+        // the sweep.
+        let closed = result.is_ok() || self.abort(&to, &id).await;
+        if closed && let Err(e) = journal.closed(dest, &id).await {
             tracing::warn!(error = %e, "could not forget a finished multipart upload; the sweep will");
         }
         result
@@ -413,9 +443,38 @@ impl S3BlobStore {
             .await
     }
 
+    async fn bounded_copy<T>(
+        &self,
+        context: &str,
+        fut: impl Future<Output = Result<T, BlobError>>,
+    ) -> Result<T, BlobError> {
+        bounded_by(COPY_DEADLINE, context, fut).await
+    }
+
+    /// UploadPartCopy, tried again after a failure (a slow-down, a 5xx, a 200 with an error
+    /// document): one bad answer among hundreds of parts should not fail the complete.
+    async fn upload_part_copy(&self, to: &Path, id: &str, number: usize, from: &Path) -> Result<PartId, BlobError> {
+        let mut pause = Duration::from_millis(200);
+        for _ in 1..COPY_TRIES {
+            match self.upload_part_copy_once(to, id, number, from).await {
+                Ok(part) => return Ok(part),
+                Err(e) => tracing::debug!(error = %e, part = number, "UploadPartCopy failed; trying again"),
+            }
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+        }
+        self.upload_part_copy_once(to, id, number, from).await
+    }
+
     /// One UploadPartCopy, presigned by object_store's signer with the part number, upload id
     /// and copy source bound into the signature.
-    async fn upload_part_copy(&self, to: &Path, id: &str, number: usize, from: &Path) -> Result<PartId, BlobError> {
+    async fn upload_part_copy_once(
+        &self,
+        to: &Path,
+        id: &str,
+        number: usize,
+        from: &Path,
+    ) -> Result<PartId, BlobError> {
         let source = format!("/{}/{}", self.inner.bucket, from.as_ref());
         let source = percent_encoding::utf8_percent_encode(&source, COPY_SOURCE).to_string();
         let header = reqwest::header::HeaderValue::from_str(&source).map_err(|e| unavailable("copy source", e))?;
@@ -430,7 +489,7 @@ impl S3BlobStore {
             .await
             .map_err(|e| unavailable("sign UploadPartCopy", e))?;
         let body = self
-            .bounded("UploadPartCopy", async {
+            .bounded_copy("UploadPartCopy", async {
                 let res = self
                     .inner
                     .http
@@ -470,21 +529,23 @@ impl S3BlobStore {
                 pending_len += piece.len();
                 pending.push(piece);
                 if pending_len >= self.inner.part_size {
-                    upload.send(std::mem::take(&mut pending)).await?;
+                    upload.send(std::mem::take(&mut pending), None).await?;
                     pending_len = 0;
                 }
             }
             if seen != *size {
-                return Err(BlobError::Source(format!("part {key} has {seen} bytes, {size} recorded")));
+                let e = std::io::Error::other(format!("{seen} bytes, {size} recorded"));
+                return Err(BlobError::Io { context: format!("part {key}"), source: e });
             }
         }
         if !pending.is_empty() || upload.next == 0 {
-            upload.send(pending).await?;
+            upload.send(pending, None).await?;
         }
         upload.finish().await
     }
 
-    async fn abort(&self, to: &Path, id: &str) {
+    /// Abort, best effort: whether the upload is gone.
+    async fn abort(&self, to: &Path, id: &str) -> bool {
         let aborted = self
             .bounded("abort multipart upload", async {
                 match self.inner.s3.abort_multipart(to, &id.to_string()).await {
@@ -493,8 +554,12 @@ impl S3BlobStore {
                 }
             })
             .await;
-        if let Err(e) = aborted {
-            tracing::warn!(error = %e, "could not abort a multipart upload; the sweep will");
+        match aborted {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not abort a multipart upload; the sweep will");
+                false
+            }
         }
     }
 
@@ -510,15 +575,21 @@ impl S3BlobStore {
         .await
     }
 
-    /// Every open multipart upload under the prefix (ListMultipartUploads, all pages).
+    /// Every open multipart upload of ferry's keys (`clips/` and `chunks/` under the prefix;
+    /// never another application's in a shared bucket), by ListMultipartUploads, all pages.
     pub async fn open_multiparts(&self) -> Result<Vec<OpenMultipart>, BlobError> {
+        let mut out = Vec::new();
+        for area in ["clips/", "chunks/"] {
+            out.extend(self.open_multiparts_under(&format!("{}{area}", self.inner.prefix)).await?);
+        }
+        Ok(out)
+    }
+
+    async fn open_multiparts_under(&self, prefix: &str) -> Result<Vec<OpenMultipart>, BlobError> {
         let mut out = Vec::new();
         let (mut key_marker, mut id_marker) = (String::new(), String::new());
         loop {
-            let mut query = vec![("uploads".to_string(), String::new())];
-            if !self.inner.prefix.is_empty() {
-                query.push(("prefix".into(), self.inner.prefix.clone()));
-            }
+            let mut query = vec![("uploads".to_string(), String::new()), ("prefix".to_string(), prefix.to_string())];
             if !key_marker.is_empty() {
                 query.push(("key-marker".into(), key_marker.clone()));
                 query.push(("upload-id-marker".into(), id_marker.clone()));
@@ -564,11 +635,12 @@ impl S3BlobStore {
             }
             let truncated = xml_text(&body, "IsTruncated") == "true";
             let next_key = xml_text(&body, "NextKeyMarker");
-            if !truncated || next_key.is_empty() {
+            let next_id = xml_text(&body, "NextUploadIdMarker");
+            if !truncated || next_key.is_empty() || (next_key == key_marker && next_id == id_marker) {
                 return Ok(out);
             }
             key_marker = next_key;
-            id_marker = xml_text(&body, "NextUploadIdMarker");
+            id_marker = next_id;
         }
     }
 }
@@ -647,7 +719,9 @@ impl PartUploads {
         PartUploads { store, path, id, next: 0, running: JoinSet::new(), done: Vec::new() }
     }
 
-    async fn send(&mut self, bufs: Vec<Bytes>) -> Result<(), BlobError> {
+    /// Upload `bufs` as the next part; `held` (its share of the write budget) is released once
+    /// the part is sent.
+    async fn send(&mut self, bufs: Vec<Bytes>, held: Option<OwnedSemaphorePermit>) -> Result<(), BlobError> {
         while self.running.len() >= PARTS_IN_FLIGHT {
             self.join_one().await?;
         }
@@ -655,8 +729,9 @@ impl PartUploads {
         self.next += 1;
         self.running.spawn(async move {
             let payload: PutPayload = bufs.into_iter().collect();
-            let part = store.inner.s3.put_part(&path, &id, idx, payload).await.map_err(map_err("upload part"))?;
-            Ok((idx, part))
+            let part = store.inner.s3.put_part(&path, &id, idx, payload).await.map_err(map_err("upload part"));
+            drop(held);
+            Ok((idx, part?))
         });
         Ok(())
     }
@@ -686,6 +761,8 @@ pub struct S3Writer {
     path: Path,
     pending: Vec<Bytes>,
     pending_len: usize,
+    /// The write budget taken by `pending`.
+    held: Option<OwnedSemaphorePermit>,
     hasher: Option<Sha256>,
     written: u64,
     multipart: Option<PartUploads>,
@@ -696,13 +773,15 @@ impl S3Writer {
         if bytes.is_empty() {
             return Ok(());
         }
+        self.hold(bytes.len()).await?;
         self.written += bytes.len() as u64;
         if let Some(h) = self.hasher.as_mut() {
             h.update(&bytes);
         }
         self.pending_len += bytes.len();
         self.pending.push(bytes);
-        if self.pending_len >= self.store.inner.part_size {
+        let limit = if self.multipart.is_some() { self.store.inner.part_size } else { self.store.inner.single_put_max };
+        if self.pending_len > limit {
             if self.multipart.is_none() {
                 let id = self
                     .store
@@ -719,7 +798,32 @@ impl S3Writer {
             }
             let bufs = std::mem::take(&mut self.pending);
             self.pending_len = 0;
-            self.multipart.as_mut().expect("just opened").send(bufs).await?;
+            let held = self.held.take();
+            self.multipart.as_mut().expect("just opened").send(bufs, held).await?;
+        }
+        Ok(())
+    }
+
+    /// Take `len` bytes of the shared write budget, waiting a bounded time for other writes to
+    /// release theirs: memory stays bounded however many uploads arrive at once, and a full
+    /// budget is a fast 503, never a hang.
+    async fn hold(&mut self, len: usize) -> Result<(), BlobError> {
+        let kib = len.div_ceil(1024).max(1) as u32;
+        let budget = self.store.inner.budget.clone();
+        let permit = match budget.clone().try_acquire_many_owned(kib) {
+            Ok(p) => p,
+            Err(_) => match tokio::time::timeout(BUDGET_WAIT, budget.acquire_many_owned(kib)).await {
+                Ok(Ok(p)) => p,
+                _ => {
+                    return Err(BlobError::Unavailable {
+                        context: "s3.write_buffer is taken by other uploads in flight".into(),
+                    });
+                }
+            },
+        };
+        match self.held.as_mut() {
+            Some(h) => h.merge(permit),
+            None => self.held = Some(permit),
         }
         Ok(())
     }
@@ -751,7 +855,7 @@ impl S3Writer {
                 let id = parts.id.clone();
                 let result = async {
                     if !pending.is_empty() {
-                        parts.send(pending).await?;
+                        parts.send(pending, self.held.take()).await?;
                     }
                     let ids = parts.finish().await?;
                     self.store
@@ -779,7 +883,9 @@ impl Drop for S3Writer {
         {
             let (store, path, id) = (self.store.clone(), self.path.clone(), parts.id.clone());
             drop(parts);
-            handle.spawn(async move { store.abort(&path, &id).await });
+            handle.spawn(async move {
+                store.abort(&path, &id).await;
+            });
         }
     }
 }

@@ -470,19 +470,24 @@ async fn assemble(deps: &Deps, s: &UploadRecord, req: &CompleteRequest) -> Resul
         client,
         parts: content.parts_column(),
     };
-    let clip = match clips::insert_with_fresh_code(deps, new, s.quick_share).await {
-        Ok(clip) => clip,
-        Err(e) => {
-            if assembled && let Err(gone) = deps.blobs.delete_content(&content).await {
-                tracing::warn!(error = %gone, "could not remove an assembled object; the reconcile will");
-            }
-            return Err(e);
-        }
-    };
+    // On an error the assembled object stays: the insert may have committed with only its
+    // answer lost, and a retry then returns that row. An object no row owns goes with the
+    // reconcile.
+    let clip = clips::insert_with_fresh_code(deps, new, s.quick_share).await?;
     deps.store.mark_upload_complete(&s.id, &clip.code, now).await?;
     if assembled {
-        // The clip has its own object now: the chunks are no longer needed.
-        if let Err(e) = deps.blobs.delete_prefix(&prefix).await {
+        if let Content::Single(key) = &content
+            && clip.blob_key != key.as_str()
+        {
+            // An earlier attempt's clip won: this attempt's object is a duplicate.
+            if let Err(e) = deps.blobs.delete(key).await {
+                tracing::warn!(error = %e, "could not remove a duplicate assembled object; the reconcile will");
+            }
+        }
+        // The clip has an object of its own: the chunks are no longer needed.
+        if clip.blob_key != prefix.as_str()
+            && let Err(e) = deps.blobs.delete_prefix(&prefix).await
+        {
             tracing::warn!(error = %e, "could not remove assembled chunks; the sweep will");
         }
     } else {

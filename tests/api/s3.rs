@@ -24,7 +24,7 @@ fn http() -> reqwest::Client {
 
 /// The bucket as the sweep sees it: every object and open multipart upload under `prefix`.
 async fn bucket_view(s3: &S3Config) -> (Vec<String>, usize) {
-    let store = BlobStore::S3(ferry::blob::s3::S3BlobStore::open(s3).await.expect("open the test bucket"));
+    let store = BlobStore::S3(ferry::blob::s3::S3BlobStore::open(s3, 0).await.expect("open the test bucket"));
     let keys = store.list("").await.unwrap().iter().map(|k| k.as_str().to_string()).collect();
     (keys, store.open_multiparts().await.unwrap().len())
 }
@@ -321,6 +321,39 @@ async fn the_reconcile_aborts_open_multipart_uploads_and_removes_objects_no_row_
     let res = app.client.post(app.url(&format!("/api/file/{clip}"))).json(&json!({})).send().await.unwrap();
     assert!(res.bytes().await.unwrap() == data, "the live clip still downloads");
     app.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_write_budget_bounds_memory_and_a_full_one_fails_fast() {
+    let Some(app) = crate::helpers::spawn_app_full(crate::helpers::Backend::Embedded, false, Blob::S3, |c| {
+        c.limits.chunk_size = ferry::config::ByteSize(MIB as u64);
+        c.s3.part_size = ferry::config::ByteSize(5 * MIB as u64);
+        c.s3.write_buffer = ferry::config::ByteSize(20 * MIB as u64);
+    })
+    .await
+    else {
+        return;
+    };
+    let blobs = app.state.blobs();
+    let mut writers = Vec::new();
+    for i in 0..5 {
+        let key = ferry::blob::BlobKey::parse(&format!("clips/AA/AAAAAAAAAAAAAA{i:02}")).unwrap();
+        let mut w = blobs.writer(&key).await.unwrap();
+        w.write(bytes::Bytes::from(vec![i as u8; 4 * MIB])).await.expect("room in the budget");
+        writers.push(w);
+    }
+    let key = ferry::blob::BlobKey::parse("clips/BB/BBBBBBBBBBBBBBBB").unwrap();
+    let mut late = blobs.writer(&key).await.unwrap();
+    let started = Instant::now();
+    let refused = late.write(bytes::Bytes::from(vec![9u8; 4 * MIB])).await;
+    assert!(matches!(refused, Err(ferry::blob::BlobError::Unavailable { .. })), "a full budget refuses");
+    assert!(started.elapsed() < Duration::from_secs(15), "within a bound: {:?}", started.elapsed());
+    // A write that finishes gives its room back.
+    writers.pop().unwrap().commit(ferry::blob::Durability::Fsync).await.unwrap();
+    let mut next = blobs.writer(&key).await.unwrap();
+    let started = Instant::now();
+    next.write(bytes::Bytes::from(vec![9u8; 4 * MIB])).await.expect("room again");
+    assert!(started.elapsed() < Duration::from_secs(2));
 }
 
 /// A SeaweedFS of this test's own (scripts/seaweedfs.sh), which it may stop and start again
