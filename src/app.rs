@@ -96,6 +96,7 @@ pub async fn open_deps(config: &Config, clock: SharedClock) -> anyhow::Result<De
              of browser uploads will stream their bytes through ferry; set limits.chunk_size = \"8MiB\""
         );
     }
+    blobs.set_journal(std::sync::Arc::new(crate::domain::journal::StoreJournal::new(store.clone(), clock.clone())));
     let background = CancellationToken::new();
     let cache = crate::cache::Cache::from_config(config, &background);
     Ok(Deps {

@@ -149,8 +149,8 @@ pub enum BlobWriter {
     S3(s3::S3Writer),
 }
 
-/// Where the multipart uploads an assembly opens are recorded (the metadata store), so a
-/// crash leaves none the sweep cannot find.
+/// Where the multipart uploads the store opens (streamed writes and assemblies) are recorded
+/// (the metadata store), so a crash leaves none the sweep cannot find.
 pub trait MultipartJournal: Send + Sync {
     /// Called after the upload is created and before its first part.
     fn opened<'a>(&'a self, key: &'a BlobKey, upload_id: &'a str) -> BoxFuture<'a, Result<(), BlobError>>;
@@ -206,21 +206,23 @@ impl BlobStore {
     /// where they are and are the content. On S3 they are assembled server-side into `dest`
     /// (see `S3BlobStore::assemble`), which becomes the content; the caller removes the
     /// parts once the clip row is committed.
-    pub async fn assemble(
-        &self,
-        parts: Content,
-        dest: &BlobKey,
-        journal: &dyn MultipartJournal,
-        concurrency: usize,
-    ) -> Result<Content, BlobError> {
+    pub async fn assemble(&self, parts: Content, dest: &BlobKey, concurrency: usize) -> Result<Content, BlobError> {
         match (self, &parts) {
             (BlobStore::S3(s), Content::Parts { prefix, parts: list }) => {
                 let keys: Vec<(BlobKey, u64)> =
                     list.iter().map(|p| (Content::part_key(prefix, &p.leaf), p.size)).collect();
-                s.assemble(&keys, dest, journal, concurrency).await?;
+                s.assemble(&keys, dest, concurrency).await?;
                 Ok(Content::Single(dest.clone()))
             }
             _ => Ok(parts),
+        }
+    }
+
+    /// Where multipart uploads (S3) are recorded from now on, before their first part; set
+    /// once at startup. Without one they are found only by listing.
+    pub fn set_journal(&self, journal: std::sync::Arc<dyn MultipartJournal>) {
+        if let BlobStore::S3(s) = self {
+            s.set_journal(journal);
         }
     }
 

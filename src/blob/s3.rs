@@ -79,6 +79,7 @@ struct Inner {
     request_timeout: Duration,
     /// KiB of write data held in memory by all writers together (`s3.write_buffer`).
     budget: Arc<Semaphore>,
+    journal: std::sync::OnceLock<Arc<dyn MultipartJournal>>,
 }
 
 impl std::fmt::Debug for S3BlobStore {
@@ -161,6 +162,7 @@ impl S3BlobStore {
                 single_put_max: config.part_size.bytes().max(largest_write_unit) as usize,
                 request_timeout: config.request_timeout,
                 budget: Arc::new(Semaphore::new(budget_kib(config.write_buffer.bytes()))),
+                journal: std::sync::OnceLock::new(),
             }),
         };
         let root = store.root();
@@ -172,6 +174,36 @@ impl S3BlobStore {
                 &format!("bucket check of {}", store.describe()),
                 format!("no answer within {:?}", config.startup_timeout),
             )),
+        }
+    }
+
+    pub fn set_journal(&self, journal: Arc<dyn MultipartJournal>) {
+        let _ = self.inner.journal.set(journal);
+    }
+
+    /// Open a multipart upload of `key` and record it before anything is sent to it.
+    async fn open_multipart(&self, key: &BlobKey, path: &Path) -> Result<String, BlobError> {
+        let id = self
+            .bounded("create multipart upload", async {
+                self.inner.s3.create_multipart(path).await.map_err(map_err("create multipart upload"))
+            })
+            .await?;
+        if let Some(journal) = self.inner.journal.get()
+            && let Err(e) = journal.opened(key, &id).await
+        {
+            self.abort(path, &id).await;
+            return Err(e);
+        }
+        Ok(id)
+    }
+
+    /// Forget a multipart upload once it is completed or aborted (one left open stays
+    /// recorded for the sweep).
+    async fn close_multipart(&self, key: &BlobKey, id: &str) {
+        if let Some(journal) = self.inner.journal.get()
+            && let Err(e) = journal.closed(key, id).await
+        {
+            tracing::warn!(error = %e, "could not forget a finished multipart upload; the sweep will");
         }
     }
 
@@ -200,6 +232,7 @@ impl S3BlobStore {
     pub fn writer(&self, key: &BlobKey, hash: bool) -> S3Writer {
         S3Writer {
             store: self.clone(),
+            key: key.clone(),
             path: self.path(key),
             pending: Vec::new(),
             pending_len: 0,
@@ -368,13 +401,12 @@ impl S3BlobStore {
 
     /// Make `dest` the concatenation of `parts` (keys and sizes, in order) without their bytes
     /// passing through ferry where S3 allows: CopyObject for one part, UploadPartCopy for many;
-    /// a streamed copy when a part before the last is under 5 MiB. A multipart upload is given
-    /// to `journal` before its first part and after it is completed or aborted.
+    /// a streamed copy when a part before the last is under 5 MiB. The multipart upload is
+    /// recorded in the journal before its first part and forgotten once closed.
     pub async fn assemble(
         &self,
         parts: &[(BlobKey, u64)],
         dest: &BlobKey,
-        journal: &dyn MultipartJournal,
         concurrency: usize,
     ) -> Result<(), BlobError> {
         let to = self.path(dest);
@@ -389,15 +421,7 @@ impl S3BlobStore {
         }
         let copyable =
             parts.len() <= MAX_PARTS && parts[..parts.len().saturating_sub(1)].iter().all(|(_, s)| *s >= MIN_PART);
-        let id = self
-            .bounded("create multipart upload", async {
-                self.inner.s3.create_multipart(&to).await.map_err(map_err("create multipart upload"))
-            })
-            .await?;
-        if let Err(e) = journal.opened(dest, &id).await {
-            self.abort(&to, &id).await;
-            return Err(e);
-        }
+        let id = self.open_multipart(dest, &to).await?;
         let method = if copyable { "upload_part_copy" } else { "streamed" };
         metrics::counter!("ferry_s3_assemblies_total", "method" => method).increment(1);
         let result = if copyable {
@@ -416,9 +440,8 @@ impl S3BlobStore {
         };
         // The record goes only once the upload is closed; one left open stays recorded for
         // the sweep.
-        let closed = result.is_ok() || self.abort(&to, &id).await;
-        if closed && let Err(e) = journal.closed(dest, &id).await {
-            tracing::warn!(error = %e, "could not forget a finished multipart upload; the sweep will");
+        if result.is_ok() || self.abort(&to, &id).await {
+            self.close_multipart(dest, &id).await;
         }
         result
     }
@@ -758,6 +781,7 @@ impl PartUploads {
 /// uncommitted, an open multipart upload is aborted in the background.
 pub struct S3Writer {
     store: S3BlobStore,
+    key: BlobKey,
     path: Path,
     pending: Vec<Bytes>,
     pending_len: usize,
@@ -783,17 +807,7 @@ impl S3Writer {
         let limit = if self.multipart.is_some() { self.store.inner.part_size } else { self.store.inner.single_put_max };
         if self.pending_len > limit {
             if self.multipart.is_none() {
-                let id = self
-                    .store
-                    .bounded("create multipart upload", async {
-                        self.store
-                            .inner
-                            .s3
-                            .create_multipart(&self.path)
-                            .await
-                            .map_err(map_err("create multipart upload"))
-                    })
-                    .await?;
+                let id = self.store.open_multipart(&self.key, &self.path).await?;
                 self.multipart = Some(PartUploads::new(self.store.clone(), self.path.clone(), id));
             }
             let bufs = std::mem::take(&mut self.pending);
@@ -867,9 +881,12 @@ impl S3Writer {
                 }
                 .await;
                 if let Err(e) = result {
-                    self.store.abort(&self.path, &id).await;
+                    if self.store.abort(&self.path, &id).await {
+                        self.store.close_multipart(&self.key, &id).await;
+                    }
                     return Err(e);
                 }
+                self.store.close_multipart(&self.key, &id).await;
             }
         }
         Ok(meta)
@@ -881,10 +898,12 @@ impl Drop for S3Writer {
         if let Some(parts) = self.multipart.take()
             && let Ok(handle) = tokio::runtime::Handle::try_current()
         {
-            let (store, path, id) = (self.store.clone(), self.path.clone(), parts.id.clone());
+            let (store, key, path, id) = (self.store.clone(), self.key.clone(), self.path.clone(), parts.id.clone());
             drop(parts);
             handle.spawn(async move {
-                store.abort(&path, &id).await;
+                if store.abort(&path, &id).await {
+                    store.close_multipart(&key, &id).await;
+                }
             });
         }
     }

@@ -7,6 +7,7 @@ pub mod clips;
 pub mod clock;
 pub mod error;
 pub mod frontier;
+pub mod journal;
 pub mod locks;
 pub mod range;
 pub mod types;
@@ -28,6 +29,9 @@ pub struct Limits {
     pub assembly_concurrency: usize,
     /// An assembly claimed longer ago than this is presumed dead and may be taken over.
     pub stale_assembly_ms: i64,
+    /// A recorded multipart upload older than this belongs to no running write or assembly
+    /// (twice the longest an upload request or an assembly may take).
+    pub stale_multipart_ms: i64,
 }
 
 impl Limits {
@@ -42,6 +46,8 @@ impl Limits {
             max_expiry: types::Expiry::parse(&c.limits.max_expiry).unwrap_or(types::Expiry::Hr24),
             assembly_concurrency: c.upload.assembly_concurrency,
             stale_assembly_ms: (c.server.request_timeout.as_millis() as i64).saturating_mul(2),
+            stale_multipart_ms: (c.server.request_timeout.max(c.server.upload_timeout).as_millis() as i64)
+                .saturating_mul(2),
         }
     }
 

@@ -437,8 +437,7 @@ async fn assemble(deps: &Deps, s: &UploadRecord, req: &CompleteRequest) -> Resul
     // server-side, under a key fresh to this attempt (a crashed attempt's object is an orphan
     // the reconcile removes, never one a later attempt writes again).
     let dest = clip_blob_key(UploadId::generate().as_str());
-    let journal = StoreJournal { deps };
-    let content = deps.blobs.assemble(parts.clone(), &dest, &journal, deps.limits.assembly_concurrency).await?;
+    let content = deps.blobs.assemble(parts.clone(), &dest, deps.limits.assembly_concurrency).await?;
     let assembled = content != parts;
     metrics::histogram!("ferry_assembly_seconds").record(assembly_started.elapsed().as_secs_f64());
     metrics::counter!("ferry_assembly_hashed_bytes_total").increment(whole.hashed_at_finish);
@@ -494,35 +493,6 @@ async fn assemble(deps: &Deps, s: &UploadRecord, req: &CompleteRequest) -> Resul
         remove_strays(deps, &content).await;
     }
     Ok(Completed { clip, delete_token: s.delete_token.clone() })
-}
-
-/// Records an assembly's multipart uploads in the metadata store.
-struct StoreJournal<'a> {
-    deps: &'a Deps,
-}
-
-impl crate::blob::MultipartJournal for StoreJournal<'_> {
-    fn opened<'a>(
-        &'a self,
-        key: &'a BlobKey,
-        upload_id: &'a str,
-    ) -> futures_util::future::BoxFuture<'a, Result<(), crate::blob::BlobError>> {
-        Box::pin(async move {
-            self.deps.store.record_multipart(upload_id, key.as_str(), self.deps.now()).await.map_err(journal_error)
-        })
-    }
-
-    fn closed<'a>(
-        &'a self,
-        _key: &'a BlobKey,
-        upload_id: &'a str,
-    ) -> futures_util::future::BoxFuture<'a, Result<(), crate::blob::BlobError>> {
-        Box::pin(async move { self.deps.store.forget_multipart(upload_id).await.map_err(journal_error) })
-    }
-}
-
-fn journal_error(e: crate::store::StoreError) -> crate::blob::BlobError {
-    crate::blob::BlobError::Unavailable { context: format!("recording a multipart upload: {e}") }
 }
 
 /// Attempts that lost a race for their index are not part of the clip: remove them now (they

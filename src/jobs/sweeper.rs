@@ -99,10 +99,10 @@ pub async fn sweep_once(deps: &Deps, settings: &SweepSettings, now: i64) -> Resu
             }
         }
     }
-    // Assemblies that died (a crash, a lost store) left their multipart uploads recorded: an
-    // assembly older than the stale bound is no longer running, so its upload can go.
+    // Writes and assemblies that died (a crash, a lost store) left their multipart uploads
+    // recorded: one older than the stale bound is no longer running, so its upload can go.
     loop {
-        let stale = deps.store.stale_multiparts(now - deps.limits.stale_assembly_ms, limit).await?;
+        let stale = deps.store.stale_multiparts(now - deps.limits.stale_multipart_ms, limit).await?;
         if stale.is_empty() {
             break;
         }
@@ -166,7 +166,7 @@ pub async fn reconcile_once(deps: &Deps, settings: &SweepSettings, now: i64) -> 
             .store
             .multipart_created(&open.upload_id)
             .await?
-            .is_some_and(|created| created > now - deps.limits.stale_assembly_ms);
+            .is_some_and(|created| created > now - deps.limits.stale_multipart_ms);
         if !running {
             deps.blobs.abort_multipart(&open.key, &open.upload_id).await?;
             deps.store.forget_multipart(&open.upload_id).await?;

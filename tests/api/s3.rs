@@ -237,8 +237,10 @@ async fn a_kill_mid_complete_then_the_sweep_leaves_exactly_the_live_clips() {
     let cfg = fresh_prefix(&s3);
     let extra = [
         ("FERRY_LIMITS__CHUNK_SIZE", "5MiB"),
-        // A complete interrupted by the kill is taken over once 2 x this has passed.
+        // A complete interrupted by the kill is taken over once 2 x this has passed, and its
+        // recorded multipart upload is stale once 2 x the longer of the two has.
         ("FERRY_SERVER__REQUEST_TIMEOUT", "1s"),
+        ("FERRY_SERVER__UPLOAD_TIMEOUT", "1s"),
         ("FERRY_SWEEP__ORPHAN_GRACE", "0s"),
     ];
     let mut node = Node::new(cfg.clone(), None, None, &extra);
@@ -269,7 +271,7 @@ async fn a_kill_mid_complete_then_the_sweep_leaves_exactly_the_live_clips() {
         clips.push(clip);
     }
     assert!(interrupted > 0, "at least one kill landed before complete answered");
-    // The sweep treats a recorded assembly as running for 2 x request_timeout.
+    // The sweep treats a recorded multipart upload as running for 2 x upload_timeout.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     node.sweep();
     let (keys, open) = bucket_view(&cfg).await;
@@ -283,18 +285,24 @@ async fn a_kill_mid_complete_then_the_sweep_leaves_exactly_the_live_clips() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_reconcile_aborts_open_multipart_uploads_and_removes_objects_no_row_owns() {
+async fn open_multipart_uploads_are_recorded_and_reclaimed_by_the_sweep_and_the_reconcile() {
     let Some(mut app) =
         crate::helpers::spawn_app_full(crate::helpers::Backend::Embedded, false, Blob::S3, |_| {}).await
     else {
         return;
     };
-    // A streamed write that died mid-way: a multipart upload with parts and no object.
+    let big = || bytes::Bytes::from(random_bytes(9 * MIB));
+    // A streamed write that died mid-way: a multipart upload with a part and no object,
+    // recorded in the store before its first part.
     let key = ferry::blob::BlobKey::parse("clips/AB/ABABABABABABABAB").unwrap();
     let mut writer = app.state.blobs().writer(&key).await.unwrap();
-    for _ in 0..10 {
-        writer.write(bytes::Bytes::from(random_bytes(MIB))).await.unwrap();
-    }
+    writer.write(big()).await.unwrap();
+    std::mem::forget(writer);
+    // One opened by a process that crashed before recording it (a store with no journal).
+    let unrecorded = BlobStore::S3(ferry::blob::s3::S3BlobStore::open(&app.config.s3, 0).await.unwrap());
+    let key = ferry::blob::BlobKey::parse("clips/EF/EFEFEFEFEFEFEFEF").unwrap();
+    let mut writer = unrecorded.writer(&key).await.unwrap();
+    writer.write(big()).await.unwrap();
     std::mem::forget(writer);
     app.put_blob("clips/CD/CDCDCDCDCDCDCDCD", b"orphan").await;
     let data = random_bytes(2 * MIB);
@@ -307,14 +315,24 @@ async fn the_reconcile_aborts_open_multipart_uploads_and_removes_objects_no_row_
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(app.state.blobs().open_multiparts().await.unwrap().len(), 1, "the dead write's upload is open");
+    let deps = app.state.deps();
+    let far = ferry::domain::clock::system_now_ms() + deps.limits.stale_multipart_ms + 60_000;
+    assert_eq!(deps.store.stale_multiparts(far, 10).await.unwrap().len(), 1, "the dead write's upload is recorded");
+    assert_eq!(app.state.blobs().open_multiparts().await.unwrap().len(), 2);
 
+    // The reconcile, with no grace: the unrecorded upload and the orphan object go; the
+    // recorded upload may still belong to a running write and stays.
     let mut settings = app.state.sweep_settings();
     settings.orphan_grace_ms = 0;
     let now = ferry::domain::clock::system_now_ms() + 1000;
-    let removed = ferry::jobs::sweeper::reconcile_once(app.state.deps(), &settings, now).await.unwrap();
-    assert_eq!(removed, 2, "the open upload and the orphan object");
-    assert_eq!(app.state.blobs().open_multiparts().await.unwrap().len(), 0);
+    let removed = ferry::jobs::sweeper::reconcile_once(deps, &settings, now).await.unwrap();
+    assert_eq!(removed, 2, "the unrecorded upload and the orphan object");
+    assert_eq!(app.state.blobs().open_multiparts().await.unwrap().len(), 1, "the recorded one stays while it may run");
+    // Once past the stale bound, the sweep aborts the recorded one and forgets it.
+    let report = ferry::jobs::sweeper::sweep_once(deps, &settings, far).await.unwrap();
+    assert_eq!(report.multiparts_aborted, 1);
+    assert_eq!(app.state.blobs().open_multiparts().await.unwrap().len(), 0, "no multipart upload is left open");
+    assert!(deps.store.stale_multiparts(far, 10).await.unwrap().is_empty(), "and none is recorded");
     let keys = app.blob_keys("").await;
     assert_eq!(keys.len(), 1, "only the live clip's object is left: {keys:?}");
     let clip = res.json::<Value>().await.unwrap()["clipId"].as_str().unwrap().to_string();
