@@ -428,7 +428,6 @@ async fn assemble(deps: &Deps, s: &UploadRecord, req: &CompleteRequest) -> Resul
         return Err(DomainError::UploadIncomplete { missing: lost });
     }
     deps.blobs.sync_prefix(&prefix).await?;
-    let whole = deps.frontiers.finish(&deps.blobs, &prefix, &s.id, &chunks).await?;
     let parts = Content::Parts {
         prefix: prefix.clone(),
         parts: chunks.iter().map(|c| Part { leaf: c.leaf.clone(), size: c.size as u64 }).collect(),
@@ -436,8 +435,13 @@ async fn assemble(deps: &Deps, s: &UploadRecord, req: &CompleteRequest) -> Resul
     // On the filesystem the parts are the content; on S3 they become one object, copied
     // server-side, under a key fresh to this attempt (a crashed attempt's object is an orphan
     // the reconcile removes, never one a later attempt writes again).
+    // The hash's tail and the server-side copy overlap: neither needs the other.
     let dest = clip_blob_key(UploadId::generate().as_str());
-    let content = deps.blobs.assemble(parts.clone(), &dest, deps.limits.assembly_concurrency).await?;
+    let (whole, content) = tokio::join!(
+        deps.frontiers.finish(&deps.blobs, &prefix, &s.id, &chunks),
+        deps.blobs.assemble(parts.clone(), &dest, deps.limits.assembly_concurrency),
+    );
+    let (whole, content) = (whole?, content?);
     let assembled = content != parts;
     metrics::histogram!("ferry_assembly_seconds").record(assembly_started.elapsed().as_secs_f64());
     metrics::counter!("ferry_assembly_hashed_bytes_total").increment(whole.hashed_at_finish);
