@@ -86,6 +86,10 @@ all_backends! {
     async fn the_sweep_removes_consumed_deleted_and_abandoned_uploads_with_their_bytes(app, small_chunks) {
         let (once, _) = file_clip(&app, b"one", json!({ "oneTime": true })).await;
         assert_eq!(download(&app, &once).await.status(), 200);
+        // A spent one-time clip's bytes go in the background once its download ends; wait for
+        // that, so the next completes see only their own objects come and go.
+        let spent = crate::helpers::poll_until(200, Duration::from_millis(25), || async { app.blob_keys("").await.is_empty() }).await;
+        assert!(spent, "a spent one-time clip's bytes are removed");
         let (gone, done) = file_clip(&app, b"two", json!({})).await;
         let token = done["deleteToken"].as_str().unwrap();
         let res = app.client.delete(app.url(&format!("/api/clip/{gone}"))).header("x-delete-token", token).send().await.unwrap();
