@@ -667,6 +667,48 @@ mod tests {
     }
 
     #[test]
+    fn s3_settings_are_checked_when_the_s3_backend_is_chosen() {
+        let good = || {
+            let mut c = Config::defaults();
+            c.blob = BlobBackend::S3;
+            c.s3.endpoint = Some("https://s3.example.org".into());
+            c.s3.bucket = Some("ferry-clips".into());
+            c.s3.access_key_id = Some(Secret::new("AKIDEXAMPLE"));
+            c.s3.secret_access_key = Some(Secret::new("wJalrXUtnFEMI/K7MDENG"));
+            c
+        };
+        good().validate().expect("a complete S3 section validates");
+        let key_of = |mutate: &dyn Fn(&mut Config)| {
+            let mut c = good();
+            mutate(&mut c);
+            match c.validate() {
+                Err(ConfigError::Invalid { key, .. }) => key,
+                other => panic!("expected an invalid key, got {other:?}"),
+            }
+        };
+        assert_eq!(key_of(&|c| c.s3.endpoint = None), "s3.endpoint");
+        assert_eq!(key_of(&|c| c.s3.endpoint = Some("http://127.0.0.1:8333".into())), "s3.endpoint");
+        assert_eq!(key_of(&|c| c.s3.bucket = Some("No_Such".into())), "s3.bucket");
+        assert_eq!(key_of(&|c| c.s3.prefix = "ferry".into()), "s3.prefix");
+        assert_eq!(key_of(&|c| c.s3.prefix = "../x/".into()), "s3.prefix");
+        assert_eq!(key_of(&|c| c.s3.secret_access_key = None), "s3.access_key_id");
+        assert_eq!(key_of(&|c| c.s3.part_size = ByteSize(1 << 20)), "s3.part_size");
+        assert_eq!(key_of(&|c| c.s3.write_buffer = ByteSize(1 << 20)), "s3.write_buffer");
+        let mut http = good();
+        http.s3.endpoint = Some("http://127.0.0.1:8333".into());
+        http.s3.allow_http = true;
+        http.s3.prefix = "ferry/clips/".into();
+        http.validate().expect("plain http when allowed, a nested prefix");
+        // The filesystem backend ignores an incomplete S3 section.
+        let mut fs = good();
+        fs.blob = BlobBackend::Fs;
+        fs.s3.endpoint = None;
+        fs.validate().unwrap();
+        let shown = format!("{:?}", good());
+        assert!(!shown.contains("wJalrXUtnFEMI"), "the secret never prints");
+    }
+
+    #[test]
     fn invalid_values_name_their_key_on_one_line() {
         let dir = tempfile::tempdir().unwrap();
         let bad = dir.path().join("bad.toml");

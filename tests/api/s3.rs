@@ -183,6 +183,32 @@ async fn startup_fails_fast_with_one_line_naming_endpoint_and_bucket_never_the_s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standard_aws_variables_supply_credentials_and_region() {
+    let Some(s3) = s3_or_skip() else { return };
+    let cfg = fresh_prefix(&s3);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = binary();
+    cmd.env("FERRY_DATA_DIR", dir.path())
+        .env("FERRY_BIND", "127.0.0.1:0")
+        .env("FERRY_BLOB", "s3")
+        .env("FERRY_S3__BUCKET", cfg.bucket.as_deref().unwrap())
+        .env("FERRY_S3__PREFIX", &cfg.prefix)
+        .env("FERRY_S3__ALLOW_HTTP", "true")
+        .env("AWS_ENDPOINT_URL", cfg.endpoint.as_deref().unwrap())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", &s3.access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &s3.secret_access_key);
+    let proc = spawn_binary(cmd);
+    let http = http();
+    let base = format!("http://{}", proc.addr);
+    let health: Value = http.get(format!("{base}/health")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["storage"], "s3");
+    assert_eq!(health["checks"]["storage"]["status"], "ok", "{health}");
+    let res = http.put(format!("{base}/api/clips/a.txt")).body("hello").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_assembly_method_gives_one_object_with_the_right_bytes_and_leaves_no_chunks() {
     let Some(s3) = s3_or_skip() else { return };
     let cfg = fresh_prefix(&s3);
