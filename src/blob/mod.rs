@@ -194,6 +194,20 @@ impl BlobStore {
         }
     }
 
+    /// A writer for a body of `expected` bytes when known (the HTTP Content-Length): on S3 its
+    /// bytes stream straight into one PUT; elsewhere the same as `writer`/`unhashed_writer`.
+    pub async fn sized_writer(
+        &self,
+        key: &BlobKey,
+        hash: bool,
+        expected: Option<u64>,
+    ) -> Result<BlobWriter, BlobError> {
+        match self {
+            BlobStore::Fs(s) => Ok(BlobWriter::Fs(s.writer(key, hash).await?)),
+            BlobStore::S3(s) => Ok(BlobWriter::S3(s.sized_writer(key, hash, expected).await?)),
+        }
+    }
+
     /// A writer that does not hash: for bytes whose hash is computed elsewhere or only on demand.
     pub async fn unhashed_writer(&self, key: &BlobKey) -> Result<BlobWriter, BlobError> {
         match self {

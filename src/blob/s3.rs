@@ -38,6 +38,10 @@ const MAX_PARTS: usize = 10_000;
 const PARTS_IN_FLIGHT: usize = 2;
 /// How long a presigned request stays valid (it is sent at once).
 const PRESIGN_FOR: Duration = Duration::from_secs(300);
+/// Frames of a streamed PUT queued between the client's body and the store's request.
+const STREAM_FRAMES: usize = 8;
+/// S3's largest single PUT.
+const MAX_SINGLE_PUT: u64 = 5 << 30;
 /// Longest wait for write budget before a write gives up with 503.
 const BUDGET_WAIT: Duration = Duration::from_secs(10);
 /// Deadline of one server-side copy (CopyObject, UploadPartCopy, CompleteMultipartUpload):
@@ -69,6 +73,9 @@ pub struct S3BlobStore {
 struct Inner {
     s3: AmazonS3,
     http: reqwest::Client,
+    /// For streamed PUTs: no read timeout, which would run while the body is still being sent
+    /// (reqwest starts it with the request); the answer is awaited with `request_timeout`.
+    streaming_http: reqwest::Client,
     bucket: String,
     endpoint: String,
     prefix: String,
@@ -151,10 +158,15 @@ impl S3BlobStore {
             .read_timeout(config.read_timeout)
             .build()
             .map_err(|e| unavailable("build HTTP client", e))?;
+        let streaming_http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .build()
+            .map_err(|e| unavailable("build HTTP client", e))?;
         let store = S3BlobStore {
             inner: Arc::new(Inner {
                 s3: client(config)?,
                 http,
+                streaming_http,
                 bucket: config.bucket.clone().unwrap_or_default(),
                 endpoint: config.endpoint.clone().unwrap_or_default(),
                 prefix: config.prefix.clone(),
@@ -229,8 +241,43 @@ impl S3BlobStore {
         bounded_by(self.inner.request_timeout, context, fut).await
     }
 
+    /// A writer for a body of a known length: its bytes stream through to one PUT as they
+    /// arrive (presigned by object_store's signer), holding only a few frames; of an unknown
+    /// length, see `writer`.
+    pub async fn sized_writer(&self, key: &BlobKey, hash: bool, expected: Option<u64>) -> Result<S3Writer, BlobError> {
+        let mut writer = self.writer(key, hash);
+        let Some(expected) = expected.filter(|n| *n <= MAX_SINGLE_PUT) else { return Ok(writer) };
+        let url = self
+            .inner
+            .s3
+            .signed_url(http_method_put(), &writer.path, PRESIGN_FOR)
+            .await
+            .map_err(|e| unavailable("sign PutObject", e))?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_FRAMES);
+        let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+        let http = self.inner.streaming_http.clone();
+        let task = tokio::spawn(async move {
+            let res = http
+                .put(url.as_str())
+                .header(reqwest::header::CONTENT_LENGTH, expected)
+                .body(reqwest::Body::wrap_stream(body))
+                .send()
+                .await
+                .map_err(|e| unavailable("put object", e.without_url()))?;
+            let status = res.status();
+            if status.is_success() {
+                return Ok(());
+            }
+            let text = res.text().await.unwrap_or_default();
+            Err(unavailable("put object", format!("{status}: {}", xml_text(&text, "Code"))))
+        });
+        writer.stream = Some(StreamPut { tx: Some(tx), task, expected });
+        Ok(writer)
+    }
+
     pub fn writer(&self, key: &BlobKey, hash: bool) -> S3Writer {
         S3Writer {
+            stream: None,
             store: self.clone(),
             key: key.clone(),
             path: self.path(key),
@@ -776,10 +823,31 @@ impl PartUploads {
     }
 }
 
+/// A PUT whose body is fed as the writer's bytes arrive.
+struct StreamPut {
+    tx: Option<tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>>,
+    task: tokio::task::JoinHandle<Result<(), BlobError>>,
+    expected: u64,
+}
+
+impl StreamPut {
+    /// Why the request ended before its body did.
+    async fn failure(&mut self) -> BlobError {
+        self.tx = None;
+        match (&mut self.task).await {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => unavailable("put object", "the store answered before the whole body was sent"),
+            Err(e) => unavailable("put object", e),
+        }
+    }
+}
+
 /// A streamed write: bytes are held until `part_size`; a blob that stays under it is one PUT
 /// at commit, a larger one becomes a multipart upload of `part_size` parts. Dropped
 /// uncommitted, an open multipart upload is aborted in the background.
 pub struct S3Writer {
+    /// Set when the length is known: bytes go straight into one PUT.
+    stream: Option<StreamPut>,
     store: S3BlobStore,
     key: BlobKey,
     path: Path,
@@ -795,6 +863,20 @@ pub struct S3Writer {
 impl S3Writer {
     pub async fn write(&mut self, bytes: Bytes) -> Result<(), BlobError> {
         if bytes.is_empty() {
+            return Ok(());
+        }
+        if let Some(put) = self.stream.as_mut() {
+            self.written += bytes.len() as u64;
+            if self.written > put.expected {
+                return Err(BlobError::Source(format!("the body is longer than the {} bytes declared", put.expected)));
+            }
+            if let Some(h) = self.hasher.as_mut() {
+                h.update(&bytes);
+            }
+            let sent = put.tx.as_ref().expect("writer used after commit").send(Ok(bytes)).await;
+            if sent.is_err() {
+                return Err(put.failure().await);
+            }
             return Ok(());
         }
         self.hold(bytes.len()).await?;
@@ -855,6 +937,26 @@ impl S3Writer {
     pub async fn commit(mut self, _durability: Durability) -> Result<BlobMeta, BlobError> {
         let pending = std::mem::take(&mut self.pending);
         let meta = BlobMeta { size: self.written, sha256: self.sha256_hex() };
+        if let Some(mut put) = self.stream.take() {
+            if self.written != put.expected {
+                put.task.abort();
+                return Err(BlobError::Source(format!(
+                    "the body has {} bytes, not the {} declared",
+                    self.written, put.expected
+                )));
+            }
+            put.tx = None;
+            let deadline = self.store.inner.request_timeout;
+            return match tokio::time::timeout(deadline, &mut put.task).await {
+                Ok(Ok(Ok(()))) => Ok(meta),
+                Ok(Ok(Err(e))) => Err(e),
+                Ok(Err(e)) => Err(unavailable("put object", e)),
+                Err(_) => {
+                    put.task.abort();
+                    Err(unavailable("put object", format!("no answer within {deadline:?}")))
+                }
+            };
+        }
         match self.multipart.take() {
             None => {
                 let payload: PutPayload = pending.into_iter().collect();
@@ -895,6 +997,10 @@ impl S3Writer {
 
 impl Drop for S3Writer {
     fn drop(&mut self) {
+        if let Some(put) = self.stream.take() {
+            // Dropping the request mid-body closes its connection: S3 keeps nothing of it.
+            put.task.abort();
+        }
         if let Some(parts) = self.multipart.take()
             && let Ok(handle) = tokio::runtime::Handle::try_current()
         {

@@ -242,7 +242,7 @@ where
     }
     let unique = UploadId::generate();
     let key = clip_blob_key(unique.as_str());
-    let mut writer = deps.blobs.writer(&key).await?;
+    let mut writer = deps.blobs.sized_writer(&key, true, req.content_length).await?;
     let mut body = std::pin::pin!(body);
     while let Some(item) = futures_util::StreamExt::next(&mut body).await {
         let bytes = item.map_err(|e| DomainError::BadBody(e.to_string()))?;

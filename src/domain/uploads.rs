@@ -232,7 +232,7 @@ pub async fn open_chunk(
     }
     let leaf = attempt_leaf(index.0);
     let key = Content::part_key(&chunk_prefix(id.as_str()), &leaf);
-    let writer = if hashed { deps.blobs.writer(&key).await? } else { deps.blobs.unhashed_writer(&key).await? };
+    let writer = deps.blobs.sized_writer(&key, hashed, content_length).await?;
     Ok(ChunkSink { writer, leaf, upload_id: id.clone(), index: index.0, total: s.total_chunks as u32, limit })
 }
 
