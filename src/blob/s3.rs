@@ -364,8 +364,9 @@ impl S3BlobStore {
         let full = format!("{}{}", self.inner.prefix, prefix);
         let full = full.trim_end_matches('/');
         let path = (!full.is_empty()).then(|| Path::from(full));
-        let listing = self.inner.s3.list(path.as_ref()).map_err(map_err("list objects")).try_collect::<Vec<_>>();
-        let metas = self.bounded("list objects", listing).await?;
+        // Each page is its own request, bounded by the client's timeouts and retries; the whole
+        // listing of a large prefix may take longer than any one request.
+        let metas: Vec<_> = self.inner.s3.list(path.as_ref()).map_err(map_err("list objects")).try_collect().await?;
         Ok(metas.iter().filter_map(|m| Some((self.key_of(&m.location)?, m.last_modified.timestamp_millis()))).collect())
     }
 
