@@ -110,7 +110,7 @@ impl fmt::Display for BlobKey {
 }
 
 /// Size and SHA-256 of a committed blob, computed while its bytes went by (`None` from a
-/// writer made with `unhashed_writer`).
+/// writer asked not to hash).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobMeta {
     pub size: u64,
@@ -195,7 +195,7 @@ impl BlobStore {
     }
 
     /// A writer for a body of `expected` bytes when known (the HTTP Content-Length): on S3 its
-    /// bytes stream straight into one PUT; elsewhere the same as `writer`/`unhashed_writer`.
+    /// bytes stream straight into one PUT; elsewhere the same as `writer`.
     pub async fn sized_writer(
         &self,
         key: &BlobKey,
@@ -205,14 +205,6 @@ impl BlobStore {
         match self {
             BlobStore::Fs(s) => Ok(BlobWriter::Fs(s.writer(key, hash).await?)),
             BlobStore::S3(s) => Ok(BlobWriter::S3(s.sized_writer(key, hash, expected).await?)),
-        }
-    }
-
-    /// A writer that does not hash: for bytes whose hash is computed elsewhere or only on demand.
-    pub async fn unhashed_writer(&self, key: &BlobKey) -> Result<BlobWriter, BlobError> {
-        match self {
-            BlobStore::Fs(s) => Ok(BlobWriter::Fs(s.writer(key, false).await?)),
-            BlobStore::S3(s) => Ok(BlobWriter::S3(s.writer(key, false))),
         }
     }
 

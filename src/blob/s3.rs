@@ -19,7 +19,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
-use object_store::signer::{SignedUrlOptions, Signer};
+use object_store::signer::{Method, SignedUrlOptions, Signer};
 use object_store::{
     BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
 };
@@ -250,27 +250,17 @@ impl S3BlobStore {
         let url = self
             .inner
             .s3
-            .signed_url(http_method_put(), &writer.path, PRESIGN_FOR)
+            .signed_url(Method::PUT, &writer.path, PRESIGN_FOR)
             .await
             .map_err(|e| unavailable("sign PutObject", e))?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_FRAMES);
         let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
         let http = self.inner.streaming_http.clone();
-        let task = tokio::spawn(async move {
-            let res = http
-                .put(url.as_str())
-                .header(reqwest::header::CONTENT_LENGTH, expected)
-                .body(reqwest::Body::wrap_stream(body))
-                .send()
-                .await
-                .map_err(|e| unavailable("put object", e.without_url()))?;
-            let status = res.status();
-            if status.is_success() {
-                return Ok(());
-            }
-            let text = res.text().await.unwrap_or_default();
-            Err(unavailable("put object", format!("{status}: {}", xml_text(&text, "Code"))))
-        });
+        let request = http
+            .put(url.as_str())
+            .header(reqwest::header::CONTENT_LENGTH, expected)
+            .body(reqwest::Body::wrap_stream(body));
+        let task = tokio::spawn(async move { send_for_text(request, "put object").await.map(|_| ()) });
         writer.stream = Some(StreamPut { tx: Some(tx), task, expected });
         Ok(writer)
     }
@@ -556,28 +546,12 @@ impl S3BlobStore {
         let url = self
             .inner
             .s3
-            .signed_url_opts(http_method_put(), to, PRESIGN_FOR, &options)
+            .signed_url_opts(Method::PUT, to, PRESIGN_FOR, &options)
             .await
             .map_err(|e| unavailable("sign UploadPartCopy", e))?;
-        let body = self
-            .bounded_copy("UploadPartCopy", async {
-                let res = self
-                    .inner
-                    .http
-                    .put(url.as_str())
-                    .header(name, header)
-                    .header(reqwest::header::CONTENT_LENGTH, "0")
-                    .send()
-                    .await
-                    .map_err(|e| unavailable("UploadPartCopy", e.without_url()))?;
-                let status = res.status();
-                let text = res.text().await.map_err(|e| unavailable("UploadPartCopy", e.without_url()))?;
-                if !status.is_success() {
-                    return Err(unavailable("UploadPartCopy", format!("{status}: {}", xml_text(&text, "Code"))));
-                }
-                Ok(text)
-            })
-            .await?;
+        let request =
+            self.inner.http.put(url.as_str()).header(name, header).header(reqwest::header::CONTENT_LENGTH, "0");
+        let body = self.bounded_copy("UploadPartCopy", send_for_text(request, "UploadPartCopy")).await?;
         // S3 may answer 200 with an error document for a copy.
         match xml_text(&body, "ETag") {
             etag if !etag.is_empty() => Ok(PartId { content_id: etag }),
@@ -617,15 +591,7 @@ impl S3BlobStore {
 
     /// Abort, best effort: whether the upload is gone.
     async fn abort(&self, to: &Path, id: &str) -> bool {
-        let aborted = self
-            .bounded("abort multipart upload", async {
-                match self.inner.s3.abort_multipart(to, &id.to_string()).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                    Err(e) => Err(unavailable("abort multipart upload", e)),
-                }
-            })
-            .await;
-        match aborted {
+        match self.abort_path(to, id).await {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(error = %e, "could not abort a multipart upload; the sweep will");
@@ -636,9 +602,12 @@ impl S3BlobStore {
 
     /// Abort the multipart upload `upload_id` of `key` (gone already is fine).
     pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), BlobError> {
-        let path = Path::from(format!("{}{key}", self.inner.prefix));
+        self.abort_path(&Path::from(format!("{}{key}", self.inner.prefix)), upload_id).await
+    }
+
+    async fn abort_path(&self, path: &Path, id: &str) -> Result<(), BlobError> {
         self.bounded("abort multipart upload", async {
-            match self.inner.s3.abort_multipart(&path, &upload_id.to_string()).await {
+            match self.inner.s3.abort_multipart(path, &id.to_string()).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
                 Err(e) => Err(unavailable("abort multipart upload", e)),
             }
@@ -669,29 +638,11 @@ impl S3BlobStore {
             let url = self
                 .inner
                 .s3
-                .signed_url_opts(http_method_get(), &Path::from(""), PRESIGN_FOR, &options)
+                .signed_url_opts(Method::GET, &Path::from(""), PRESIGN_FOR, &options)
                 .await
                 .map_err(|e| unavailable("sign ListMultipartUploads", e))?;
-            let body = self
-                .bounded("ListMultipartUploads", async {
-                    let res = self
-                        .inner
-                        .http
-                        .get(url.as_str())
-                        .send()
-                        .await
-                        .map_err(|e| unavailable("ListMultipartUploads", e.without_url()))?;
-                    let status = res.status();
-                    let text = res.text().await.map_err(|e| unavailable("ListMultipartUploads", e.without_url()))?;
-                    if !status.is_success() {
-                        return Err(unavailable(
-                            "ListMultipartUploads",
-                            format!("{status}: {}", xml_text(&text, "Code")),
-                        ));
-                    }
-                    Ok(text)
-                })
-                .await?;
+            let request = self.inner.http.get(url.as_str());
+            let body = self.bounded("ListMultipartUploads", send_for_text(request, "ListMultipartUploads")).await?;
             for upload in xml_elements(&body, "Upload") {
                 let key = xml_text(&upload, "Key");
                 let Some(key) = key.strip_prefix(self.inner.prefix.as_str()) else { continue };
@@ -716,12 +667,16 @@ impl S3BlobStore {
     }
 }
 
-fn http_method_put() -> object_store::signer::Method {
-    object_store::signer::Method::PUT
-}
-
-fn http_method_get() -> object_store::signer::Method {
-    object_store::signer::Method::GET
+/// Send one of ferry's own (presigned) requests; the answer's text, or `Unavailable` naming
+/// `context`, the status and S3's error code (never the URL: it carries a signature).
+async fn send_for_text(request: reqwest::RequestBuilder, context: &str) -> Result<String, BlobError> {
+    let res = request.send().await.map_err(|e| unavailable(context, e.without_url()))?;
+    let status = res.status();
+    let text = res.text().await.map_err(|e| unavailable(context, e.without_url()))?;
+    if !status.is_success() {
+        return Err(unavailable(context, format!("{status}: {}", xml_text(&text, "Code"))));
+    }
+    Ok(text)
 }
 
 /// What `x-amz-copy-source` may carry unescaped: the unreserved characters and '/'.
@@ -1025,21 +980,14 @@ pub async fn create_bucket_if_missing(config: &S3Config) -> Result<(), BlobError
     }
     // A presigned PUT of the bucket root: object_store's path for "" is the bucket itself.
     let url = s3
-        .signed_url(http_method_put(), &Path::from(""), PRESIGN_FOR)
+        .signed_url(Method::PUT, &Path::from(""), PRESIGN_FOR)
         .await
         .map_err(|e| unavailable("sign CreateBucket", e))?;
-    let res = reqwest::Client::new()
-        .put(url.as_str().trim_end_matches('/'))
-        .header(reqwest::header::CONTENT_LENGTH, "0")
-        .send()
-        .await
-        .map_err(|e| unavailable("CreateBucket", e.without_url()))?;
-    let status = res.status();
-    let text = res.text().await.unwrap_or_default();
-    if status.is_success() || xml_text(&text, "Code") == "BucketAlreadyOwnedByYou" {
-        Ok(())
-    } else {
-        Err(unavailable("CreateBucket", format!("{status}: {}", xml_text(&text, "Code"))))
+    let request =
+        reqwest::Client::new().put(url.as_str().trim_end_matches('/')).header(reqwest::header::CONTENT_LENGTH, "0");
+    match send_for_text(request, "CreateBucket").await {
+        Err(BlobError::Unavailable { context }) if context.contains("BucketAlreadyOwnedByYou") => Ok(()),
+        other => other.map(|_| ()),
     }
 }
 

@@ -439,10 +439,10 @@ async fn assemble(deps: &Deps, s: &UploadRecord, req: &CompleteRequest) -> Resul
     let dest = clip_blob_key(UploadId::generate().as_str());
     let (whole, content) = tokio::join!(
         deps.frontiers.finish(&deps.blobs, &prefix, &s.id, &chunks),
-        deps.blobs.assemble(parts.clone(), &dest, deps.limits.assembly_concurrency),
+        deps.blobs.assemble(parts, &dest, deps.limits.assembly_concurrency),
     );
     let (whole, content) = (whole?, content?);
-    let assembled = content != parts;
+    let assembled = matches!(content, Content::Single(_));
     metrics::histogram!("ferry_assembly_seconds").record(assembly_started.elapsed().as_secs_f64());
     metrics::counter!("ferry_assembly_hashed_bytes_total").increment(whole.hashed_at_finish);
 

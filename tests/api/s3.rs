@@ -130,6 +130,11 @@ async fn complete(http: &reqwest::Client, base: &str, id: &str) -> Value {
     panic!("complete never succeeded")
 }
 
+/// A one-request upload, answered in JSON.
+async fn put_clip(http: &reqwest::Client, url: &str, body: Vec<u8>) -> reqwest::Response {
+    http.put(url).header("accept", "application/json").body(body).send().await.unwrap()
+}
+
 async fn download(http: &reqwest::Client, base: &str, clip: &str) -> reqwest::Response {
     http.post(format!("{base}/api/file/{clip}")).json(&json!({})).send().await.unwrap()
 }
@@ -332,14 +337,7 @@ async fn open_multipart_uploads_are_recorded_and_reclaimed_by_the_sweep_and_the_
     std::mem::forget(writer);
     app.put_blob("clips/CD/CDCDCDCDCDCDCDCD", b"orphan").await;
     let data = random_bytes(2 * MIB);
-    let res = app
-        .client
-        .put(app.url("/api/clips/live.bin"))
-        .header("accept", "application/json")
-        .body(data.clone())
-        .send()
-        .await
-        .unwrap();
+    let res = put_clip(&app.client, &app.url("/api/clips/live.bin"), data.clone()).await;
     assert_eq!(res.status(), 200);
     let deps = app.state.deps();
     let far = ferry::domain::clock::system_now_ms() + deps.limits.stale_multipart_ms + 60_000;
@@ -533,13 +531,7 @@ async fn two_instances_share_nothing_but_postgresql_redis_and_the_bucket() {
     assert_eq!(res.status(), 200);
     assert!(res.bytes().await.unwrap() == data, "a clip uploaded through A downloads through B");
     let small = random_bytes(100_000);
-    let res = http
-        .put(a.url("/api/clips/one.bin"))
-        .header("accept", "application/json")
-        .body(small.clone())
-        .send()
-        .await
-        .unwrap();
+    let res = put_clip(&http, &a.url("/api/clips/one.bin"), small.clone()).await;
     let one = res.json::<Value>().await.unwrap()["clipId"].as_str().unwrap().to_string();
     assert!(download(&http, &b.url(""), &one).await.bytes().await.unwrap() == small);
 
@@ -568,13 +560,7 @@ async fn two_instances_share_nothing_but_postgresql_redis_and_the_bucket() {
     assert_eq!(race(&http, bases.clone(), &limited, 200).await, 5, "a limit of 5 gives exactly five");
 
     // Deleting through B is a 404 on A at once (A had it cached).
-    let res = http
-        .put(a.url("/api/clips/gone.bin"))
-        .header("accept", "application/json")
-        .body(vec![3u8; 1000])
-        .send()
-        .await
-        .unwrap();
+    let res = put_clip(&http, &a.url("/api/clips/gone.bin"), vec![3u8; 1000]).await;
     let made: Value = res.json().await.unwrap();
     let (gone, token) =
         (made["clipId"].as_str().unwrap().to_string(), made["deleteToken"].as_str().unwrap().to_string());
