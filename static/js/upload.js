@@ -460,10 +460,14 @@ export async function resumeFile(record, file, hooks) {
   );
 }
 
-/** Give up an unfinished upload: the server drops its chunks, this browser its record. */
+/**
+ * Give up an unfinished upload: this browser forgets its record first (so a reload or a
+ * closed tab can never offer it again), then the server drops its chunks; a server that
+ * cannot be reached abandons the session on its own after a day idle.
+ */
 export async function discardUpload(record) {
-  await request('DELETE', `/api/upload/${record.uploadId}`).catch(() => {});
   await forgetUpload(record.uploadId);
+  await request('DELETE', `/api/upload/${record.uploadId}`).catch(() => {});
 }
 
 /** Share a text as one V3 blob (quick shares too: a 6-character secret and code). */

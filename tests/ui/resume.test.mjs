@@ -102,6 +102,7 @@ test('discarding an unfinished upload cancels it on the server too', async () =>
   const file = await makeFile('discard.bin', 3 * CHUNK);
   const { page, uploadId } = await interruptedUpload(file.path, 1);
   await page.getByRole('button', { name: 'Discard it' }).click();
+  await page.getByRole('region', { name: 'An upload did not finish' }).waitFor({ state: 'hidden' });
   await until(async () => (await fetch(`${server.url}/api/upload/${uploadId}/status`)).status === 404, 5000, 'session gone');
   await page.reload();
   await assert.rejects(page.getByRole('region', { name: 'An upload did not finish' }).waitFor({ timeout: 1000 }));
