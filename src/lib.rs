@@ -12,6 +12,8 @@ pub mod config;
 pub mod domain;
 /// The HTTP edge: router, layers, handlers, the one error map.
 pub mod http;
+/// Image thumbnails: bounded decoding, EXIF orientation, small JPEG/WebP output.
+pub mod images;
 /// Background jobs: the sweep.
 pub mod jobs;
 /// Metadata store seam (embedded SQLite or PostgreSQL) and migrations.
