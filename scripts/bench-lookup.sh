@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Lookup benchmark: GET /api/clip/<id>/info at 64 connections for 10 s (wrk) against a release
-# ferry — cache on and cache=none, each on the embedded store and on PostgreSQL — and, in the
+# ferry — cache on and cache=none, each on the embedded store and on PostgreSQL, at log level
+# warn (no line per request) — plus cache on, embedded, at the default level (info: one log line
+# per request, read through a pipe the way a supervisor or log shipper reads it) — and, in the
 # same run, against a bare hyper server (examples/bare_hyper.rs) answering a fixed JSON body of
-# the same size, over interleaved rounds. Prints requests/s, p50, p99, the ratio to bare hyper
-# and the moka hit rate, as a markdown table.
+# the same size, over interleaved rounds. Prints requests/s, p50, p99, the ratio to bare hyper,
+# the moka hit rate and the log lines ferry dropped, as a markdown table, then the info/warn
+# ratio (the cost of the default log output).
 #   scripts/bench-lookup.sh [--duration 10] [--connections 64] [--rounds 3]
 # Needs wrk (installed with apt-get when missing). Traffic goes to 127.0.0.1 only; every
 # process it starts is stopped by PID.
@@ -63,18 +66,23 @@ print(f"{rps:.0f} {p50:.2f} {p99:.2f} {bad.group(1) if bad else 0}")
 PY
 }
 
-# start_ferry <name> <cache> <store> → sets PORT, URL (the info route of a fresh clip)
+# start_ferry <name> <cache> <store> <log level> → sets PORT, URL (the info route of a fresh clip)
 start_ferry() {
-  local name=$1 cache=$2 store=$3
+  local name=$1 cache=$2 store=$3 level=$4
   PORT=$(free_port)
-  local env=(FERRY_DATA_DIR="$TMP/$name" FERRY_BIND="127.0.0.1:$PORT" FERRY_RATE_LIMITS=off FERRY_CACHE="$cache" FERRY_LOG__LEVEL=warn)
+  local env=(FERRY_DATA_DIR="$TMP/$name" FERRY_BIND="127.0.0.1:$PORT" FERRY_RATE_LIMITS=off FERRY_CACHE="$cache" FERRY_LOG__LEVEL="$level")
   if [ "$store" = postgres ]; then
     local db="ferry_lookup_bench_$$_${name//-/_}"
     psql "$PG_SERVER" -qc "CREATE DATABASE $db" >/dev/null
     DBS+=("$db")
     env+=(FERRY_DATABASE_URL="${PG_SERVER%/*}/$db")
   fi
-  env -u DATABASE_URL "${env[@]}" "$BIN" >/dev/null 2>&1 &
+  if [ "$level" = warn ]; then
+    env -u DATABASE_URL "${env[@]}" "$BIN" >/dev/null 2>&1 &
+  else
+    # Its log goes to a reader, as in production; cat ends at end of file when ferry stops.
+    env -u DATABASE_URL "${env[@]}" "$BIN" 2>/dev/null > >(cat >/dev/null) &
+  fi
   PIDS+=($!)
   wait_up "$PORT" /health
   local link
@@ -83,6 +91,10 @@ start_ferry() {
   id=$(echo "$link" | cut -d/ -f5)
   URL="http://127.0.0.1:$PORT/api/clip/$id/info"
   BODY_BYTES=$(curl -s "$URL" | wc -c)
+}
+
+dropped_lines() {
+  curl -s "http://127.0.0.1:$1/metrics" | awk '/^ferry_log_lines_dropped_total / {printf "%d", $2; found=1} END {if (!found) printf "?"}'
 }
 
 hit_rate() {
@@ -102,10 +114,12 @@ print(f"{h / (h + m):.4f}" if h + m else "n/a")'
 # driven in the same round.
 NAMES=()
 URLS=()
-for spec in "memory embedded" "none embedded" "memory postgres" "none postgres"; do
+# The info target runs next to its warn twin in every round, so their ratio compares like with
+# like.
+for spec in "memory embedded warn" "memory embedded info" "none embedded warn" "memory postgres warn" "none postgres warn"; do
   set -- $spec
-  start_ferry "$1-$2" "$1" "$2"
-  NAMES+=("$1-$2")
+  start_ferry "$1-$2-$3" "$1" "$2" "$3"
+  NAMES+=("$1-$2-$3")
   URLS+=("$URL")
   FPORTS+=("$PORT")
   FPIDS+=("${PIDS[-1]}")
@@ -131,7 +145,7 @@ RATES="$TMP/rates"
 : >"$RATES"
 for i in "${!FPORTS[@]}"; do
   rate=$([[ "${NAMES[$i]}" == memory-* ]] && hit_rate "${FPORTS[$i]}" || echo "-")
-  echo "${NAMES[$i]} $rate ${RSS_START[$i]} $(rss_mib "${FPIDS[$i]}")" >>"$RATES"
+  echo "${NAMES[$i]} $rate ${RSS_START[$i]} $(rss_mib "${FPIDS[$i]}") $(dropped_lines "${FPORTS[$i]}")" >>"$RATES"
 done
 
 echo
@@ -143,8 +157,8 @@ rows = [l.split() for l in open(sys.argv[1])]
 rates = {l.split()[0]: l.split()[1:] for l in open(sys.argv[2])}
 bare = {r[0]: float(r[2]) for r in rows if r[1] == "bare"}
 names = list(dict.fromkeys(r[1] for r in rows))
-print("| target | requests/s (median) | p50 ms | p99 ms | non-2xx | vs bare hyper (median, min–max) | moka hit rate | RSS MiB before → after |")
-print("|---|---|---|---|---|---|---|---|")
+print("| target | requests/s (median) | p50 ms | p99 ms | non-2xx | vs bare hyper (median, min–max) | moka hit rate | RSS MiB before → after | log lines dropped |")
+print("|---|---|---|---|---|---|---|---|---|")
 for name in names:
     mine = [r for r in rows if r[1] == name]
     rps = statistics.median(float(r[2]) for r in mine)
@@ -152,9 +166,22 @@ for name in names:
     p99 = statistics.median(float(r[4]) for r in mine)
     bad = sum(int(r[5]) for r in mine)
     ratios = [float(r[2]) / bare[r[0]] for r in mine]
-    label = "bare hyper (fixed JSON)" if name == "bare" else "ferry cache=" + name.replace("-", " store=")
+    if name == "bare":
+        label = "bare hyper (fixed JSON)"
+    else:
+        cache, store, level = name.split("-")
+        label = f"ferry cache={cache} store={store} log={level}"
     spread = f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})"
-    rate, before, after = rates.get(name, ["", "", ""])
+    rate, before, after, dropped = rates.get(name, ["", "", "", ""])
     rss = f"{before} → {after}" if before else ""
-    print(f"| {label} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {bad} | {spread} | {rate.replace('-', '')} | {rss} |")
+    print(f"| {label} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {bad} | {spread} | {rate.replace('-', '')} | {rss} | {dropped} |")
+# The default log level's cost: info against warn, cache on, embedded, per round.
+rps = {(r[0], r[1]): float(r[2]) for r in rows}
+rounds = sorted({r[0] for r in rows}, key=int)
+ratios = [rps[(n, "memory-embedded-info")] / rps[(n, "memory-embedded-warn")] for n in rounds]
+print()
+print(
+    f"log=info / log=warn (cache=memory store=embedded): {statistics.median(ratios):.3f} median "
+    f"({min(ratios):.3f}–{max(ratios):.3f}; per round: {', '.join(f'{x:.3f}' for x in ratios)})"
+)
 PY

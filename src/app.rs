@@ -37,6 +37,8 @@ struct Shared {
     draining: CancellationToken,
     /// Background loops register here so shutdown can wait for their current batch.
     tasks: TaskTracker,
+    /// This process's job workers.
+    jobs: crate::jobs::queue::Queue,
 }
 
 impl AppState {
@@ -69,6 +71,10 @@ impl AppState {
     }
     pub fn sweep_settings(&self) -> SweepSettings {
         sweep_settings(&self.inner.config)
+    }
+    /// The job queue of this process (tests drive it with `work_once`).
+    pub fn jobs(&self) -> &crate::jobs::queue::Queue {
+        &self.inner.jobs
     }
 }
 
@@ -113,6 +119,10 @@ pub async fn open_deps(config: &Config, clock: SharedClock) -> anyhow::Result<De
             config.sweep.abandon_after,
         ),
         last_sweep: Default::default(),
+        followups: crate::domain::followups::Followups::from_config(config),
+        usage: std::sync::Arc::new(crate::domain::usage::Usage::new(
+            config.limits.max_total_storage.map(|b| b.bytes()),
+        )),
     })
 }
 
@@ -152,11 +162,17 @@ impl Application {
         let listener = TcpListener::bind(config.bind).await.with_context(|| format!("binding {}", config.bind))?;
         let addr = listener.local_addr()?;
         tracing::info!(store = %deps.store.describe(), blobs = %deps.blobs.describe(), "ready");
+        let jobs = crate::jobs::queue::Queue::new(
+            deps.clone(),
+            crate::jobs::handlers(&deps, &config),
+            crate::jobs::queue::QueueSettings::from_config(&config),
+        );
         let state = AppState {
             inner: Arc::new(Shared {
                 rate_limits: Arc::new(crate::http::ratelimit::RateLimits::from_config(&config)),
                 admin_stats: Default::default(),
                 config,
+                jobs,
                 deps,
                 started: Instant::now(),
                 draining: CancellationToken::new(),
@@ -201,6 +217,13 @@ impl Application {
         state.inner.tasks.spawn(crate::http::ratelimit::forget_idle_loop(state.clone(), shutdown.child_token()));
         state.inner.tasks.spawn(crate::http::metrics::upkeep_loop(Duration::from_secs(1), shutdown.child_token()));
         state.inner.tasks.spawn(sweeper::run(state.deps().clone(), state.sweep_settings(), shutdown.child_token()));
+        state.inner.tasks.spawn(state.jobs().clone().run(shutdown.child_token()));
+        state.inner.tasks.spawn(crate::jobs::accounting::observe_loop(
+            state.deps().clone(),
+            crate::jobs::KINDS.to_vec(),
+            Duration::from_secs(5),
+            shutdown.child_token(),
+        ));
         // Small responses must not wait for delayed ACKs (Nagle): send segments at once.
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
             if let Err(e) = tcp.set_nodelay(true) {

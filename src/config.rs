@@ -44,6 +44,69 @@ pub struct Config {
     /// Where blobs live: `fs` (under data_dir) or `s3` (FERRY_BLOB).
     pub blob: BlobBackend,
     pub s3: S3Config,
+    pub jobs: JobsConfig,
+    pub thumbnails: ThumbnailConfig,
+    pub webhook: WebhookConfig,
+}
+
+/// The durable job queue's workers (see `jobs/`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct JobsConfig {
+    /// Jobs this instance runs at once (0: it runs none; other instances do).
+    pub concurrency: usize,
+    /// Tries per job before it fails for good.
+    pub attempts: u32,
+    /// First retry delay; each further one doubles, up to `backoff_max`, plus jitter.
+    #[serde(with = "humantime_serde")]
+    pub backoff_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// A running job whose heartbeat stops for this long is claimed again.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// How often idle workers look for due jobs when no wake-up reached them.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub keep_done: Duration,
+    #[serde(with = "humantime_serde")]
+    pub keep_failed: Duration,
+    /// Thumbnail jobs run at once on this instance (each decodes one image).
+    pub thumbnail_concurrency: usize,
+    /// Webhook deliveries in flight at once on this instance.
+    pub webhook_concurrency: usize,
+    /// How often storage in use is recomputed.
+    #[serde(with = "humantime_serde")]
+    pub accounting_interval: Duration,
+}
+
+/// Thumbnails of plaintext image clips.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ThumbnailConfig {
+    pub enabled: bool,
+    /// Larger images get no thumbnail.
+    pub max_source_size: ByteSize,
+    /// Largest width or height decoded.
+    pub max_dimension: u32,
+    /// Most memory one decode may take.
+    pub max_alloc: ByteSize,
+    /// The thumbnail's longest side, in pixels.
+    pub size: u32,
+}
+
+/// Clip event notifications (FERRY_WEBHOOK__URL, FERRY_WEBHOOK__SECRET).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct WebhookConfig {
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Signs each delivery (`Ferry-Signature: sha256=<hex HMAC-SHA256 of the body>`).
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// Deadline of one delivery, connecting included.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Tries per delivery.
+    pub attempts: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -108,6 +171,9 @@ pub struct LimitsConfig {
     pub max_upload_size: ByteSize,
     pub max_text_size: ByteSize,
     pub max_expiry: String,
+    /// Uploads that would take storage in use past this are refused (507).
+    #[serde(default)]
+    pub max_total_storage: Option<ByteSize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -467,8 +533,69 @@ impl Config {
         if self.store.connect_timeout.is_zero() || self.store.acquire_timeout.is_zero() {
             return Err(invalid("store.connect_timeout", "and store.acquire_timeout must be greater than zero"));
         }
+        self.validate_jobs()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid("log.level", format!("is not a valid filter ({e})")))?;
+        Ok(())
+    }
+
+    fn validate_jobs(&self) -> Result<(), ConfigError> {
+        fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+            ConfigError::Invalid { key, problem: problem.into() }
+        }
+        let j = &self.jobs;
+        if j.concurrency > 256 {
+            return Err(invalid("jobs.concurrency", "must be between 0 and 256"));
+        }
+        if !(1..=100).contains(&j.attempts) {
+            return Err(invalid("jobs.attempts", "must be between 1 and 100"));
+        }
+        if j.backoff_base.is_zero() || j.backoff_max < j.backoff_base {
+            return Err(invalid("jobs.backoff_base", "must be greater than zero and at most jobs.backoff_max"));
+        }
+        if j.lease < Duration::from_secs(1) {
+            return Err(invalid("jobs.lease", "must be at least 1s"));
+        }
+        for (key, d) in [
+            ("jobs.poll_interval", j.poll_interval),
+            ("jobs.keep_done", j.keep_done),
+            ("jobs.keep_failed", j.keep_failed),
+            ("jobs.accounting_interval", j.accounting_interval),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(key, "must be greater than zero"));
+            }
+        }
+        if !(1..=64).contains(&j.thumbnail_concurrency) || !(1..=64).contains(&j.webhook_concurrency) {
+            return Err(invalid("jobs.thumbnail_concurrency", "and jobs.webhook_concurrency must be between 1 and 64"));
+        }
+        let t = &self.thumbnails;
+        if !(16..=1024).contains(&t.size) {
+            return Err(invalid("thumbnails.size", "must be between 16 and 1024"));
+        }
+        if t.max_dimension < t.size || t.max_alloc.0 < (1 << 20) || t.max_source_size.0 == 0 {
+            return Err(invalid(
+                "thumbnails.max_dimension",
+                "must be at least thumbnails.size, with max_alloc at least 1MiB and max_source_size above 0",
+            ));
+        }
+        let w = &self.webhook;
+        if let Some(url) = &w.url {
+            let ok = (url.starts_with("http://") || url.starts_with("https://"))
+                && reqwest::Url::parse(url).is_ok_and(|u| u.host_str().is_some());
+            if !ok {
+                return Err(invalid("webhook.url", "must be an absolute http:// or https:// URL"));
+            }
+        }
+        if w.secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
+            return Err(invalid("webhook.secret", "must not be empty when set"));
+        }
+        if w.timeout.is_zero() || !(1..=100).contains(&w.attempts) {
+            return Err(invalid("webhook.timeout", "must be greater than zero, and webhook.attempts 1 to 100"));
+        }
+        if self.limits.max_total_storage.is_some_and(|m| m.0 == 0) {
+            return Err(invalid("limits.max_total_storage", "must be greater than zero when set"));
+        }
         Ok(())
     }
 

@@ -14,8 +14,10 @@ pub mod domain;
 pub mod http;
 /// Image thumbnails: bounded decoding, EXIF orientation, small JPEG/WebP output.
 pub mod images;
-/// Background jobs: the sweep.
+/// Background jobs: the durable queue, its workers and job kinds, and the sweep.
 pub mod jobs;
+/// Log output: a buffered, non-blocking writer that drops (and counts) lines rather than block.
+pub mod logging;
 /// Metadata store seam (embedded SQLite or PostgreSQL) and migrations.
 pub mod store;
 

@@ -1,12 +1,13 @@
-//! The `ferry` binary: parse the command line, load configuration, start tracing, then serve
-//! until SIGTERM/SIGINT (or apply migrations and exit). Exit codes: 0 done, 1 runtime failure,
-//! 2 unusable configuration.
+//! The `ferry` binary: parse the command line, load configuration, start logging, then serve
+//! until SIGTERM/SIGINT (or apply migrations and exit), and flush the log before leaving. Exit
+//! codes: 0 done, 1 runtime failure, 2 unusable configuration.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ferry::config::{Config, LogFormat, Sources};
+use ferry::config::{Config, Sources};
+use ferry::logging::Sink;
 use ferry::store::Store;
 use tokio_util::sync::CancellationToken;
 
@@ -42,24 +43,6 @@ enum Command {
         #[arg(long)]
         reconcile: bool,
     },
-}
-
-/// Logs go to stdout for the server; one-shot commands keep stdout for their result.
-fn init_tracing(config: &Config, to_stderr: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    let ansi = if to_stderr {
-        std::io::IsTerminal::is_terminal(&std::io::stderr())
-    } else {
-        std::io::IsTerminal::is_terminal(&std::io::stdout())
-    };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
-    match (config.log.format, to_stderr) {
-        (LogFormat::Text, false) => builder.init(),
-        (LogFormat::Text, true) => builder.with_writer(std::io::stderr).init(),
-        (LogFormat::Json, false) => builder.json().init(),
-        (LogFormat::Json, true) => builder.json().with_writer(std::io::stderr).init(),
-    }
 }
 
 /// Cancel the token on the first SIGTERM or SIGINT.
@@ -111,19 +94,25 @@ async fn run() -> ExitCode {
         }
     };
     let command = cli.command.unwrap_or(Command::Serve);
-    init_tracing(&config, !matches!(command, Command::Serve));
+    // Logs go to stdout for the server; one-shot commands keep stdout for their result.
+    let sink = if matches!(command, Command::Serve) { Sink::Stdout } else { Sink::Stderr };
+    let log = ferry::logging::init(&config, sink);
     let result = match command {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(config).await,
         Command::Sweep { reconcile } => sweep(config, reconcile).await,
     };
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Log lines are written by a background thread: dropping the guard waits (boundedly) for
+    // the ones still queued, "shutdown complete" and the error above included.
+    drop(log);
+    code
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

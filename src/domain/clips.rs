@@ -55,11 +55,23 @@ pub async fn check_access(deps: &Deps, clip: &ClipRecord, code: Option<&AccessCo
 }
 
 /// Insert `new` under a fresh random code, retrying on the (rare) collision with a live clip;
-/// when the upload already produced a clip, that clip is returned instead.
-pub async fn insert_with_fresh_code(deps: &Deps, mut new: NewClip, quick: bool) -> Result<ClipRecord, DomainError> {
+/// when the upload already produced a clip, that clip is returned instead. Its follow-up jobs
+/// (`clip.created`, a plaintext image's thumbnail) commit with it.
+pub async fn insert_with_fresh_code(
+    deps: &Deps,
+    mut new: NewClip,
+    quick: bool,
+    plaintext: bool,
+) -> Result<ClipRecord, DomainError> {
     for _ in 0..16 {
         new.code = ClipId::generate(quick).as_str().to_string();
-        if let Some(clip) = deps.store.insert_clip(&new).await? {
+        let now = deps.now();
+        let follow = deps.followups.created(plaintext, now);
+        let follows = follow.is_some();
+        if let Some(clip) = deps.store.insert_clip(&new, now, follow).await? {
+            if follows {
+                deps.followups.wake();
+            }
             // The code may be remembered as unknown (here or in other instances).
             deps.cache.invalidate(&clip.code).await;
             return Ok(clip);
@@ -137,16 +149,22 @@ pub async fn open_download(deps: &Deps, id: &ClipId, req: DownloadRequest) -> Re
     let mut last = false;
     if claims(&clip) {
         // One statement decides who gets it, before any byte is sent.
-        let claimed = deps.store.claim_download(clip.id, deps.now()).await?;
+        let now = deps.now();
+        let claimed = deps.store.claim_download(clip.id, now, deps.followups.claimed(now)).await?;
         let Some(claimed) = claimed else {
             deps.cache.invalidate(&clip.code).await;
             return Err(DomainError::ClipGone);
         };
         clip = Arc::new(claimed);
         last = clip.consumed_at.is_some();
+        if deps.followups.webhooks() {
+            deps.followups.wake();
+        }
         // Gone (or one download fewer left, which info shows) for every instance's cache now,
         // not at the TTL.
         deps.cache.invalidate(&clip.code).await;
+    } else if deps.followups.webhooks() {
+        deps.enqueue_quietly(deps.followups.downloaded(&clip, deps.now())).await;
     }
     // The last permitted download removes the bytes however the transfer ends. Content in
     // parts is opened part by part, so where several downloads may still be streaming (a
@@ -207,12 +225,27 @@ pub async fn delete(deps: &Deps, id: &ClipId, token: Option<&str>) -> Result<(),
     if !constant_time_eq(token_hash(token).as_bytes(), clip.delete_token_hash.as_bytes()) {
         return Err(DomainError::DeleteTokenInvalid);
     }
-    let retired = deps.store.mark_clip_deleted(clip.id, deps.now()).await?;
+    let now = deps.now();
+    let retired = deps.store.mark_clip_deleted(clip.id, now, deps.followups.deleted(&clip, now)).await?;
     deps.cache.invalidate(&clip.code).await;
     if retired {
+        if deps.followups.webhooks() {
+            deps.followups.wake();
+        }
         deps.blobs.delete_content(&content_of(&clip)?).await?;
+        delete_thumbnail(deps, &clip).await;
     }
     Ok(())
+}
+
+/// Remove a retired clip's thumbnail, best effort (the sweep removes what is left).
+pub async fn delete_thumbnail(deps: &Deps, clip: &ClipRecord) {
+    if let Some(thumb) = &clip.thumbnail
+        && let Ok(key) = crate::blob::BlobKey::parse(&thumb.key)
+        && let Err(e) = deps.blobs.delete(&key).await
+    {
+        tracing::warn!(error = %e, "could not remove a deleted clip's thumbnail; the sweep will");
+    }
 }
 
 /// A validated one-request upload.
@@ -239,6 +272,8 @@ where
     }
     if let Some(n) = req.content_length {
         super::uploads::refuse_if_no_room(deps, n).await?;
+    } else {
+        deps.usage.check(0)?;
     }
     let unique = UploadId::generate();
     let key = clip_blob_key(unique.as_str());
@@ -249,10 +284,14 @@ where
         if writer.written() + bytes.len() as u64 > limit {
             return Err(DomainError::TooLarge { limit });
         }
+        if req.content_length.is_none() {
+            deps.usage.check(writer.written() + bytes.len() as u64)?;
+        }
         writer.write(bytes).await?;
     }
     let meta = writer.commit(Durability::Fsync).await?;
     metrics::counter!("ferry_upload_bytes_total").increment(meta.size);
+    deps.usage.add(meta.size);
     let access_code_hash = match &req.access_code {
         Some(code) => Some(deps.access.hash(code).await?),
         None => None,
@@ -278,7 +317,7 @@ where
         client: None,
         parts: None,
     };
-    match insert_with_fresh_code(deps, new, false).await {
+    match insert_with_fresh_code(deps, new, false, true).await {
         Ok(clip) => Ok(Completed { clip, delete_token }),
         Err(e) => {
             let _ = deps.blobs.delete(&key).await;

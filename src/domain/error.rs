@@ -76,6 +76,12 @@ pub enum DomainError {
     /// Blob storage (or the database) is out of space, or the declared size cannot fit.
     #[error("insufficient storage")]
     InsufficientStorage { needed: Option<u64>, free: Option<u64> },
+    /// `limits.max_total_storage` would be exceeded.
+    #[error("storage limit reached")]
+    StorageLimit { limit: u64, used: u64 },
+    /// The clip has no thumbnail (not yet, or never: encrypted, one-time, not an image).
+    #[error("thumbnail not found")]
+    ThumbnailNotFound,
     #[error(transparent)]
     Store(StoreError),
     #[error(transparent)]

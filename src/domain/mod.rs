@@ -6,12 +6,15 @@ pub mod access;
 pub mod clips;
 pub mod clock;
 pub mod error;
+pub mod followups;
 pub mod frontier;
 pub mod journal;
 pub mod locks;
 pub mod range;
+pub mod thumbnails;
 pub mod types;
 pub mod uploads;
+pub mod usage;
 
 use crate::blob::BlobStore;
 use crate::config::Config;
@@ -80,6 +83,10 @@ pub struct Deps {
     pub background: tokio_util::sync::CancellationToken,
     /// When the last sweep pass finished (ms since the epoch; 0: never).
     pub last_sweep: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    /// The jobs a change to a clip makes, and the wake-up of this process's workers.
+    pub followups: followups::Followups,
+    /// Storage in use, as last computed (plus what arrived since).
+    pub usage: std::sync::Arc<usage::Usage>,
 }
 
 impl Deps {
@@ -89,5 +96,18 @@ impl Deps {
 
     pub fn last_sweep_ms(&self) -> i64 {
         self.last_sweep.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Enqueue jobs on their own (not tied to another write) and wake this process's workers.
+    /// A failure is logged, not returned: a notification must never fail the request it
+    /// describes.
+    pub async fn enqueue_quietly(&self, jobs: Vec<crate::store::NewJob>) {
+        if jobs.is_empty() {
+            return;
+        }
+        match self.store.enqueue(&jobs, self.now()).await {
+            Ok(_) => self.followups.wake(),
+            Err(e) => tracing::warn!(error = %e, kind = %jobs[0].kind, "could not enqueue a job"),
+        }
     }
 }

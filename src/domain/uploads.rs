@@ -166,8 +166,10 @@ pub async fn initiate(deps: &Deps, req: InitiateRequest) -> Result<Initiated, Do
     })
 }
 
-/// Refuse up front what cannot fit in the free space of blob storage (when it can tell).
+/// Refuse up front what cannot fit in the free space of blob storage (when it can tell), or
+/// would take storage in use past `limits.max_total_storage`.
 pub async fn refuse_if_no_room(deps: &Deps, size: u64) -> Result<(), DomainError> {
+    deps.usage.check(size)?;
     match deps.blobs.available().await {
         Some(free) if size > free => Err(DomainError::InsufficientStorage { needed: Some(size), free: Some(free) }),
         _ => Ok(()),
@@ -223,6 +225,10 @@ pub async fn open_chunk(
     let limit = s.chunk_size as u64 + super::Limits::CHUNK_SLACK;
     if content_length.is_some_and(|n| n > limit) {
         return Err(DomainError::TooLarge { limit });
+    }
+    // An upload that declared its size was checked against the storage limit at initiate.
+    if s.filesize.is_none() {
+        deps.usage.check(content_length.unwrap_or(limit))?;
     }
     // Activity keeps a session from being swept as abandoned; stamping it at most every
     // TOUCH_EVERY_MS keeps the session row out of every chunk's write.
@@ -292,6 +298,7 @@ impl ChunkSink {
         deps.frontiers.arrived(deps, prefix, &id, self.index, self.leaf.clone(), meta.size);
         metrics::counter!("ferry_upload_chunks_total").increment(1);
         metrics::counter!("ferry_upload_bytes_total").increment(meta.size);
+        deps.usage.add(meta.size);
         Ok(ReceivedChunk { index: self.index, uploaded: recorded.uploaded, total: self.total })
     }
 }
@@ -476,7 +483,7 @@ async fn assemble(deps: &Deps, s: &UploadRecord, req: &CompleteRequest) -> Resul
     // On an error the assembled object stays: the insert may have committed with only its
     // answer lost, and a retry then returns that row. An object no row owns goes with the
     // reconcile.
-    let clip = clips::insert_with_fresh_code(deps, new, s.quick_share).await?;
+    let clip = clips::insert_with_fresh_code(deps, new, s.quick_share, false).await?;
     deps.store.mark_upload_complete(&s.id, &clip.code, now).await?;
     if assembled {
         if let Content::Single(key) = &content

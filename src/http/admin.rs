@@ -7,7 +7,7 @@ use std::sync::RwLock;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use serde_json::{Value, json};
 
@@ -39,10 +39,15 @@ pub async fn refresh_stats_once(state: &AppState) -> Result<(), DomainError> {
 /// Refresh every `every` until cancelled (first run at once).
 pub async fn refresh_loop(state: AppState, every: Duration, shutdown: tokio_util::sync::CancellationToken) {
     loop {
-        if state.config().admin_token.is_some()
-            && let Err(e) = refresh_stats_once(&state).await
-        {
-            tracing::warn!(error = %e, "admin statistics refresh failed");
+        if state.config().admin_token.is_some() {
+            let started = std::time::Instant::now();
+            match refresh_stats_once(&state).await {
+                Ok(()) => crate::jobs::queue::record_run("admin_stats", "done", started.elapsed()),
+                Err(e) => {
+                    crate::jobs::queue::record_run("admin_stats", "failed", started.elapsed());
+                    tracing::warn!(error = %e, "admin statistics refresh failed");
+                }
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -107,7 +112,122 @@ pub async fn stats(State(state): State<AppState>, headers: HeaderMap) -> Result<
         "oneTimeClips": s.once,
         "normalClips": s.normal,
         "lastUpdated": at,
+        "storage": storage_json(&state),
     })))
+}
+
+/// Storage in use as the accounting job last computed it (from memory).
+fn storage_json(state: &AppState) -> Value {
+    let usage = &state.deps().usage;
+    let by_kind: serde_json::Map<String, Value> =
+        usage.rows().into_iter().map(|r| (r.kind, json!({ "bytes": r.bytes, "items": r.items }))).collect();
+    json!({
+        "bytes": usage.total_bytes(),
+        "byKind": by_kind,
+        "store": state.blobs().kind(),
+        "limit": usage.limit(),
+        "computedAt": usage.computed_at(),
+    })
+}
+
+fn job_json(j: &crate::store::JobRecord) -> Value {
+    json!({
+        "id": j.id,
+        "kind": j.kind,
+        "state": j.state,
+        "attempts": j.attempts,
+        "maxAttempts": j.max_attempts,
+        "lastError": j.last_error,
+        "createdAt": j.created_at,
+        "runAt": j.run_at,
+        "finishedAt": j.finished_at,
+        "worker": j.worker,
+    })
+}
+
+/// GET /api/admin/jobs — the queue: counts by kind and state, how long the oldest due job has
+/// waited, recent failures and jobs waiting for a retry, each with its last error.
+pub async fn jobs(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    require_bearer(&state, &headers)?;
+    let store = state.store();
+    let now = state.now_ms();
+    let counts = store.job_counts().await.map_err(DomainError::from)?;
+    let mut kinds: Vec<&str> = counts.iter().map(|c| c.kind.as_str()).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    let states = ["queued", "running", "done", "failed"];
+    let count = |kind: Option<&str>, st: &str| -> i64 {
+        counts.iter().filter(|c| kind.is_none_or(|k| c.kind == k) && c.state == st).map(|c| c.count).sum()
+    };
+    let by_kind: Vec<Value> = kinds
+        .iter()
+        .map(|k| {
+            let mut o = serde_json::Map::new();
+            o.insert("kind".into(), json!(k));
+            for st in states {
+                o.insert(st.into(), json!(count(Some(k), st)));
+            }
+            Value::Object(o)
+        })
+        .collect();
+    let totals: serde_json::Map<String, Value> =
+        states.iter().map(|st| (st.to_string(), json!(count(None, st)))).collect();
+    let oldest = store.oldest_runnable_job(now).await.map_err(DomainError::from)?;
+    let failures = store.recent_failed_jobs(20).await.map_err(DomainError::from)?;
+    let retrying = store.retrying_jobs(20).await.map_err(DomainError::from)?;
+    Ok(Json(json!({
+        "success": true,
+        "counts": by_kind,
+        "totals": totals,
+        "oldestRunnableAgeMs": oldest.map(|t| (now - t).max(0)),
+        "recentFailures": failures.iter().map(job_json).collect::<Vec<_>>(),
+        "retrying": retrying.iter().map(job_json).collect::<Vec<_>>(),
+        "concurrency": state.config().jobs.concurrency,
+    })))
+}
+
+fn job_id(raw: &str) -> Result<i64, ApiError> {
+    match raw.parse() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(DomainError::invalid("id", "must be a job id (a positive integer)", Location::Params).into()),
+    }
+}
+
+/// GET /api/admin/jobs/{id} — one job, as the list shows it.
+pub async fn job(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    require_bearer(&state, &headers)?;
+    let id = job_id(&raw)?;
+    match state.store().job(id).await.map_err(DomainError::from)? {
+        Some(job) => Ok(Json(json!({ "success": true, "job": job_json(&job) }))),
+        None => Err(ApiError::JobNotFound),
+    }
+}
+
+/// POST /api/admin/jobs/{id}/retry — a failed job queued again with fresh tries.
+pub async fn retry_job(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    require_bearer(&state, &headers)?;
+    let id = job_id(&raw)?;
+    let store = state.store();
+    match store.retry_job(id, state.now_ms()).await {
+        Ok(Some(job)) => {
+            state.deps().followups.wake();
+            Ok(Json(json!({ "success": true, "job": job_json(&job) })))
+        }
+        Ok(None) => match store.job(id).await.map_err(DomainError::from)? {
+            None => Err(ApiError::JobNotFound),
+            Some(job) => Err(ApiError::JobNotFailed { state: job.state }),
+        },
+        Err(e) if e.is_unique_violation() => Err(ApiError::JobDuplicate),
+        Err(e) => Err(DomainError::from(e).into()),
+    }
 }
 
 /// GET /api/admin/clips — the newest 20, as a bare array.

@@ -1,6 +1,6 @@
 //! The one error map: every error that reaches HTTP becomes a status and a JSON body
 //! `{error, message, code}` here, and nowhere else is a `StatusCode` chosen. 5xx bodies say
-//! nothing internal; their cause is logged once, here.
+//! nothing internal; their cause travels in the answer's extensions to the request's log line.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -38,6 +38,14 @@ pub enum ApiError {
     RateLimited { retry_after: u64, limit: u32 },
     #[error("unsupported media type")]
     UnsupportedMediaType,
+    #[error("job not found")]
+    JobNotFound,
+    /// Only failed jobs are retried by hand.
+    #[error("job not failed")]
+    JobNotFailed { state: String },
+    /// A queued or running job already has the retried job's dedupe key.
+    #[error("duplicate job")]
+    JobDuplicate,
     /// `GET /api/file/:id`: content is only served to POST, so previews cannot spend it.
     #[error("use POST")]
     UsePost,
@@ -71,7 +79,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Client(status) => *status,
-            ApiError::AdminDisabled => StatusCode::NOT_FOUND,
+            ApiError::AdminDisabled | ApiError::JobNotFound => StatusCode::NOT_FOUND,
+            ApiError::JobNotFailed { .. } | ApiError::JobDuplicate => StatusCode::CONFLICT,
             ApiError::AdminLoginFailed | ApiError::AdminUnauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Domain(e) => domain_status(e),
         }
@@ -106,6 +115,22 @@ impl ApiError {
             }
             ApiError::AdminLoginFailed => ("Authentication failed", "Invalid admin password", "admin_login_failed"),
             ApiError::AdminUnauthorized => ("Unauthorized", "Invalid admin token", "admin_unauthorized"),
+            ApiError::JobNotFound => {
+                ("Job not found", "No job has this id (finished jobs are removed after a while).", "job_not_found")
+            }
+            ApiError::JobNotFailed { state } => {
+                return json!({
+                    "error": "Job not failed",
+                    "message": format!("Only failed jobs can be retried; this one is {state}."),
+                    "code": "job_not_failed",
+                    "state": state,
+                });
+            }
+            ApiError::JobDuplicate => (
+                "Duplicate job",
+                "A queued or running job already does the same work; this one was left failed.",
+                "job_duplicate",
+            ),
             ApiError::UnsupportedMediaType => (
                 "Unsupported media type",
                 "Send application/octet-stream or multipart/form-data as this route expects.",
@@ -146,7 +171,9 @@ fn domain_status(e: &DomainError) -> StatusCode {
         | DomainError::SizeMismatch { .. }
         | DomainError::ChecksumMismatch
         | DomainError::BadBody(_) => StatusCode::BAD_REQUEST,
-        DomainError::UploadNotFound | DomainError::ClipNotFound => StatusCode::NOT_FOUND,
+        DomainError::UploadNotFound | DomainError::ClipNotFound | DomainError::ThumbnailNotFound => {
+            StatusCode::NOT_FOUND
+        }
         DomainError::UploadCompleted => StatusCode::CONFLICT,
         DomainError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         DomainError::ClipGone => StatusCode::GONE,
@@ -155,7 +182,7 @@ fn domain_status(e: &DomainError) -> StatusCode {
         }
         DomainError::RawNotAllowed | DomainError::DeleteTokenInvalid => StatusCode::FORBIDDEN,
         DomainError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
-        DomainError::InsufficientStorage { .. } => StatusCode::INSUFFICIENT_STORAGE,
+        DomainError::InsufficientStorage { .. } | DomainError::StorageLimit { .. } => StatusCode::INSUFFICIENT_STORAGE,
         DomainError::Store(s) if store_is_down(s) => StatusCode::SERVICE_UNAVAILABLE,
         DomainError::Blob(BlobError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
         DomainError::Store(_) | DomainError::Blob(_) | DomainError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -238,6 +265,21 @@ fn domain_body(e: &DomainError) -> Value {
             };
             json!({ "error": "Insufficient storage", "message": message, "code": "insufficient_storage" })
         }
+        DomainError::StorageLimit { limit, used } => json!({
+            "error": "Storage limit reached",
+            "message": format!(
+                "This server keeps at most {limit} bytes and {used} are in use; this upload would pass the limit, \
+                 so nothing was stored. Try a smaller file, or later when clips have expired."
+            ),
+            "code": "storage_limit_reached",
+            "limit": limit,
+            "used": used,
+        }),
+        DomainError::ThumbnailNotFound => simple(
+            "Thumbnail not found",
+            "This clip has no thumbnail (yet): only plaintext images that are not one-time get one, a moment after upload.",
+            "thumbnail_not_found",
+        ),
         DomainError::Store(s) if store_is_down(s) => {
             simple("Service unavailable", "The database is not answering; try again shortly.", "unavailable")
         }
@@ -255,10 +297,11 @@ fn domain_body(e: &DomainError) -> Value {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() && !matches!(self, ApiError::Unhealthy(_)) {
-            tracing::error!(cause = %self, "request failed");
-        }
         let mut response = (status, axum::Json(self.body())).into_response();
+        if status.is_server_error() && !matches!(self, ApiError::Unhealthy(_)) {
+            // Logged once, with the request's method, route and id, by `edge::Observe`.
+            response.extensions_mut().insert(super::edge::ErrorCause(self.to_string()));
+        }
         if let ApiError::RateLimited { retry_after, limit } = &self {
             let h = response.headers_mut();
             h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));

@@ -33,13 +33,24 @@ fn describe() {
     describe_histogram!("ferry_assembly_seconds", "Time to assemble a chunked upload");
     describe_counter!("ferry_sweep_batches_total", "Sweep delete batches");
     describe_counter!("ferry_sweep_rows_total", "Rows removed by the sweep, by kind");
-    describe_counter!("ferry_job_runs_total", "Background job runs by job and outcome");
+    describe_counter!(
+        "ferry_job_runs_total",
+        "Background job runs by kind (queued jobs, sweep, reconcile, admin_stats) and outcome"
+    );
+    describe_histogram!("ferry_job_duration_seconds", "Background job run time by kind and outcome");
+    describe_histogram!("ferry_job_claim_seconds", "Time one claim of due jobs takes (one store statement)");
+    describe_gauge!("ferry_jobs", "Jobs in the queue by kind and state (queued, running, done, failed)");
+    describe_gauge!("ferry_jobs_oldest_runnable_seconds", "How long the longest-waiting due job has waited");
+    describe_gauge!("ferry_storage_bytes", "Bytes in use by kind (file, text, thumbnail, upload) and blob store");
+    describe_gauge!("ferry_clips", "Clips holding bytes, by kind");
+    describe_counter!("ferry_thumbnails_total", "Thumbnails made");
     describe_counter!(
         "ferry_s3_assemblies_total",
         "Chunked uploads assembled on S3, by method (copy_object, upload_part_copy, streamed)"
     );
     describe_gauge!("process_resident_memory_bytes", "Resident memory of the ferry process");
     describe_gauge!("process_open_fds", "Open file descriptors of the ferry process");
+    describe_counter!("ferry_log_lines_dropped_total", "Log lines dropped because the log output did not keep up");
 }
 
 /// Handles for one (route, method, status class), registered once and reused: building a
@@ -155,6 +166,7 @@ fn record_process() {
 /// GET /metrics — Prometheus text format.
 pub async fn render() -> Response {
     record_process();
+    metrics::counter!("ferry_log_lines_dropped_total").absolute(crate::logging::dropped_lines());
     let mut res = handle().render().into_response();
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));

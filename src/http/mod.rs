@@ -17,6 +17,7 @@ pub mod oneshot;
 pub mod pages;
 pub mod ratelimit;
 pub mod security;
+pub mod thumbnails;
 pub mod upload;
 
 use axum::Router;
@@ -82,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         Router::new()
             .route(hot::INFO_ROUTE, get(clips::info))
             .route("/api/clip/{id}", get(clips::read).post(clips::read_with_code).delete(clips::delete))
+            .route("/api/clip/{id}/thumbnail", get(thumbnails::get).post(thumbnails::post))
             .route("/api/file/{id}/info", get(clips::file_info))
             .route("/api/config", get(clips::client_config)),
         ratelimit::Group::Reads,
@@ -97,7 +99,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/admin/stats", get(admin::stats))
         .route("/api/admin/clips", get(admin::clips))
         .route("/api/admin/system", get(admin::system))
-        .route("/api/admin/performance", get(admin::performance));
+        .route("/api/admin/performance", get(admin::performance))
+        .route("/api/admin/jobs", get(admin::jobs))
+        .route("/api/admin/jobs/{id}", get(admin::job))
+        .route("/api/admin/jobs/{id}/retry", post(admin::retry_job));
     let json = Router::new().merge(admin).merge(initiate).merge(upload_steps).merge(reads).merge(downloads);
     // Streaming uploads: the services enforce chunk and clip size limits as bytes arrive.
     let one_shot = limited(

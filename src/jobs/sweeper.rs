@@ -11,6 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::blob::{BlobKey, Content};
 use crate::domain::{Deps, DomainError};
+use crate::store::GoneClip;
+
+use super::queue::record_run;
 
 /// Sweep settings, from configuration.
 #[derive(Debug, Clone, Copy)]
@@ -43,8 +46,11 @@ pub struct SweepReport {
     pub batches: u64,
 }
 
-fn contents(rows: Vec<(String, Option<String>)>) -> Vec<Content> {
-    rows.iter().filter_map(|(key, parts)| Content::from_row(key, parts.as_deref()).ok()).collect()
+/// Every blob of the removed clips: their content and their thumbnails.
+fn contents(rows: &[GoneClip]) -> Vec<Content> {
+    let content = rows.iter().filter_map(|g| Content::from_row(&g.blob_key, g.parts.as_deref()).ok());
+    let thumbs = rows.iter().filter_map(|g| g.thumb_key.as_deref().and_then(|k| BlobKey::parse(k).ok()));
+    content.chain(thumbs.map(Content::Single)).collect()
 }
 
 /// An upload's chunk directory, unless a clip owns it (its chunks became the clip's parts).
@@ -58,13 +64,17 @@ pub async fn sweep_once(deps: &Deps, settings: &SweepSettings, now: i64) -> Resu
     let mut report = SweepReport::default();
     let limit = settings.batch_size;
     loop {
-        let gone = deps.store.sweep_expired_clips(now, limit).await?;
+        // Each batch's clip.expired notifications commit with its delete.
+        let gone = deps.store.sweep_expired_clips(now, limit, deps.followups.expired(now)).await?;
         if gone.is_empty() {
             break;
         }
+        if deps.followups.webhooks() {
+            deps.followups.wake();
+        }
         report.batches += 1;
         report.expired_clips += gone.len() as u64;
-        report.blobs_deleted += deps.blobs.delete_contents(contents(gone)).await?;
+        report.blobs_deleted += deps.blobs.delete_contents(contents(&gone)).await?;
     }
     loop {
         let gone = deps.store.sweep_retired_clips(now - settings.retired_grace_ms, limit).await?;
@@ -73,7 +83,7 @@ pub async fn sweep_once(deps: &Deps, settings: &SweepSettings, now: i64) -> Resu
         }
         report.batches += 1;
         report.retired_clips += gone.len() as u64;
-        report.blobs_deleted += deps.blobs.delete_contents(contents(gone)).await?;
+        report.blobs_deleted += deps.blobs.delete_contents(contents(&gone)).await?;
     }
     for finished in [false, true] {
         loop {
@@ -141,6 +151,14 @@ pub async fn reconcile_once(deps: &Deps, settings: &SweepSettings, now: i64) -> 
                 deleted += deps.blobs.delete_many(vec![key]).await?;
             }
         }
+        // Thumbnails whose clip row is gone (a crash between the sweep's delete and the
+        // blob's), or that were stored for a clip retired at that moment.
+        let prefix = format!("thumbs/{shard:02X}");
+        for key in deps.blobs.list(&prefix).await? {
+            if !deps.store.thumb_has_clip(key.as_str()).await? && old_enough(deps.blobs.modified_ms(&key).await?) {
+                deleted += deps.blobs.delete_many(vec![key]).await?;
+            }
+        }
     }
     // One chunk directory at a time: a completed clip's parts live there too, so listing every
     // file would hold every part of every chunked clip in memory.
@@ -189,26 +207,35 @@ pub async fn run(deps: Deps, settings: SweepSettings, shutdown: CancellationToke
         }
         pass = pass.wrapping_add(1);
         let now = deps.now();
+        let started = std::time::Instant::now();
         match sweep_once(&deps, &settings, now).await {
             Ok(report) => {
-                metrics::counter!("ferry_job_runs_total", "job" => "sweep", "outcome" => "ok").increment(1);
+                record_run("sweep", "done", started.elapsed());
                 failures = 0;
                 if report != SweepReport::default() {
                     tracing::info!(?report, "sweep");
                 }
             }
             Err(e) => {
-                metrics::counter!("ferry_job_runs_total", "job" => "sweep", "outcome" => "error").increment(1);
+                record_run("sweep", "failed", started.elapsed());
                 failures += 1;
                 tracing::warn!(error = %e, "sweep failed; backing off");
                 continue;
             }
         }
         if settings.reconcile_every > 0 && pass % settings.reconcile_every == 0 {
+            let started = std::time::Instant::now();
             match reconcile_once(&deps, &settings, now).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(orphans = n, "reconcile removed orphan blobs"),
-                Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+                Ok(n) => {
+                    record_run("reconcile", "done", started.elapsed());
+                    if n > 0 {
+                        tracing::info!(orphans = n, "reconcile removed orphan blobs");
+                    }
+                }
+                Err(e) => {
+                    record_run("reconcile", "failed", started.elapsed());
+                    tracing::warn!(error = %e, "reconcile failed");
+                }
             }
         }
     }

@@ -2,6 +2,7 @@
 //! Owns connections, migrations and every SQL statement; nothing outside this module names a
 //! concrete backend or writes SQL. It knows nothing of HTTP or blob bytes.
 
+pub mod jobs;
 pub mod migrate;
 pub mod postgres;
 pub mod records;
@@ -12,8 +13,9 @@ use std::path::PathBuf;
 
 use crate::config::Config;
 
+pub use jobs::{Claim, JobCount, JobRecord, NewJob, UsageRow};
 pub use migrate::{Migration, MigrationReport};
-pub use records::{ChunkRecord, ClientFormat, ClipRecord, ClipStats, NewClip, UploadRecord};
+pub use records::{ChunkRecord, ClientFormat, ClipRecord, ClipStats, GoneClip, NewClip, ThumbnailRef, UploadRecord};
 
 use records::{Decode, P};
 
@@ -45,6 +47,17 @@ impl StoreError {
             StoreError::Sqlite(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
             StoreError::Postgres(e) => e.code() == Some(&tokio_postgres::error::SqlState::DISK_FULL),
             StoreError::Io { source, .. } => crate::blob::is_out_of_space(source),
+            _ => false,
+        }
+    }
+
+    /// A unique index refused the write (e.g. a second queued job with one dedupe key).
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            }
+            StoreError::Postgres(e) => e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION),
             _ => false,
         }
     }
@@ -114,6 +127,19 @@ impl Store {
         }
     }
 
+    /// Until `shutdown`, wake `wake` whenever another process enqueues a job (PostgreSQL's
+    /// LISTEN/NOTIFY on a connection of its own). On the embedded store there is nothing to
+    /// listen to (one process writes it, and wakes its own workers), so this returns at once.
+    pub async fn forward_job_notifications(
+        &self,
+        wake: std::sync::Arc<tokio::sync::Notify>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        if let Store::Postgres(s) = self {
+            postgres::listen(s.config().clone(), postgres::JOBS_CHANNEL, wake, shutdown).await;
+        }
+    }
+
     /// Stop handing out connections and close the idle ones.
     pub fn close(&self) {
         match self {
@@ -121,6 +147,14 @@ impl Store {
             Store::Postgres(s) => s.close(),
         }
     }
+}
+
+/// Time one statement under the backend's label.
+async fn timed<T>(backend: &'static str, run: impl std::future::Future<Output = T>) -> T {
+    let started = std::time::Instant::now();
+    let result = run.await;
+    metrics::histogram!("ferry_store_query_seconds", "backend" => backend).record(started.elapsed().as_secs_f64());
+    result
 }
 
 /// Generic execution, dispatched to the backend.
@@ -131,14 +165,13 @@ impl Store {
         params: Vec<P>,
         decode: Decode<T>,
     ) -> Result<Vec<T>, StoreError> {
-        let started = std::time::Instant::now();
-        let result = match self {
-            Store::Embedded(s) => s.query(sql, params, decode).await,
-            Store::Postgres(s) => s.query(sql, params, decode).await,
-        };
-        metrics::histogram!("ferry_store_query_seconds", "backend" => self.kind())
-            .record(started.elapsed().as_secs_f64());
-        result
+        timed(self.kind(), async {
+            match self {
+                Store::Embedded(s) => s.query(sql, params, decode).await,
+                Store::Postgres(s) => s.query(sql, params, decode).await,
+            }
+        })
+        .await
     }
 
     async fn query_opt<T: Send + 'static>(
@@ -151,14 +184,124 @@ impl Store {
     }
 
     async fn execute(&self, sql: &'static str, params: Vec<P>) -> Result<u64, StoreError> {
-        let started = std::time::Instant::now();
-        let result = match self {
-            Store::Embedded(s) => s.execute(sql, params).await,
-            Store::Postgres(s) => s.execute(sql, params).await,
-        };
-        metrics::histogram!("ferry_store_query_seconds", "backend" => self.kind())
-            .record(started.elapsed().as_secs_f64());
-        result
+        timed(self.kind(), async {
+            match self {
+                Store::Embedded(s) => s.execute(sql, params).await,
+                Store::Postgres(s) => s.execute(sql, params).await,
+            }
+        })
+        .await
+    }
+
+    /// `query` for the job queue's bookkeeping, whose commits need not wait for the disk (on
+    /// PostgreSQL, `synchronous_commit = off`; SQLite's WAL commits never wait for it).
+    async fn query_relaxed<T: Send + 'static>(
+        &self,
+        sql: &'static str,
+        params: Vec<P>,
+        decode: Decode<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        timed(self.kind(), async {
+            match self {
+                Store::Embedded(s) => s.query(sql, params, decode).await,
+                Store::Postgres(s) => s.query_relaxed(sql, params, decode).await,
+            }
+        })
+        .await
+    }
+
+    async fn execute_relaxed(&self, sql: &'static str, params: Vec<P>) -> Result<u64, StoreError> {
+        timed(self.kind(), async {
+            match self {
+                Store::Embedded(s) => s.execute(sql, params).await,
+                Store::Postgres(s) => s.execute_relaxed(sql, params).await,
+            }
+        })
+        .await
+    }
+}
+
+/// Jobs to enqueue in the same transaction as a write, made from the rows the write returned
+/// (`None`: nothing can follow, so the write runs alone).
+pub type FollowUp<'a, T> = Option<Box<dyn FnOnce(&[T]) -> Vec<NewJob> + Send + 'a>>;
+
+/// A transaction: several statements that commit together or not at all. Dropped without
+/// `commit`, it rolls back.
+pub enum Tx {
+    Embedded(sqlite::SqliteTx),
+    Postgres(postgres::PgTx),
+}
+
+impl Tx {
+    fn kind(&self) -> &'static str {
+        match self {
+            Tx::Embedded(_) => "embedded",
+            Tx::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn query<T: Send + 'static>(
+        &mut self,
+        sql: &'static str,
+        params: Vec<P>,
+        decode: Decode<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let kind = self.kind();
+        timed(kind, async {
+            match self {
+                Tx::Embedded(t) => t.query(sql, params, decode).await,
+                Tx::Postgres(t) => t.query(sql, params, decode).await,
+            }
+        })
+        .await
+    }
+
+    pub async fn execute(&mut self, sql: &'static str, params: Vec<P>) -> Result<u64, StoreError> {
+        let kind = self.kind();
+        timed(kind, async {
+            match self {
+                Tx::Embedded(t) => t.execute(sql, params).await,
+                Tx::Postgres(t) => t.execute(sql, params).await,
+            }
+        })
+        .await
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Embedded(t) => t.commit().await,
+            Tx::Postgres(t) => t.commit().await,
+        }
+    }
+}
+
+impl Store {
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(match self {
+            Store::Embedded(s) => Tx::Embedded(s.begin().await?),
+            Store::Postgres(s) => Tx::Postgres(s.begin().await?),
+        })
+    }
+
+    /// Run one statement and enqueue, in the same transaction, the jobs `follow` makes of the
+    /// rows it returned. Without a `follow` the statement runs alone (no transaction).
+    async fn query_then<T: Send + 'static>(
+        &self,
+        sql: &'static str,
+        params: Vec<P>,
+        decode: Decode<T>,
+        now: i64,
+        follow: FollowUp<'_, T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let Some(follow) = follow else { return self.query(sql, params, decode).await };
+        let mut tx = self.begin().await?;
+        let rows = tx.query(sql, params, decode).await?;
+        let jobs = follow(&rows);
+        if !jobs.is_empty() {
+            tx.enqueue(&jobs, now).await?;
+        }
+        tx.commit().await?;
+        Ok(rows)
     }
 }
 
@@ -301,8 +444,14 @@ impl Store {
 /// Clips.
 impl Store {
     /// Insert a clip; `None` when its code collides with a live clip or its upload already
-    /// produced one.
-    pub async fn insert_clip(&self, c: &NewClip) -> Result<Option<ClipRecord>, StoreError> {
+    /// produced one. The jobs `follow` makes of the inserted clip (given no row when it was
+    /// not inserted) commit with it.
+    pub async fn insert_clip(
+        &self,
+        c: &NewClip,
+        now: i64,
+        follow: FollowUp<'_, ClipRecord>,
+    ) -> Result<Option<ClipRecord>, StoreError> {
         let params = vec![
             text(&c.code),
             text(&c.kind),
@@ -324,11 +473,16 @@ impl Store {
             P::OptText(c.client.as_ref().and_then(|f| f.stream_header.clone())),
             P::OptText(c.parts.clone()),
         ];
-        self.query_opt(sql::INSERT_CLIP, params, ClipRecord::decode).await
+        Ok(self.query_then(sql::INSERT_CLIP, params, ClipRecord::decode, now, follow).await?.into_iter().next())
     }
 
     pub async fn clip_by_upload(&self, upload_id: &str) -> Result<Option<ClipRecord>, StoreError> {
         self.query_opt(sql::CLIP_BY_UPLOAD, vec![text(upload_id)], ClipRecord::decode).await
+    }
+
+    /// A clip by its row id, live or not.
+    pub async fn clip_by_id(&self, id: i64) -> Result<Option<ClipRecord>, StoreError> {
+        self.query_opt(sql::CLIP_BY_ID, vec![P::I64(id)], ClipRecord::decode).await
     }
 
     /// The clip with this code if it is live at `now` (not expired, consumed or deleted).
@@ -337,40 +491,66 @@ impl Store {
     }
 
     /// Atomically take one download of a one-time or limited clip; `None` when none is left.
-    pub async fn claim_download(&self, id: i64, now: i64) -> Result<Option<ClipRecord>, StoreError> {
-        self.query_opt(sql::CLAIM_DOWNLOAD, vec![P::I64(id), P::I64(now)], ClipRecord::decode).await
+    /// The jobs `follow` makes of the clip as claimed commit with the claim.
+    pub async fn claim_download(
+        &self,
+        id: i64,
+        now: i64,
+        follow: FollowUp<'_, ClipRecord>,
+    ) -> Result<Option<ClipRecord>, StoreError> {
+        let params = vec![P::I64(id), P::I64(now)];
+        Ok(self.query_then(sql::CLAIM_DOWNLOAD, params, ClipRecord::decode, now, follow).await?.into_iter().next())
     }
 
-    /// Retire a live clip; `false` when it was not live.
-    pub async fn mark_clip_deleted(&self, id: i64, now: i64) -> Result<bool, StoreError> {
-        Ok(self.execute(sql::MARK_CLIP_DELETED, vec![P::I64(id), P::I64(now)]).await? > 0)
+    /// Retire a live clip; `false` when it was not live. `jobs` commit with it (only if it was).
+    pub async fn mark_clip_deleted(&self, id: i64, now: i64, jobs: Vec<NewJob>) -> Result<bool, StoreError> {
+        let follow: FollowUp<'_, i64> = if jobs.is_empty() {
+            None
+        } else {
+            Some(Box::new(move |rows: &[i64]| if rows.is_empty() { Vec::new() } else { jobs }))
+        };
+        let params = vec![P::I64(id), P::I64(now)];
+        Ok(!self.query_then(sql::MARK_CLIP_DELETED, params, |r| r.i64("id"), now, follow).await?.is_empty())
+    }
+
+    /// Attach a thumbnail to a live clip; `false` when the clip is gone (or has one).
+    pub async fn set_thumbnail(&self, id: i64, thumb: &ThumbnailRef) -> Result<bool, StoreError> {
+        let params = vec![P::I64(id), text(&thumb.key), text(&thumb.content_type), P::I64(thumb.size)];
+        Ok(self.execute(sql::SET_THUMBNAIL, params).await? == 1)
+    }
+
+    /// Whether any clip row owns this thumbnail blob.
+    pub async fn thumb_has_clip(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.query_opt(sql::THUMB_EXISTS, vec![text(key)], |r| r.i32("found")).await?.is_some())
     }
 }
 
 /// The sweep's batched deletes. Each is one statement (on PostgreSQL with SKIP LOCKED), so
 /// several instances sweeping at once never take the same rows.
 impl Store {
-    fn pick(&self, sqlite: &'static str, postgres: &'static str) -> &'static str {
+    pub(crate) fn pick(&self, sqlite: &'static str, postgres: &'static str) -> &'static str {
         match self {
             Store::Embedded(_) => sqlite,
             Store::Postgres(_) => postgres,
         }
     }
 
-    /// Delete up to `limit` expired live clips; their blob keys and parts columns.
-    pub async fn sweep_expired_clips(&self, now: i64, limit: i64) -> Result<Vec<(String, Option<String>)>, StoreError> {
+    /// Delete up to `limit` expired live clips; what they were. The jobs `follow` makes of
+    /// them commit with the delete.
+    pub async fn sweep_expired_clips(
+        &self,
+        now: i64,
+        limit: i64,
+        follow: FollowUp<'_, GoneClip>,
+    ) -> Result<Vec<GoneClip>, StoreError> {
         let sql = self.pick(sql::SWEEP_EXPIRED_CLIPS, sql::SWEEP_EXPIRED_CLIPS_PG);
-        self.query(sql, vec![P::I64(now), P::I64(limit)], |r| Ok((r.text("blob_key")?, r.opt_text("parts")?))).await
+        self.query_then(sql, vec![P::I64(now), P::I64(limit)], GoneClip::decode, now, follow).await
     }
 
-    /// Delete up to `limit` clips consumed or deleted before `cutoff`; their blob keys and parts.
-    pub async fn sweep_retired_clips(
-        &self,
-        cutoff: i64,
-        limit: i64,
-    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
+    /// Delete up to `limit` clips consumed or deleted before `cutoff`; what they were.
+    pub async fn sweep_retired_clips(&self, cutoff: i64, limit: i64) -> Result<Vec<GoneClip>, StoreError> {
         let sql = self.pick(sql::SWEEP_RETIRED_CLIPS, sql::SWEEP_RETIRED_CLIPS_PG);
-        self.query(sql, vec![P::I64(cutoff), P::I64(limit)], |r| Ok((r.text("blob_key")?, r.opt_text("parts")?))).await
+        self.query(sql, vec![P::I64(cutoff), P::I64(limit)], GoneClip::decode).await
     }
 
     /// Delete up to `limit` uploading sessions idle since `cutoff`; their ids.

@@ -18,7 +18,87 @@ const MIGRATION_LOCK_KEY: i64 = 0x0066_6572_7279;
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// Connections whose commits do not wait for the WAL to reach disk
+    /// (`synchronous_commit = off`) and that plan every statement for its parameters, for the
+    /// job queue's own bookkeeping: a claim or an outcome lost to a database crash only means a
+    /// job runs again, which at-least-once delivery allows anyway.
+    relaxed: Pool,
     target: String,
+    /// Shared: a store is cloned into every request's dependencies.
+    config: std::sync::Arc<tokio_postgres::Config>,
+}
+
+async fn run_query<T>(
+    client: &deadpool_postgres::Object,
+    sql: &str,
+    params: &[P],
+    decode: Decode<T>,
+) -> Result<Vec<T>, StoreError> {
+    let stmt = client.prepare_cached(sql).await?;
+    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|p| p as _).collect();
+    let rows = client.query(&stmt, &refs).await?;
+    rows.iter().map(|r| decode(r)).collect()
+}
+
+async fn run_execute(client: &deadpool_postgres::Object, sql: &str, params: &[P]) -> Result<u64, StoreError> {
+    let stmt = client.prepare_cached(sql).await?;
+    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|p| p as _).collect();
+    Ok(client.execute(&stmt, &refs).await?)
+}
+
+/// A transaction on one pooled connection. Dropped uncommitted (an error, a caller that went
+/// away), it is rolled back before the connection returns to the pool, or the connection is
+/// closed when that cannot be done.
+pub struct PgTx {
+    client: Option<deadpool_postgres::Object>,
+}
+
+impl PgTx {
+    fn client(&self) -> Result<&deadpool_postgres::Object, StoreError> {
+        self.client.as_ref().ok_or(StoreError::Closed)
+    }
+
+    pub async fn query<T>(
+        &mut self,
+        sql: &'static str,
+        params: Vec<P>,
+        decode: Decode<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        run_query(self.client()?, sql, &params, decode).await
+    }
+
+    pub async fn execute(&mut self, sql: &'static str, params: Vec<P>) -> Result<u64, StoreError> {
+        run_execute(self.client()?, sql, &params).await
+    }
+
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        let client = self.client.take().ok_or(StoreError::Closed)?;
+        match client.batch_execute("COMMIT").await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // Unknown state: never pool this connection again.
+                drop(deadpool_postgres::Object::take(client));
+                Err(e.into())
+            }
+        }
+    }
+}
+
+impl Drop for PgTx {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    if client.batch_execute("ROLLBACK").await.is_err() {
+                        drop(deadpool_postgres::Object::take(client));
+                    }
+                });
+            }
+            // No runtime to roll back on: close the connection, which aborts the transaction.
+            Err(_) => drop(deadpool_postgres::Object::take(client)),
+        }
+    }
 }
 
 /// host:port/database, never the user or password.
@@ -46,16 +126,30 @@ impl PgStore {
             pg.application_name("ferry");
         }
         let target = describe(&pg);
-        let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager)
-            .max_size(config.pool_size)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(config.acquire_timeout))
-            .create_timeout(Some(config.connect_timeout))
-            .recycle_timeout(Some(config.connect_timeout))
-            .build()
-            .map_err(|e| StoreError::Pool(e.to_string()))?;
-        let store = PgStore { pool, target };
+        let build = |pg: tokio_postgres::Config, size: usize| {
+            let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+            Pool::builder(manager)
+                .max_size(size)
+                .runtime(Runtime::Tokio1)
+                .wait_timeout(Some(config.acquire_timeout))
+                .create_timeout(Some(config.connect_timeout))
+                .recycle_timeout(Some(config.connect_timeout))
+                .build()
+                .map_err(|e| StoreError::Pool(e.to_string()))
+        };
+        let pool = build(pg.clone(), config.pool_size)?;
+        let mut relaxed = pg.clone();
+        // Custom plans always: a generic plan cached while the jobs table was small (a seq
+        // scan) would stay with the connection as the queue grows; measured, 5 ms per claim
+        // of 20 000 queued jobs instead of 0.3 ms.
+        const RELAXED: &str = "-c synchronous_commit=off -c plan_cache_mode=force_custom_plan";
+        let options = match pg.get_options() {
+            Some(given) => format!("{given} {RELAXED}"),
+            None => RELAXED.to_string(),
+        };
+        relaxed.options(&options);
+        let relaxed = build(relaxed, config.pool_size.div_ceil(2))?;
+        let store = PgStore { pool, relaxed, target, config: std::sync::Arc::new(pg) };
         let deadline = config.connect_timeout + std::time::Duration::from_millis(500);
         match tokio::time::timeout(deadline, store.ping()).await {
             Ok(Ok(())) => Ok(store),
@@ -73,19 +167,39 @@ impl PgStore {
 
     /// Run one (cached, prepared) statement and decode every row it returns.
     pub async fn query<T>(&self, sql: &'static str, params: Vec<P>, decode: Decode<T>) -> Result<Vec<T>, StoreError> {
-        let client = self.pool.get().await?;
-        let stmt = client.prepare_cached(sql).await?;
-        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|p| p as _).collect();
-        let rows = client.query(&stmt, &refs).await?;
-        rows.iter().map(|r| decode(r)).collect()
+        run_query(&self.pool.get().await?, sql, &params, decode).await
     }
 
     /// Run one statement; the number of rows it changed.
     pub async fn execute(&self, sql: &'static str, params: Vec<P>) -> Result<u64, StoreError> {
+        run_execute(&self.pool.get().await?, sql, &params).await
+    }
+
+    /// `query` on a connection whose commit does not wait for the WAL flush (see `relaxed`).
+    pub async fn query_relaxed<T>(
+        &self,
+        sql: &'static str,
+        params: Vec<P>,
+        decode: Decode<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        run_query(&self.relaxed.get().await?, sql, &params, decode).await
+    }
+
+    /// `execute` on a connection whose commit does not wait for the WAL flush.
+    pub async fn execute_relaxed(&self, sql: &'static str, params: Vec<P>) -> Result<u64, StoreError> {
+        run_execute(&self.relaxed.get().await?, sql, &params).await
+    }
+
+    /// The connection settings, for a connection of its own outside the pool (LISTEN).
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
+    /// Begin a transaction on a pooled connection of its own.
+    pub async fn begin(&self) -> Result<PgTx, StoreError> {
         let client = self.pool.get().await?;
-        let stmt = client.prepare_cached(sql).await?;
-        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|p| p as _).collect();
-        Ok(client.execute(&stmt, &refs).await?)
+        client.batch_execute("BEGIN").await?;
+        Ok(PgTx { client: Some(client) })
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -134,6 +248,71 @@ impl PgStore {
 
     pub fn close(&self) {
         self.pool.close();
+        self.relaxed.close();
+    }
+}
+
+/// The channel job inserts notify on (migration V5's trigger).
+pub const JOBS_CHANNEL: &str = "ferry_jobs";
+
+/// Keep a connection of its own (pooled ones are recycled and would drop notifications)
+/// LISTENing on `channel`, and `notify_one` on every notification, until `shutdown`. Reconnects
+/// with backoff after a failure, and wakes once on every (re)connect, since what was enqueued
+/// while no connection listened was never announced.
+pub async fn listen(
+    config: tokio_postgres::Config,
+    channel: &'static str,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    use futures_util::StreamExt;
+    let mut failures: u32 = 0;
+    loop {
+        let session = async {
+            let (client, mut connection) = config.connect(NoTls).await?;
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            // Polling for messages is also what drives the connection.
+            let driver = tokio::spawn(async move {
+                let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                while let Some(message) = messages.next().await {
+                    match message {
+                        Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
+                            if tx.send(()).is_err() {
+                                return Ok(());
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            });
+            client.batch_execute(&format!("LISTEN {channel}")).await?;
+            failures = 0;
+            wake.notify_one();
+            while rx.recv().await.is_some() {
+                wake.notify_one();
+            }
+            drop(client);
+            match driver.await {
+                Ok(Err(e)) => Err(e),
+                _ => Ok::<(), tokio_postgres::Error>(()),
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            ended = session => {
+                if let Err(e) = ended {
+                    tracing::debug!(error = %e, "job notifications: connection lost; reconnecting");
+                }
+            }
+        }
+        failures = failures.saturating_add(1);
+        let wait = std::time::Duration::from_millis(250u64 << failures.min(7));
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
     }
 }
 

@@ -124,6 +124,48 @@ pub struct ClipRecord {
     /// The parts column (blob::Content): `None` when `blob_key` is the one blob.
     #[serde(default)]
     pub parts: Option<String>,
+    /// The clip's thumbnail, once its job made one.
+    #[serde(default)]
+    pub thumbnail: Option<ThumbnailRef>,
+}
+
+/// Where a clip's thumbnail is: its blob key, content type and size.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ThumbnailRef {
+    pub key: String,
+    pub content_type: String,
+    pub size: i64,
+}
+
+/// What the sweep knows of a clip it removed: where its bytes were, and what a webhook
+/// receiver is told about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoneClip {
+    pub id: i64,
+    pub code: String,
+    pub kind: String,
+    pub size: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub blob_key: String,
+    pub parts: Option<String>,
+    pub thumb_key: Option<String>,
+}
+
+impl GoneClip {
+    pub fn decode(r: &dyn RowLike) -> Result<GoneClip, StoreError> {
+        Ok(GoneClip {
+            id: r.i64("id")?,
+            code: r.text("code")?,
+            kind: r.text("kind")?,
+            size: r.i64("size")?,
+            created_at: r.i64("created_at")?,
+            expires_at: r.i64("expires_at")?,
+            blob_key: r.text("blob_key")?,
+            parts: r.opt_text("parts")?,
+            thumb_key: r.opt_text("thumb_key")?,
+        })
+    }
 }
 
 /// What a browser client declared about its encryption at complete (FORMAT.md): format 3 or
@@ -161,6 +203,7 @@ impl ClipRecord {
             consumed_at: None,
             client: None,
             parts: None,
+            thumbnail: None,
         }
     }
 }
@@ -194,6 +237,12 @@ impl ClipRecord {
                 None => None,
             },
             parts: r.opt_text("parts")?,
+            thumbnail: match (r.opt_text("thumb_key")?, r.opt_text("thumb_type")?) {
+                (Some(key), Some(content_type)) => {
+                    Some(ThumbnailRef { key, content_type, size: r.opt_i64("thumb_size")?.unwrap_or(0) })
+                }
+                _ => None,
+            },
         })
     }
 }

@@ -5,7 +5,22 @@ macro_rules! clip_cols {
     () => {
         "id, code, kind, blob_key, filename, mime_type, size, sha256, created_at, expires_at, \
          one_time, max_downloads, download_count, access_code_hash, quick_share, delete_token_hash, \
-         consumed_at, format, meta, stream_header, parts"
+         consumed_at, format, meta, stream_header, parts, thumb_key, thumb_type, thumb_size"
+    };
+}
+
+macro_rules! job_cols {
+    () => {
+        "id, kind, payload, state, attempts, max_attempts, fence, run_at, dedupe_key, last_error, \
+         locked_until, worker, created_at, started_at, finished_at, updated_at"
+    };
+}
+
+/// What the sweep returns of each clip it deletes: enough to remove its bytes and to tell a
+/// webhook receiver which clip expired.
+macro_rules! gone_cols {
+    () => {
+        "id, code, kind, size, created_at, expires_at, blob_key, parts, thumb_key"
     };
 }
 
@@ -52,7 +67,7 @@ pub const CLAIM_DOWNLOAD: &str = concat!(
 
 /// Retire a live clip early. $1 id, $2 now.
 pub const MARK_CLIP_DELETED: &str =
-    "UPDATE clips SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL AND consumed_at IS NULL";
+    "UPDATE clips SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL AND consumed_at IS NULL RETURNING id";
 
 /// The sweep's batch of expired live clips (uses `clips_live_expiry_idx`). $1 now, $2 limit.
 pub const EXPIRED_CLIPS_BATCH: &str = "SELECT id, blob_key FROM clips \
@@ -71,15 +86,6 @@ pub const ABANDONED_UPLOADS_BATCH_PG: &str = concat!(
      WHERE status = 'uploading' AND last_activity <= $1 ORDER BY last_activity LIMIT $2",
     " FOR UPDATE SKIP LOCKED"
 );
-/// Runnable jobs in due order (uses `jobs_runnable_idx`). $1 now, $2 limit.
-pub const RUNNABLE_JOBS_BATCH: &str = "SELECT id, kind, payload FROM jobs \
-     WHERE status = 'pending' AND run_at <= $1 ORDER BY run_at LIMIT $2";
-pub const RUNNABLE_JOBS_BATCH_PG: &str = concat!(
-    "SELECT id, kind, payload FROM jobs \
-     WHERE status = 'pending' AND run_at <= $1 ORDER BY run_at LIMIT $2",
-    " FOR UPDATE SKIP LOCKED"
-);
-
 pub const INSERT_UPLOAD: &str = "INSERT INTO upload_sessions (id, filename, filesize, total_chunks, \
      chunk_size, mime_type, kind, expiry_ms, one_time, has_password, quick_share, is_text, max_downloads, \
      status, created_at, last_activity, delete_token) \
@@ -160,21 +166,34 @@ pub const MARK_UPLOAD_COMPLETE: &str =
 /// Cancel: chunks go with the session (ON DELETE CASCADE).
 pub const DELETE_UPLOAD: &str = "DELETE FROM upload_sessions WHERE id = $1";
 
-/// Sweep: remove one batch of expired live clips, returning their blob keys. $1 now, $2 limit.
-pub const SWEEP_EXPIRED_CLIPS: &str = "DELETE FROM clips WHERE id IN (SELECT id FROM clips \
+/// Sweep: remove one batch of expired live clips, returning what `gone_cols` names. $1 now,
+/// $2 limit.
+pub const SWEEP_EXPIRED_CLIPS: &str = concat!(
+    "DELETE FROM clips WHERE id IN (SELECT id FROM clips \
      WHERE expires_at <= $1 AND consumed_at IS NULL AND deleted_at IS NULL ORDER BY expires_at LIMIT $2) \
-     RETURNING blob_key, parts";
-pub const SWEEP_EXPIRED_CLIPS_PG: &str = "DELETE FROM clips WHERE id IN (SELECT id FROM clips \
+     RETURNING ",
+    gone_cols!()
+);
+pub const SWEEP_EXPIRED_CLIPS_PG: &str = concat!(
+    "DELETE FROM clips WHERE id IN (SELECT id FROM clips \
      WHERE expires_at <= $1 AND consumed_at IS NULL AND deleted_at IS NULL ORDER BY expires_at LIMIT $2 \
-     FOR UPDATE SKIP LOCKED) RETURNING blob_key, parts";
+     FOR UPDATE SKIP LOCKED) RETURNING ",
+    gone_cols!()
+);
 
 /// Sweep: consumed or deleted clips retired before $1. $2 limit.
-pub const SWEEP_RETIRED_CLIPS: &str = "DELETE FROM clips WHERE id IN (SELECT id FROM clips \
+pub const SWEEP_RETIRED_CLIPS: &str = concat!(
+    "DELETE FROM clips WHERE id IN (SELECT id FROM clips \
      WHERE (consumed_at IS NOT NULL OR deleted_at IS NOT NULL) AND coalesce(consumed_at, deleted_at) <= $1 \
-     ORDER BY id LIMIT $2) RETURNING blob_key, parts";
-pub const SWEEP_RETIRED_CLIPS_PG: &str = "DELETE FROM clips WHERE id IN (SELECT id FROM clips \
+     ORDER BY id LIMIT $2) RETURNING ",
+    gone_cols!()
+);
+pub const SWEEP_RETIRED_CLIPS_PG: &str = concat!(
+    "DELETE FROM clips WHERE id IN (SELECT id FROM clips \
      WHERE (consumed_at IS NOT NULL OR deleted_at IS NOT NULL) AND coalesce(consumed_at, deleted_at) <= $1 \
-     ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING blob_key, parts";
+     ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING ",
+    gone_cols!()
+);
 
 /// Sweep: upload sessions with no activity since $1 (chunks go by cascade). $2 limit.
 pub const SWEEP_ABANDONED_UPLOADS: &str = "DELETE FROM upload_sessions WHERE id IN (SELECT id FROM upload_sessions \
@@ -215,3 +234,153 @@ pub const MULTIPART_CREATED: &str = "SELECT created_at FROM blob_multiparts WHER
 /// Recorded multipart uploads opened before $1, oldest first, at most $2.
 pub const STALE_MULTIPARTS: &str = "SELECT upload_id, blob_key FROM blob_multiparts WHERE created_at <= $1 \
      ORDER BY created_at LIMIT $2";
+
+/// A clip by its row id, whatever its state. $1 id.
+pub const CLIP_BY_ID: &str = concat!("SELECT ", clip_cols!(), " FROM clips WHERE id = $1");
+
+/// Attach a thumbnail to a live clip that has none. $1 id, $2 key, $3 type, $4 size.
+pub const SET_THUMBNAIL: &str = "UPDATE clips SET thumb_key = $2, thumb_type = $3, thumb_size = $4 \
+     WHERE id = $1 AND consumed_at IS NULL AND deleted_at IS NULL AND thumb_key IS NULL";
+
+/// Reconcile: does any row own this thumbnail? $1 key.
+pub const THUMB_EXISTS: &str = "SELECT 1 AS found FROM clips WHERE thumb_key = $1 LIMIT 1";
+
+// ---- The job queue (jobs table, migration V5) ----
+
+/// Enqueue one job; a queued or running job with the same dedupe key makes it a no-op.
+/// $1 kind, $2 payload, $3 max attempts, $4 run at, $5 dedupe key, $6 now.
+pub const INSERT_JOB: &str = "INSERT INTO jobs (kind, payload, state, attempts, max_attempts, fence, run_at, \
+     dedupe_key, created_at, updated_at) VALUES ($1, $2, 'queued', 0, $3, 0, $4, $5, $6, $6) ON CONFLICT DO NOTHING";
+
+/// Claim up to $4 due jobs (uses `jobs_runnable_idx`) of the kinds listed in $5 as
+/// `,kind,kind,` (those this worker knows and has room for: a kind added by a newer build is
+/// left to the instances that know it). Each claim bumps `attempts` and `fence`.
+/// $1 now, $2 lease end, $3 worker.
+pub const CLAIM_JOBS: &str = concat!(
+    "UPDATE jobs SET state = 'running', attempts = attempts + 1, fence = fence + 1, locked_until = $2, \
+       worker = $3, started_at = $1, updated_at = $1 \
+     WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND run_at <= $1 \
+       AND instr($5, ',' || kind || ',') > 0 ORDER BY run_at, id LIMIT $4) \
+     RETURNING ",
+    job_cols!()
+);
+/// PostgreSQL form: instances never claim the same row (SKIP LOCKED), nor wait for each other.
+/// `= ANY(ARRAY(..))` makes the update find its rows by primary key (`IN (..)` let the planner
+/// hash-join against a scan of the whole table, done jobs included).
+pub const CLAIM_JOBS_PG: &str = concat!(
+    "UPDATE jobs SET state = 'running', attempts = attempts + 1, fence = fence + 1, locked_until = $2, \
+       worker = $3, started_at = $1, updated_at = $1 \
+     WHERE id = ANY(ARRAY(SELECT id FROM jobs WHERE state = 'queued' AND run_at <= $1 \
+       AND strpos($5, ',' || kind || ',') > 0 ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)) \
+     RETURNING ",
+    job_cols!()
+);
+
+/// Running jobs whose lease ran out (their worker died or hangs) go back to the queue, or fail
+/// when that was their last attempt (uses `jobs_lease_idx`). $1 now.
+pub const RESCUE_JOBS: &str = "UPDATE jobs SET \
+       state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END, \
+       finished_at = CASE WHEN attempts >= max_attempts THEN CAST($1 AS BIGINT) ELSE NULL END, \
+       last_error = CASE WHEN attempts >= max_attempts \
+         THEN 'its worker stopped (no heartbeat within the lease) on the last attempt' \
+         ELSE 'its worker stopped (no heartbeat within the lease); tried again' END, \
+       run_at = $1, locked_until = NULL, worker = NULL, updated_at = $1 \
+     WHERE state = 'running' AND locked_until < $1";
+
+/// Extend a running job's lease, only for the claim that holds it. $1 id, $2 fence, $3 lease
+/// end, $4 now.
+pub const HEARTBEAT_JOB: &str = "UPDATE jobs SET locked_until = $3, updated_at = $4 \
+     WHERE id = $1 AND fence = $2 AND state = 'running'";
+
+/// Mark done every job of $1 (JSON `[{"id":..,"fence":..},..]`) still held by that claim, in
+/// one statement; the ids it marked. $2 now. (SQLite's `->> 'id'` is `json_extract(.., '$.id')`
+/// without a `$`, which the `$n` to `?n` rewrite would break.)
+pub const FINISH_JOBS: &str = "UPDATE jobs SET state = 'done', finished_at = $2, locked_until = NULL, updated_at = $2 \
+     WHERE id IN (SELECT value ->> 'id' FROM json_each($1)) AND state = 'running' \
+       AND fence = (SELECT value ->> 'fence' FROM json_each($1) WHERE value ->> 'id' = jobs.id) \
+     RETURNING id";
+pub const FINISH_JOBS_PG: &str = "UPDATE jobs SET state = 'done', finished_at = $2, locked_until = NULL, updated_at = $2 \
+     FROM jsonb_to_recordset(CAST(CAST($1 AS TEXT) AS jsonb)) AS f(id bigint, fence int) \
+     WHERE jobs.id = f.id AND jobs.fence = f.fence AND jobs.state = 'running' RETURNING jobs.id";
+
+/// A failed try: queued again at $5 when $4 (retryable) and tries are left, else failed for
+/// good. $1 id, $2 fence, $3 error, $6 now. Returns the new state.
+pub const FAIL_JOB: &str = "UPDATE jobs SET \
+       state = CASE WHEN CAST($4 AS BOOLEAN) AND attempts < max_attempts THEN 'queued' ELSE 'failed' END, \
+       run_at = CASE WHEN CAST($4 AS BOOLEAN) AND attempts < max_attempts THEN CAST($5 AS BIGINT) ELSE run_at END, \
+       finished_at = CASE WHEN CAST($4 AS BOOLEAN) AND attempts < max_attempts THEN NULL \
+         ELSE CAST($6 AS BIGINT) END, \
+       last_error = CAST($3 AS TEXT), locked_until = NULL, updated_at = CAST($6 AS BIGINT) \
+     WHERE id = $1 AND fence = $2 AND state = 'running' RETURNING state";
+
+/// Give an unfinished job back (shutdown): queued at once, the interrupted try not counted.
+/// $1 id, $2 fence, $3 now.
+pub const RELEASE_JOB: &str = "UPDATE jobs SET state = 'queued', attempts = attempts - 1, run_at = $3, \
+       locked_until = NULL, worker = NULL, updated_at = $3 \
+     WHERE id = $1 AND fence = $2 AND state = 'running'";
+
+/// Retention: done jobs finished before $1 (uses `jobs_done_idx`). $2 limit.
+pub const PRUNE_DONE_JOBS: &str = "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
+     WHERE state = 'done' AND finished_at <= $1 ORDER BY finished_at LIMIT $2)";
+/// PostgreSQL form: rows found by primary key (see CLAIM_JOBS_PG), skipping rows another
+/// instance is pruning.
+pub const PRUNE_DONE_JOBS_PG: &str = "DELETE FROM jobs WHERE id = ANY(ARRAY(SELECT id FROM jobs \
+     WHERE state = 'done' AND finished_at <= $1 ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED))";
+/// Retention: failed jobs finished before $1 (uses `jobs_failed_idx`). $2 limit.
+pub const PRUNE_FAILED_JOBS: &str = "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
+     WHERE state = 'failed' AND finished_at <= $1 ORDER BY finished_at LIMIT $2)";
+pub const PRUNE_FAILED_JOBS_PG: &str = "DELETE FROM jobs WHERE id = ANY(ARRAY(SELECT id FROM jobs \
+     WHERE state = 'failed' AND finished_at <= $1 ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED))";
+
+/// Queue depth by kind and state.
+pub const JOB_COUNTS: &str = "SELECT kind, state, count(*) AS n FROM jobs GROUP BY kind, state";
+
+/// When the longest-waiting due job became due. $1 now.
+pub const OLDEST_RUNNABLE_JOB: &str = "SELECT min(run_at) AS oldest FROM jobs WHERE state = 'queued' AND run_at <= $1";
+
+/// The latest jobs that failed for good. $1 limit.
+pub const RECENT_FAILED_JOBS: &str =
+    concat!("SELECT ", job_cols!(), " FROM jobs WHERE state = 'failed' ORDER BY finished_at DESC LIMIT $1");
+
+/// Jobs waiting for another try after a failure. $1 limit.
+pub const RETRYING_JOBS: &str = concat!(
+    "SELECT ",
+    job_cols!(),
+    " FROM jobs WHERE state = 'queued' AND last_error IS NOT NULL ORDER BY updated_at DESC LIMIT $1"
+);
+
+/// Make every queued job of kind $1 due at $2 (an operator's "run now"; the job benchmark).
+pub const MAKE_JOBS_DUE: &str = "UPDATE jobs SET run_at = $2, updated_at = $2 WHERE state = 'queued' AND kind = $1";
+
+/// How many jobs of kind $1 are done, the first start and the last finish among them.
+pub const JOB_SPAN: &str = "SELECT count(*) AS n, min(started_at) AS first_start, max(finished_at) AS last_finish \
+     FROM jobs WHERE kind = $1 AND state = 'done'";
+
+/// $1 id.
+pub const JOB_BY_ID: &str = concat!("SELECT ", job_cols!(), " FROM jobs WHERE id = $1");
+
+/// An operator's retry of a failed job: queued now with its tries counted from zero. $1 id,
+/// $2 now.
+pub const RETRY_JOB: &str = concat!(
+    "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $2, finished_at = NULL, locked_until = NULL, \
+       worker = NULL, updated_at = $2 WHERE id = $1 AND state = 'failed' RETURNING ",
+    job_cols!()
+);
+
+// ---- Storage accounting (storage_usage, migration V5) ----
+
+/// Clips holding bytes (not retired; expired ones are counted until the sweep removes them).
+pub const USAGE_CLIPS: &str = "SELECT kind, count(*) AS items, CAST(coalesce(sum(size), 0) AS BIGINT) AS bytes FROM clips \
+     WHERE consumed_at IS NULL AND deleted_at IS NULL GROUP BY kind";
+/// Thumbnails (uses `clips_thumb_key_idx`).
+pub const USAGE_THUMBNAILS: &str = "SELECT count(*) AS items, CAST(coalesce(sum(thumb_size), 0) AS BIGINT) AS bytes \
+     FROM clips \
+     WHERE thumb_key IS NOT NULL";
+/// Chunks of uploads still in progress (a completed upload's chunks are its clip's bytes).
+pub const USAGE_UPLOADS: &str = "SELECT count(*) AS items, CAST(coalesce(sum(c.size), 0) AS BIGINT) AS bytes \
+     FROM upload_chunks c \
+     JOIN upload_sessions s ON s.id = c.upload_id WHERE s.status <> 'complete'";
+/// $1 kind, $2 items, $3 bytes, $4 computed at.
+pub const SAVE_USAGE: &str = "INSERT INTO storage_usage (kind, items, bytes, computed_at) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (kind) DO UPDATE SET items = excluded.items, bytes = excluded.bytes, computed_at = excluded.computed_at";
+pub const LOAD_USAGE: &str = "SELECT kind, items, bytes, computed_at FROM storage_usage";

@@ -40,7 +40,85 @@ struct Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
+            // A transaction left open (a caller that went away, a panic mid-transaction) must
+            // not reach the next borrower: roll it back before the connection goes back.
+            if !conn.is_autocommit() && conn.execute_batch("ROLLBACK").is_err() {
+                return; // dropped, not pooled; the pool is one connection smaller until restart
+            }
             self.inner.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        }
+    }
+}
+
+/// One statement on `conn`, every row decoded.
+fn run_query<T>(conn: &Connection, sql: &str, params: &[P], decode: Decode<T>) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(&lite(sql))?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
+}
+
+/// One statement on `conn`; the number of rows it changed.
+fn run_execute(conn: &Connection, sql: &str, params: &[P]) -> Result<u64, StoreError> {
+    Ok(conn.prepare_cached(&lite(sql))?.execute(rusqlite::params_from_iter(params.iter()))? as u64)
+}
+
+/// A transaction holding one pooled connection (`BEGIN IMMEDIATE`: SQLite's single writer lock
+/// is taken up front, so two transactions never deadlock upgrading a read). Each statement runs
+/// on the blocking pool; dropped uncommitted, it rolls back (`Lease::drop`).
+pub struct SqliteTx {
+    lease: Option<Lease>,
+}
+
+impl SqliteTx {
+    async fn on_conn<T, F>(&mut self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let mut lease = self.lease.take().ok_or(StoreError::Closed)?;
+        let (lease, result) = tokio::task::spawn_blocking(move || {
+            let result = match lease.conn.as_mut() {
+                Some(conn) => f(conn),
+                None => Err(StoreError::Closed),
+            };
+            (lease, result)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?;
+        self.lease = Some(lease);
+        result
+    }
+
+    pub async fn query<T: Send + 'static>(
+        &mut self,
+        sql: &'static str,
+        params: Vec<P>,
+        decode: Decode<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.on_conn(move |conn| run_query(conn, sql, &params, decode)).await
+    }
+
+    pub async fn execute(&mut self, sql: &'static str, params: Vec<P>) -> Result<u64, StoreError> {
+        self.on_conn(move |conn| run_execute(conn, sql, &params)).await
+    }
+
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        self.on_conn(|conn| Ok(conn.execute_batch("COMMIT")?)).await
+    }
+}
+
+impl Drop for SqliteTx {
+    fn drop(&mut self) {
+        // Uncommitted: the lease rolls back as it goes, which is blocking work.
+        if let Some(lease) = self.lease.take()
+            && lease.conn.as_ref().is_some_and(|c| !c.is_autocommit())
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn_blocking(move || drop(lease));
         }
     }
 }
@@ -89,6 +167,16 @@ impl SqliteStore {
         &self.inner.path
     }
 
+    /// Begin a transaction on a connection of its own.
+    pub async fn begin(&self) -> Result<SqliteTx, StoreError> {
+        let permit = self.inner.permits.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
+        let inner = self.inner.clone();
+        let conn = inner.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut tx = SqliteTx { lease: Some(Lease { inner, conn, _permit: permit }) };
+        tx.on_conn(|conn| Ok(conn.execute_batch("BEGIN IMMEDIATE")?)).await?;
+        Ok(tx)
+    }
+
     /// Run `f` with a pooled connection on the blocking pool.
     pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
     where
@@ -116,24 +204,12 @@ impl SqliteStore {
         params: Vec<P>,
         decode: Decode<T>,
     ) -> Result<Vec<T>, StoreError> {
-        self.call(move |conn| {
-            let mut stmt = conn.prepare_cached(&lite(sql))?;
-            let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
-                out.push(decode(row)?);
-            }
-            Ok(out)
-        })
-        .await
+        self.call(move |conn| run_query(conn, sql, &params, decode)).await
     }
 
     /// Run one statement; the number of rows it changed.
     pub async fn execute(&self, sql: &'static str, params: Vec<P>) -> Result<u64, StoreError> {
-        self.call(move |conn| {
-            Ok(conn.prepare_cached(&lite(sql))?.execute(rusqlite::params_from_iter(params.iter()))? as u64)
-        })
-        .await
+        self.call(move |conn| run_execute(conn, sql, &params)).await
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -200,7 +276,7 @@ mod tests {
         store
             .call(move |conn| {
                 let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {}", lite(sql)))?;
-                let all: [&dyn rusqlite::ToSql; 2] = [&"AAAAAAAAAA", &100_i64];
+                let all: [&dyn rusqlite::ToSql; 5] = [&"AAAAAAAAAA", &100_i64, &"w", &10_i64, &","];
                 let params = &all[..stmt.parameter_count()];
                 let rows: Vec<String> = stmt.query_map(params, |r| r.get::<_, String>(3))?.collect::<Result<_, _>>()?;
                 Ok(rows.join(" | "))
@@ -218,7 +294,12 @@ mod tests {
             (sql::CLIP_BY_UPLOAD, "clips_upload_idx"),
             (sql::EXPIRED_CLIPS_BATCH, "clips_live_expiry_idx"),
             (sql::ABANDONED_UPLOADS_BATCH, "upload_sessions_abandoned_idx"),
-            (sql::RUNNABLE_JOBS_BATCH, "jobs_runnable_idx"),
+            (sql::CLAIM_JOBS, "jobs_runnable_idx"),
+            (sql::RESCUE_JOBS, "jobs_lease_idx"),
+            (sql::PRUNE_DONE_JOBS, "jobs_done_idx"),
+            (sql::PRUNE_FAILED_JOBS, "jobs_failed_idx"),
+            (sql::RECENT_FAILED_JOBS, "jobs_failed_idx"),
+            (sql::THUMB_EXISTS, "clips_thumb_key_idx"),
         ] {
             let plan = plan_of(&store, sql).await;
             assert!(plan.contains(index), "expected {index} in plan: {plan}");

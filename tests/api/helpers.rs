@@ -100,6 +100,17 @@ macro_rules! fs_backends {
     };
 }
 
+/// Run the body on each store (embedded, PostgreSQL) with the in-process cache and filesystem
+/// blobs: for tests of the store's own semantics (the job queue), which neither the cache nor
+/// the blob store touches. Same forms as `all_backends!`.
+#[allow(unused_macros)]
+macro_rules! both_stores {
+    ($( $(#[$meta:meta])* async fn $name:ident($app:ident $(, $cfg:expr)?) $body:block )*) => {
+        all_backends!(@module embedded, Embedded, false, Fs; $( $(#[$meta])* async fn $name($app $(, $cfg)?) $body )*);
+        all_backends!(@module postgres, Postgres, false, Fs; $( $(#[$meta])* async fn $name($app $(, $cfg)?) $body )*);
+    };
+}
+
 /// A running server plus what a test needs to poke at it.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -167,6 +178,24 @@ impl TestApp {
                 keys.iter().map(|k| k.as_str().to_string()).collect()
             }
         }
+    }
+
+    /// Start a three-step upload; its id.
+    pub async fn initiate(&self, body: serde_json::Value) -> String {
+        let res = self.client.post(self.url("/api/upload/initiate")).json(&body).send().await.expect("initiate sent");
+        assert_eq!(res.status(), 200, "initiate {body}");
+        res.json::<serde_json::Value>().await.unwrap()["uploadId"].as_str().expect("an upload id").to_string()
+    }
+
+    /// Send one chunk as a raw body.
+    pub async fn send_chunk(&self, upload: &str, index: u32, bytes: Vec<u8>) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/api/upload/chunk/{upload}/{index}")))
+            .header("content-type", "application/octet-stream")
+            .body(bytes)
+            .send()
+            .await
+            .expect("chunk sent")
     }
 
     /// How many blobs an upload's chunks are (`chunks/<upload>/<index>.<attempt>`).

@@ -6,6 +6,7 @@
 #[macro_use]
 mod helpers;
 
+mod accounting;
 mod admin;
 mod cache;
 mod cli;
@@ -15,10 +16,14 @@ mod edge;
 mod health;
 mod hostile;
 mod intake;
+mod jobs;
+mod logging;
 mod pages;
 mod protection;
 mod ratelimit;
 mod s3;
 mod storage;
 mod store;
+mod thumbnails;
 mod upload;
+mod webhooks;

@@ -108,8 +108,13 @@ async fn postgres_lookup_and_sweep_queries_use_their_partial_indexes() {
              SELECT lpad(upper(to_hex(g)), 16, '0'), 'f', 1, 1, 'file', 1,
                     CASE WHEN g % 10 = 0 THEN 'uploading' ELSE 'complete' END, {now}, {now} - g * 1000, 't'
              FROM generate_series(1, 20000) AS g;
-             INSERT INTO jobs (kind, status, run_at, created_at)
-             SELECT 'thumbnail', CASE WHEN g % 10 = 0 THEN 'pending' ELSE 'done' END, {now} - g, {now}
+             INSERT INTO jobs (kind, state, max_attempts, run_at, created_at, updated_at, finished_at,
+                               locked_until)
+             SELECT CASE WHEN g % 3 = 0 THEN 'webhook' ELSE 'thumbnail' END,
+                    CASE WHEN g % 10 = 0 THEN 'queued' WHEN g % 10 = 1 THEN 'running'
+                         WHEN g % 10 = 2 THEN 'failed' ELSE 'done' END,
+                    3, {now} - g, {now}, {now}, CASE WHEN g % 10 >= 2 THEN {now} - g END,
+                    CASE WHEN g % 10 = 1 THEN {now} + g END
              FROM generate_series(1, 20000) AS g;
              ANALYZE;"
         ))
@@ -118,11 +123,16 @@ async fn postgres_lookup_and_sweep_queries_use_their_partial_indexes() {
     let explain = |sql: &str| format!("EXPLAIN {sql}");
     let code = "00000000FF".to_string();
     let limit: i64 = 500;
-    let cases: [(String, Vec<&(dyn tokio_postgres::types::ToSql + Sync)>, &str); 4] = [
+    let (worker, kinds) = ("w".to_string(), ",thumbnail,webhook,".to_string());
+    let cases: [(String, Vec<&(dyn tokio_postgres::types::ToSql + Sync)>, &str); 8] = [
         (explain(queries::LIVE_CLIP_BY_CODE), vec![&code, &now], "clips_live_code_idx"),
         (explain(queries::EXPIRED_CLIPS_BATCH), vec![&now, &limit], "clips_live_expiry_idx"),
         (explain(queries::ABANDONED_UPLOADS_BATCH), vec![&now, &limit], "upload_sessions_abandoned_idx"),
-        (explain(queries::RUNNABLE_JOBS_BATCH), vec![&now, &limit], "jobs_runnable_idx"),
+        (explain(queries::CLAIM_JOBS_PG), vec![&now, &now, &worker, &limit, &kinds], "jobs_runnable_idx"),
+        (explain(queries::RESCUE_JOBS), vec![&now], "jobs_lease_idx"),
+        (explain(queries::PRUNE_DONE_JOBS_PG), vec![&now, &limit], "jobs_done_idx"),
+        (explain(queries::PRUNE_FAILED_JOBS_PG), vec![&now, &limit], "jobs_failed_idx"),
+        (explain(queries::RECENT_FAILED_JOBS), vec![&limit], "jobs_failed_idx"),
     ];
     for (sql, params, index) in cases {
         let rows = client.query(&sql, &params).await.unwrap();
