@@ -1,21 +1,25 @@
 //! Log output: the process's one tracing subscriber (text or JSON; filtered by `RUST_LOG`, else
-//! `log.level`; ANSI colours only on a terminal), writing through a bounded queue to one
-//! background thread that owns a buffered stdout (the server) or stderr (one-shot commands,
-//! whose stdout is their result). A request's thread only formats its line and hands it over:
-//! when the queue is full, because whoever reads our output is slow or stuck, the line is
+//! `log.level`; ANSI colours only on a terminal), writing into memory that one background
+//! thread moves to buffered stdout (the server) or stderr (one-shot commands, whose stdout is
+//! their result). A thread that logs appends its line to one of a few buffers and goes on:
+//! when the buffers are full, because whoever reads our output is slow or stuck, the line is
 //! dropped and counted (`dropped_lines`, published as `ferry_log_lines_dropped_total`), never
-//! waited for. Plain text is formatted by `text`, byte for byte the line tracing-subscriber's
-//! own formatter writes, at less cost. This module must not block a caller on the sink, and it
-//! is initialised once, by the binary's `main` (tests that build the app in process never call
-//! it).
+//! waited for. Every request's line (`request_line`) is written straight into those buffers by
+//! a formatter of its own, the same bytes tracing would write for it at a fraction of the cost;
+//! other lines go through tracing-subscriber with `text`'s plain formatter. This module must
+//! not block a caller on the sink, and it is initialised once, by the binary's `main` (tests
+//! that build the app in process never call it; their request lines go to tracing, which has
+//! no subscriber there).
 
+use std::cell::RefCell;
 use std::io::{BufWriter, IsTerminal, Write};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 use tracing::Subscriber;
-use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -23,34 +27,30 @@ use tracing_subscriber::{Layer, Registry};
 
 use crate::config::{Config, LogFormat};
 
-/// Lines held between the threads that log and the writer thread. A line is ~150–250 bytes, so a
-/// full queue is 3–4 MiB (plus 512 KiB of slots the channel allocates up front), against ~25 MiB
-/// for tracing-appender's default of 128,000; and it is a fifth of a second of a saturated
-/// server's request lines (~90k/s on two cores), or many seconds at any real traffic: enough to
-/// ride out a sink's hiccup (a log shipper restarting, a terminal being scrolled) without
-/// dropping, small enough that a dead reader costs little memory.
-const BUFFERED_LINES: usize = 16_384;
+/// Buffers lines are appended to. Request lines (`request_line`) use all but the first, a thread
+/// keeping to one, so threads rarely meet on a lock; every other line goes to the first, so
+/// those keep their order (and are written after the request lines taken with them: the last
+/// line, "shutdown complete", stays last). Lines of different threads may otherwise come out up
+/// to `LINGER` apart from the order they were logged in; their timestamps say when.
+const SHARDS: usize = 8;
+
+/// Bytes one buffer holds before its lines are dropped: 8 x 512 KiB is ~16 000 request lines,
+/// a tenth of a second of a saturated server's (~120k/s on two cores), many seconds at any real
+/// traffic: enough to ride out a sink's hiccup (a log shipper restarting, a terminal being
+/// scrolled) without dropping, small enough that a dead reader costs little memory.
+const SHARD_BYTES: usize = 512 * 1024;
 
 /// Bytes the writer thread gathers before one write(2): one pipe's worth (64 KiB on Linux).
 const WRITE_BUFFER: usize = 64 * 1024;
 
-/// How long the writer thread rests after each flush before it takes the next lines. Without
-/// the rest it empties the queue as fast as lines come and parks on it, so nearly every line's
-/// sender pays a futex wake-up (and the writer a context switch): a sixth of a saturated
-/// server's throughput on two cores. While it rests, senders only fill the queue (5 ms is under
-/// a thousand lines at full load, far from `BUFFERED_LINES`); a line that comes while it is idle
-/// still goes out at once.
+/// How long the writer thread rests after writing before it takes the next lines. Lines keep
+/// piling into the buffers meanwhile and go out together; a line that comes while the writer is
+/// idle still goes out at once.
 const LINGER: Duration = Duration::from_millis(5);
 
-/// How long shutdown waits for queued lines to reach the sink. tracing-appender's guard waits
-/// at most 0.1 s to queue its shutdown message and 1 s for the writer thread to take it; but
-/// when the queue is full it reports that with `println!`, which blocks for good if our stdout
-/// is a pipe nobody reads. So the guard is dropped on a helper thread, and the process leaves
-/// after this long whatever happened to it.
+/// How long shutdown waits for buffered lines to reach the sink (a sink nobody reads would
+/// otherwise hold the process forever).
 const FLUSH_WAIT: Duration = Duration::from_secs(2);
-
-/// The writer's count of dropped lines, once logging is initialised.
-static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 
 /// Where log lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,21 +61,136 @@ pub enum Sink {
     Stderr,
 }
 
-/// Keeps the writer thread alive; dropping it flushes the lines still queued (bounded by
+/// Lines waiting for the writer thread.
+struct Lines {
+    shards: [Mutex<Vec<u8>>; SHARDS],
+    dropped: AtomicU64,
+    /// The writer found nothing to write and waits to be told.
+    parked: AtomicBool,
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Lines {
+    fn new() -> Lines {
+        Lines {
+            shards: std::array::from_fn(|_| Mutex::new(Vec::new())),
+            dropped: AtomicU64::new(0),
+            parked: AtomicBool::new(false),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+        }
+    }
+
+    /// Append one request line to this thread's buffer.
+    fn push_request(&self, line: &[u8]) {
+        thread_local! {
+            static SHARD: usize = {
+                static NEXT: AtomicUsize = AtomicUsize::new(0);
+                1 + NEXT.fetch_add(1, Ordering::Relaxed) % (SHARDS - 1)
+            };
+        }
+        self.push(SHARD.with(|s| *s), line);
+    }
+
+    /// Append one whole line to buffer `index` (or drop it, counted, when the buffer is full).
+    fn push(&self, index: usize, line: &[u8]) {
+        let shard = &self.shards[index];
+        {
+            let mut buf = shard.lock().unwrap_or_else(|p| p.into_inner());
+            if buf.len() + line.len() > SHARD_BYTES {
+                drop(buf);
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            buf.extend_from_slice(line);
+        }
+        if self.parked.load(Ordering::Acquire) {
+            let _held = self.stop.lock().unwrap_or_else(|p| p.into_inner());
+            self.wake.notify_one();
+        }
+    }
+
+    /// The writer thread: move lines to `out` until told to stop, then write what is left.
+    fn write_out(&self, out: &mut dyn Write) {
+        let mut spare: Vec<Vec<u8>> = (0..SHARDS).map(|_| Vec::new()).collect();
+        loop {
+            let mut wrote = false;
+            // Request lines first, then the others (see `SHARDS`).
+            for i in (1..SHARDS).chain([0]) {
+                let (shard, spare) = (&self.shards[i], &mut spare[i]);
+                std::mem::swap(&mut *shard.lock().unwrap_or_else(|p| p.into_inner()), spare);
+                if !spare.is_empty() {
+                    // A reader that went away must not stop us from draining (and dropping).
+                    let _ = out.write_all(spare);
+                    spare.clear();
+                    wrote = true;
+                }
+            }
+            if wrote {
+                let _ = out.flush();
+                std::thread::sleep(LINGER);
+                continue;
+            }
+            let stop = self.stop.lock().unwrap_or_else(|p| p.into_inner());
+            if *stop {
+                return;
+            }
+            self.parked.store(true, Ordering::Release);
+            // A line pushed between the last look and `parked` waits at most this long.
+            let (stop, _) = self.wake.wait_timeout(stop, Duration::from_millis(100)).unwrap_or_else(|p| p.into_inner());
+            self.parked.store(false, Ordering::Release);
+            drop(stop);
+        }
+    }
+}
+
+/// The sink, once logging is initialised.
+static LINES: OnceLock<Arc<Lines>> = OnceLock::new();
+
+/// Set when request lines take the fast path: plain text, no colours, and the filter wants
+/// them (decided once, after the subscriber is installed: the filter never changes).
+static FAST_REQUESTS: AtomicBool = AtomicBool::new(false);
+
+/// Hands tracing-subscriber writers that append to `Lines`.
+#[derive(Clone)]
+struct ToLines(Arc<Lines>);
+
+/// One event's line: tracing-subscriber formats it whole, then writes it at once.
+struct LineWriter<'a>(&'a Lines);
+
+impl Write for LineWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.push(0, buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for ToLines {
+    type Writer = LineWriter<'a>;
+
+    fn make_writer(&'a self) -> LineWriter<'a> {
+        LineWriter(&self.0)
+    }
+}
+
+/// Keeps the writer thread going; dropping it writes the lines still buffered (waiting at most
 /// `FLUSH_WAIT`). Hold it until the command has finished, including its last log line.
 #[must_use = "log output stops when the guard is dropped"]
-pub struct LogGuard(Option<WorkerGuard>);
+pub struct LogGuard {
+    lines: Arc<Lines>,
+    finished: Option<std::sync::mpsc::Receiver<()>>,
+}
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
-        let Some(worker) = self.0.take() else { return };
-        let (done, finished) = std::sync::mpsc::channel();
-        // If the thread cannot start, the closure (and with it the guard) is dropped here.
-        let flusher = std::thread::Builder::new().name("ferry-log-flush".into()).spawn(move || {
-            drop(worker);
-            let _ = done.send(());
-        });
-        if flusher.is_ok() {
+        *self.lines.stop.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.lines.wake.notify_one();
+        if let Some(finished) = self.finished.take() {
             let _ = finished.recv_timeout(FLUSH_WAIT);
         }
     }
@@ -87,17 +202,15 @@ pub fn init(config: &Config, sink: Sink) -> LogGuard {
         Sink::Stdout => (std::io::stdout().is_terminal(), Box::new(std::io::stdout())),
         Sink::Stderr => (std::io::stderr().is_terminal(), Box::new(std::io::stderr())),
     };
-    // The worker writes every line it finds queued into this buffer and flushes once the queue
-    // is empty (tracing-appender 0.2.5, `Worker::work`: blocking `recv`, `try_recv` until
-    // empty, then `flush`), so a line waits in memory only while more are arriving; an idle
-    // server's lines reach the sink at once, and a busy one's in 64 KiB writes.
-    let out = Linger { inner: BufWriter::with_capacity(WRITE_BUFFER, out), rest: LINGER };
-    let (writer, worker) = NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(BUFFERED_LINES)
-        .thread_name("ferry-log")
-        .finish(out);
-    let _ = DROPPED.set(writer.error_counter());
+    let lines = LINES.get_or_init(|| Arc::new(Lines::new())).clone();
+    let (done, finished) = std::sync::mpsc::channel();
+    let writer = lines.clone();
+    let started = std::thread::Builder::new().name("ferry-log".into()).spawn(move || {
+        let mut out = BufWriter::with_capacity(WRITE_BUFFER, out);
+        writer.write_out(&mut out);
+        let _ = out.flush();
+        let _ = done.send(());
+    });
     // RUST_LOG wins when it is a valid filter, as tracing's own `try_from_default_env` would have it.
     let spec = std::env::var("RUST_LOG")
         .ok()
@@ -106,14 +219,17 @@ pub fn init(config: &Config, sink: Sink) -> LogGuard {
     // A bare level means the same to both filters, but `LevelFilter` costs nothing per span,
     // where `EnvFilter` takes a lock on every span's enter, exit, record and close.
     let bare = ["off", "error", "warn", "info", "debug", "trace"].iter().any(|l| spec.trim().eq_ignore_ascii_case(l));
+    let to = ToLines(lines.clone());
     match spec.trim().parse::<LevelFilter>() {
-        Ok(level) if bare => install(level, config.log.format, ansi, writer),
-        _ => install(EnvFilter::new(&spec), config.log.format, ansi, writer),
+        Ok(level) if bare => install(level, config.log.format, ansi, to),
+        _ => install(EnvFilter::new(&spec), config.log.format, ansi, to),
     }
-    LogGuard(Some(worker))
+    let wanted = tracing::enabled!(target: "ferry::http::edge", tracing::Level::INFO);
+    FAST_REQUESTS.store(config.log.format == LogFormat::Text && !ansi && wanted, Ordering::Relaxed);
+    LogGuard { lines, finished: started.ok().map(|_| finished) }
 }
 
-fn install<F>(filter: F, format: LogFormat, ansi: bool, writer: NonBlocking)
+fn install<F>(filter: F, format: LogFormat, ansi: bool, writer: ToLines)
 where
     F: Layer<Registry> + Send + Sync + 'static,
 {
@@ -144,32 +260,107 @@ where
     layer.fmt_fields(text::Fields).event_format(text::Line)
 }
 
-/// A writer whose `flush` rests for `rest` after flushing (see `LINGER`).
-struct Linger<W> {
-    inner: W,
-    rest: Duration,
-}
-
-impl<W: Write> Write for Linger<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.inner.write(buf)
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.inner.write_all(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()?;
-        std::thread::sleep(self.rest);
-        Ok(())
-    }
-}
-
 /// Log lines dropped so far because the sink did not keep up; 0 when logging was never
 /// initialised (as in tests that build the app in process).
 pub fn dropped_lines() -> u64 {
-    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
+    LINES.get().map_or(0, |l| l.dropped.load(Ordering::Relaxed))
+}
+
+/// A value that `{:?}` prints as itself in quotes (no escaping needed).
+fn plain(s: &str) -> bool {
+    s.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+}
+
+/// The line every request gets: exactly what
+/// `tracing::info!(method, route, request_id, status, latency_ms, "finished processing request")`
+/// writes in plain text, built here without tracing's machinery, which cost a request line
+/// three times as much (most of a tenth of a saturated server's throughput). Anything unusual
+/// (JSON or coloured output, values that need escaping, a filter that does not want the line,
+/// logging not initialised) goes through tracing itself.
+pub fn request_line(method: &str, route: &str, request_id: &str, status: u16, latency_ms: f64) {
+    thread_local! {
+        static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    let fast = FAST_REQUESTS.load(Ordering::Relaxed) && plain(method) && plain(route) && plain(request_id);
+    let lines = LINES.get().filter(|_| fast);
+    let slow = || {
+        let latency_ms = Millis(latency_ms);
+        tracing::info!(target: "ferry::http::edge", method, route, request_id, status, ?latency_ms, "finished processing request");
+    };
+    let Some(lines) = lines else { return slow() };
+    LINE.with_borrow_mut(|line| {
+        line.clear();
+        let mut stamp = [0u8; 27];
+        if !text::timestamp_bytes(&mut stamp) {
+            return slow();
+        }
+        write_request_line(line, &stamp, method, route, request_id, status, latency_ms);
+        lines.push_request(line);
+    });
+}
+
+/// `request_line`'s bytes (every value plain: see `plain`).
+fn write_request_line(
+    line: &mut Vec<u8>,
+    stamp: &[u8; 27],
+    method: &str,
+    route: &str,
+    request_id: &str,
+    status: u16,
+    latency_ms: f64,
+) {
+    line.extend_from_slice(stamp);
+    line.extend_from_slice(b"  INFO finished processing request method=\"");
+    line.extend_from_slice(method.as_bytes());
+    line.extend_from_slice(b"\" route=\"");
+    line.extend_from_slice(route.as_bytes());
+    line.extend_from_slice(b"\" request_id=\"");
+    line.extend_from_slice(request_id.as_bytes());
+    line.extend_from_slice(b"\" status=");
+    push_digits(line, u64::from(status));
+    line.extend_from_slice(b" latency_ms=");
+    Millis(latency_ms).push(line);
+    line.push(b'\n');
+}
+
+/// Milliseconds to the microsecond, written `12.345`: what a request line needs, cheaper to
+/// write than a float's shortest form.
+struct Millis(f64);
+
+impl Millis {
+    fn micros(&self) -> u64 {
+        (self.0 * 1000.0).round().max(0.0) as u64
+    }
+
+    fn push(&self, out: &mut Vec<u8>) {
+        let micros = self.micros();
+        push_digits(out, micros / 1000);
+        out.push(b'.');
+        let frac = micros % 1000;
+        out.extend_from_slice(&[b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8]);
+    }
+}
+
+impl std::fmt::Debug for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let micros = self.micros();
+        write!(f, "{}.{:03}", micros / 1000, micros % 1000)
+    }
+}
+
+/// `n` in decimal.
+fn push_digits(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Plain text lines, the same bytes as tracing-subscriber's default formatter without colours
@@ -202,31 +393,40 @@ mod text {
         static SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
     }
 
-    /// RFC 3339 UTC with microseconds, as tracing-subscriber's `SystemTime` writes it.
-    fn timestamp(w: &mut Writer<'_>) -> fmt::Result {
+    /// Now as RFC 3339 UTC with microseconds (`2026-12-03T10:11:12.123456Z`), as
+    /// tracing-subscriber's `SystemTime` writes it; `false` for the years it writes differently
+    /// (before 1970, after 9999).
+    pub(super) fn timestamp_bytes(out: &mut [u8; 27]) -> bool {
         let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-        // Before 1970 or after 9999, the years it writes differently.
-        let Some(since) = since.ok().filter(|d| d.as_secs() < 253_402_300_800) else {
-            return SystemTime.format_time(w);
-        };
+        let Some(since) = since.ok().filter(|d| d.as_secs() < 253_402_300_800) else { return false };
         let secs = since.as_secs();
         let (cached, mut second) = SECOND.get();
         if cached != secs {
-            let Some(t) = chrono::DateTime::from_timestamp(secs as i64, 0) else { return SystemTime.format_time(w) };
+            let Some(t) = chrono::DateTime::from_timestamp(secs as i64, 0) else { return false };
             let mut s = String::with_capacity(19);
-            write!(s, "{}", t.format("%Y-%m-%dT%H:%M:%S"))?;
+            if write!(s, "{}", t.format("%Y-%m-%dT%H:%M:%S")).is_err() || s.len() != 19 {
+                return false;
+            }
             second.copy_from_slice(s.as_bytes());
             SECOND.set((secs, second));
         }
+        out[..19].copy_from_slice(&second);
+        out[19..].copy_from_slice(b".000000Z");
         let mut micros = since.subsec_micros();
-        let mut tail = *b".000000Z";
-        for digit in tail[1..7].iter_mut().rev() {
+        for digit in out[20..26].iter_mut().rev() {
             *digit = b'0' + (micros % 10) as u8;
             micros /= 10;
         }
-        // Both are ASCII.
-        w.write_str(std::str::from_utf8(&second).map_err(|_| fmt::Error)?)?;
-        w.write_str(std::str::from_utf8(&tail).map_err(|_| fmt::Error)?)
+        true
+    }
+
+    fn timestamp(w: &mut Writer<'_>) -> fmt::Result {
+        let mut stamp = [0u8; 27];
+        if !timestamp_bytes(&mut stamp) {
+            return SystemTime.format_time(w);
+        }
+        // ASCII by construction.
+        w.write_str(std::str::from_utf8(&stamp).map_err(|_| fmt::Error)?)
     }
 
     impl<S, N> FormatEvent<S, N> for Line
@@ -492,6 +692,48 @@ mod tests {
                 before.timestamp_micros() <= t.timestamp_micros() && t.timestamp_micros() <= after.timestamp_micros()
             );
         }
+    }
+
+    #[test]
+    fn a_request_line_is_the_bytes_tracing_writes_for_the_same_fields() {
+        let out = Captured::default();
+        let layer = tracing_subscriber::fmt::layer().with_target(false).with_ansi(false).with_writer(out.clone());
+        let registry = tracing_subscriber::registry().with(tracing_subscriber::filter::LevelFilter::INFO);
+        let cases = [
+            ("GET", "/api/clip/{id}/info", "0123456789abcdef", 200u16, 0.123_f64),
+            ("POST", "/api/upload/chunk/{upload_id}/{chunk}", "trace-me-123", 413, 1234.5),
+            ("DELETE", "unmatched", "-", 404, 1e-7),
+            ("GET", "/health", "x", 200, 0.0005),
+            ("GET", "/health", "y", 200, 98765.4321),
+        ];
+        tracing::subscriber::with_default(registry.with(layer), || {
+            for (method, route, request_id, status, latency_ms) in cases {
+                let latency_ms = super::Millis(latency_ms);
+                tracing::info!(method, route, request_id, status, ?latency_ms, "finished processing request");
+            }
+        });
+        let reference = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let stamp = *b"2026-12-03T10:11:12.123456Z";
+        for ((method, route, id, status, latency), want) in cases.into_iter().zip(reference.lines()) {
+            let mut line = Vec::new();
+            super::write_request_line(&mut line, &stamp, method, route, id, status, latency);
+            let line = String::from_utf8(line).unwrap();
+            assert_eq!(line.trim_end()[27..], want[27..]);
+        }
+    }
+
+    #[test]
+    fn a_full_buffer_drops_and_counts_lines_and_the_writer_empties_the_rest() {
+        let lines = super::Lines::new();
+        let line = [b'x'; 1000];
+        for _ in 0..(super::SHARD_BYTES / 1000 + 10) {
+            lines.push(0, &line);
+        }
+        assert_eq!(lines.dropped.load(std::sync::atomic::Ordering::Relaxed), 10);
+        *lines.stop.lock().unwrap() = true;
+        let mut out = Vec::new();
+        lines.write_out(&mut out);
+        assert_eq!(out.len(), super::SHARD_BYTES / 1000 * 1000);
     }
 
     #[test]

@@ -32,10 +32,6 @@ use super::{compression, metrics, security};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The request's id, in its extensions for `Observe` (and its answer's header).
-#[derive(Clone)]
-pub struct RequestId(pub HeaderValue);
-
 /// A server error's cause, put in the answer's extensions where the error is mapped
 /// (`error.rs`) and logged once, with the request's fields, by `Observe`.
 #[derive(Clone)]
@@ -86,8 +82,16 @@ where
 
     fn call(&mut self, mut req: Request) -> Self::Future {
         // A caller's own id is kept, so one id can follow a request across services.
-        let id = req.headers().get(REQUEST_ID).cloned().unwrap_or_else(new_request_id);
-        req.extensions_mut().insert(RequestId(id.clone()));
+        // A new one goes into the request's headers, where `Observe` reads it for the log line
+        // (the headers are there already; extensions would cost an allocation per request).
+        let id = match req.headers().get(REQUEST_ID) {
+            Some(id) => id.clone(),
+            None => {
+                let id = new_request_id();
+                req.headers_mut().insert(REQUEST_ID, id.clone());
+                id
+            }
+        };
         // Debug lines inside the request get its fields from this span (`Watch` records the
         // route template: never the concrete path, since a clip id in a URL is a capability
         // and must not reach logs; nor do client addresses). Disabled below debug, it costs
@@ -228,7 +232,7 @@ impl Watch {
             deadline: started.checked_add(deadline),
             route,
             method: req.method().clone(),
-            id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
+            id: req.headers().get(REQUEST_ID).cloned(),
             _in_flight: metrics::InFlight::enter(),
         }
     }
@@ -303,7 +307,7 @@ where
             Some(ErrorCause(cause)) => {
                 tracing::error!(method, route, request_id, status, latency_ms, cause = %cause, "request failed")
             }
-            None => tracing::info!(method, route, request_id, status, latency_ms, "finished processing request"),
+            None => crate::logging::request_line(method, route, request_id, status, latency_ms),
         }
         Poll::Ready(Ok(response))
     }
