@@ -111,29 +111,38 @@ impl Lines {
         }
     }
 
+    /// Move every buffered line to `out`; whether there were any.
+    fn drain(&self, out: &mut dyn Write, spare: &mut [Vec<u8>]) -> bool {
+        let mut wrote = false;
+        // Request lines first, then the others (see `SHARDS`).
+        for i in (1..SHARDS).chain([0]) {
+            std::mem::swap(&mut *self.shards[i].lock().unwrap_or_else(|p| p.into_inner()), &mut spare[i]);
+            if !spare[i].is_empty() {
+                // A reader that went away must not stop us from draining (and dropping).
+                let _ = out.write_all(&spare[i]);
+                spare[i].clear();
+                wrote = true;
+            }
+        }
+        if wrote {
+            let _ = out.flush();
+        }
+        wrote
+    }
+
     /// The writer thread: move lines to `out` until told to stop, then write what is left.
     fn write_out(&self, out: &mut dyn Write) {
         let mut spare: Vec<Vec<u8>> = (0..SHARDS).map(|_| Vec::new()).collect();
         loop {
-            let mut wrote = false;
-            // Request lines first, then the others (see `SHARDS`).
-            for i in (1..SHARDS).chain([0]) {
-                let (shard, spare) = (&self.shards[i], &mut spare[i]);
-                std::mem::swap(&mut *shard.lock().unwrap_or_else(|p| p.into_inner()), spare);
-                if !spare.is_empty() {
-                    // A reader that went away must not stop us from draining (and dropping).
-                    let _ = out.write_all(spare);
-                    spare.clear();
-                    wrote = true;
-                }
-            }
-            if wrote {
-                let _ = out.flush();
+            if self.drain(out, &mut spare) {
                 std::thread::sleep(LINGER);
                 continue;
             }
             let stop = self.stop.lock().unwrap_or_else(|p| p.into_inner());
             if *stop {
+                drop(stop);
+                // Lines pushed after the pass above, before the stop was set.
+                self.drain(out, &mut spare);
                 return;
             }
             self.parked.store(true, Ordering::Release);

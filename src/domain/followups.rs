@@ -41,8 +41,9 @@ impl ClipEvent {
     }
 }
 
-/// The body of one webhook delivery: which clip, what kind, how big, and when. Nothing a
-/// receiver could use to read the clip or learn who sent or fetched it.
+/// The body of one webhook delivery: which clip, what kind, how big, and when; nothing of
+/// its content, name or access code, nor of who sent or fetched it. The clip id is the link's
+/// (receivers tell clips apart by it): the receiver is trusted with links.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EventBody {

@@ -22,12 +22,30 @@ impl Usage {
         Usage { limit, ..Usage::default() }
     }
 
-    /// Take freshly computed (or loaded) figures unless older ones than those held (another
-    /// instance's, loaded late); what was counted as "since" is in them.
-    pub fn set(&self, rows: Vec<UsageRow>) {
+    /// What `since` holds now: taken before a computation starts, so the bytes it counts (and
+    /// only those) are deducted once the figures that include them are in.
+    pub fn pending(&self) -> u64 {
+        self.since.load(Ordering::Relaxed)
+    }
+
+    /// Figures this instance just computed, which include the `counted` bytes `pending` said
+    /// before the computation began (bytes stored during it stay counted here, possibly twice,
+    /// which errs on the safe side of the limit).
+    pub fn computed(&self, rows: Vec<UsageRow>, counted: u64) {
         let mut held = self.rows.write().unwrap_or_else(|p| p.into_inner());
-        let current = rows.iter().map(|r| r.computed_at).max() >= held.iter().map(|r| r.computed_at).max();
-        if current || held.is_empty() {
+        if rows.iter().map(|r| r.computed_at).max() >= held.iter().map(|r| r.computed_at).max() {
+            *held = rows;
+            let _ = self.since.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| Some(s.saturating_sub(counted)));
+        }
+    }
+
+    /// Figures loaded from the store: taken only when newer than those held (usually another
+    /// instance computed them). They include what this instance stored before they were
+    /// computed, which it cannot tell apart from what came after: the local count starts again,
+    /// undercounting at most what arrived between their computation and this load.
+    pub fn loaded(&self, rows: Vec<UsageRow>) {
+        let mut held = self.rows.write().unwrap_or_else(|p| p.into_inner());
+        if rows.iter().map(|r| r.computed_at).max() > held.iter().map(|r| r.computed_at).max() {
             *held = rows;
             self.since.store(0, Ordering::Relaxed);
         }
@@ -80,17 +98,24 @@ mod tests {
     #[test]
     fn the_limit_counts_the_last_figures_plus_what_arrived_since() {
         let u = Usage::new(Some(1000));
-        u.set(vec![row("file", 600, 10), row("text", 100, 10)]);
+        u.computed(vec![row("file", 600, 10), row("text", 100, 10)], 0);
         u.check(300).unwrap();
         u.add(250);
         assert_eq!(u.total_bytes(), 950);
         assert!(matches!(u.check(51), Err(DomainError::StorageLimit { limit: 1000, used: 950 })));
-        // Newer figures include what had arrived: the local count starts again.
-        u.set(vec![row("file", 850, 20), row("text", 100, 20)]);
-        assert_eq!(u.total_bytes(), 950);
-        // Older figures (another instance loaded late) are ignored.
-        u.set(vec![row("file", 1, 5)]);
-        assert_eq!(u.total_bytes(), 950);
+        // A computation that began when 250 were pending, while 50 more arrived: those 50 stay.
+        let counted = u.pending();
+        u.add(50);
+        u.computed(vec![row("file", 850, 20), row("text", 100, 20)], counted);
+        assert_eq!(u.total_bytes(), 1000);
+        // Reloading the same figures (every instance reads them back) changes nothing.
+        u.loaded(vec![row("file", 850, 20), row("text", 100, 20)]);
+        assert_eq!(u.total_bytes(), 1000);
+        // Older figures are ignored; newer ones from another instance start the count again.
+        u.loaded(vec![row("file", 1, 5)]);
+        assert_eq!(u.total_bytes(), 1000);
+        u.loaded(vec![row("file", 990, 30)]);
+        assert_eq!(u.total_bytes(), 990);
         Usage::new(None).check(u64::MAX).unwrap();
     }
 }

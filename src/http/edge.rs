@@ -37,6 +37,15 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Clone)]
 pub struct ErrorCause(pub String);
 
+/// A caller's request id is kept when it is a plain token of at most 64 characters; anything
+/// else (a 100 KB header, bytes a log would have to escape) is replaced by one of ours.
+fn acceptable_request_id(id: &HeaderValue) -> bool {
+    let b = id.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
+}
+
 /// A random 16-hex-digit request id.
 fn new_request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -85,8 +94,8 @@ where
         // A new one goes into the request's headers, where `Observe` reads it for the log line
         // (the headers are there already; extensions would cost an allocation per request).
         let id = match req.headers().get(REQUEST_ID) {
-            Some(id) => id.clone(),
-            None => {
+            Some(id) if acceptable_request_id(id) => id.clone(),
+            _ => {
                 let id = new_request_id();
                 req.headers_mut().insert(REQUEST_ID, id.clone());
                 id

@@ -265,15 +265,14 @@ fn domain_body(e: &DomainError) -> Value {
             };
             json!({ "error": "Insufficient storage", "message": message, "code": "insufficient_storage" })
         }
-        DomainError::StorageLimit { limit, used } => json!({
+        DomainError::StorageLimit { limit, .. } => json!({
             "error": "Storage limit reached",
             "message": format!(
-                "This server keeps at most {limit} bytes and {used} are in use; this upload would pass the limit, \
-                 so nothing was stored. Try a smaller file, or later when clips have expired."
+                "This server keeps at most {limit} bytes of clips, and this upload would pass that, so nothing \
+                 was stored. Try a smaller file, or later when clips have expired."
             ),
             "code": "storage_limit_reached",
             "limit": limit,
-            "used": used,
         }),
         DomainError::ThumbnailNotFound => simple(
             "Thumbnail not found",

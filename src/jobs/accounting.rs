@@ -16,9 +16,10 @@ const STATES: [&str; 4] = ["queued", "running", "done", "failed"];
 
 /// The accounting job: count, save, and hold the figures here at once.
 pub async fn refresh_usage_once(deps: &Deps, now: i64) -> Result<(), JobError> {
+    let counted = deps.usage.pending();
     let rows = deps.store.compute_usage(now).await.map_err(|e| JobError::Retry(e.to_string()))?;
     deps.store.save_usage(&rows).await.map_err(|e| JobError::Retry(e.to_string()))?;
-    deps.usage.set(rows);
+    deps.usage.computed(rows, counted);
     publish_usage(deps);
     Ok(())
 }
@@ -37,7 +38,7 @@ fn publish_usage(deps: &Deps) {
 pub async fn observe_once(deps: &Deps, known_kinds: &[&str]) -> Result<(), crate::store::StoreError> {
     let rows = deps.store.load_usage().await?;
     if !rows.is_empty() {
-        deps.usage.set(rows);
+        deps.usage.loaded(rows);
         publish_usage(deps);
     }
     let counts = deps.store.job_counts().await?;

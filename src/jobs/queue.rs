@@ -248,13 +248,35 @@ impl Queue {
         let lease_until = now + ms(self.settings.lease);
         let claimed = self.deps.store.claim_jobs(now, lease_until, &self.worker, limit as i64, &kinds).await;
         metrics::histogram!("ferry_job_claim_seconds").record(started.elapsed().as_secs_f64());
-        match claimed {
+        let jobs = match claimed {
             Ok(jobs) => jobs,
             Err(e) => {
                 tracing::warn!(error = %e, "could not claim jobs");
-                Vec::new()
+                return Vec::new();
             }
+        };
+        // One statement claims for every kind with room; when it took more of a limited kind
+        // than that kind has room for (several due at once), the excess goes straight back,
+        // its try not counted, for a later turn.
+        let mut taken: HashMap<&'static str, usize> = HashMap::new();
+        let mut kept = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let Some((kind, (_, cap))) = self.handlers.map.get_key_value(job.kind.as_str()) else {
+                kept.push(job);
+                continue;
+            };
+            let n = taken.entry(*kind).or_default();
+            let room = cap.map(|cap| cap.saturating_sub(running.get(kind).copied().unwrap_or(0)));
+            if room.is_some_and(|room| *n >= room) {
+                if let Err(e) = self.deps.store.release_job(job.claim(), now).await {
+                    tracing::warn!(error = %e, job = job.id, "could not give back a job over its kind's limit; its lease will run out");
+                }
+                continue;
+            }
+            *n += 1;
+            kept.push(job);
         }
+        kept
     }
 
     /// Claim and run every job due at `now`, one at a time, until none is left (tests drive
@@ -345,14 +367,21 @@ impl Queue {
             .collect()
     }
 
-    /// Renew the lease every third of it; returns only when the claim is lost.
+    /// Renew the lease every third of it; returns when the claim is lost, or when no renewal
+    /// has got through for a whole lease (the store unreachable: another instance may already
+    /// have taken the job back, so this one must not go on with it).
     async fn keep_lease(&self, claim: Claim) {
+        let mut renewed = Instant::now();
         loop {
             tokio::time::sleep(self.settings.heartbeat()).await;
             let now = self.deps.now();
             match self.deps.store.heartbeat_job(claim, now + ms(self.settings.lease), now).await {
-                Ok(true) => {}
+                Ok(true) => renewed = Instant::now(),
                 Ok(false) => return,
+                Err(e) if renewed.elapsed() >= self.settings.lease => {
+                    tracing::warn!(error = %e, job = claim.id, "could not renew a job's lease for a whole lease; giving it up");
+                    return;
+                }
                 // The store may come back before the lease runs out; keep working meanwhile.
                 Err(e) => tracing::warn!(error = %e, job = claim.id, "could not renew a job's lease"),
             }
@@ -468,17 +497,19 @@ impl Queue {
         // Shutdown: no more claims; running jobs get the grace period, then are given back.
         if !running.tasks.is_empty() {
             tracing::info!(running = running.tasks.len(), grace = ?self.settings.grace, "shutdown: waiting for running jobs");
-            let finished = tokio::time::timeout(self.settings.grace, async {
-                while let Some(first) = running.tasks.join_next_with_id().await {
-                    self.settle(first, &mut running).await;
-                }
-            })
-            .await;
-            if finished.is_err() {
-                stop.cancel();
-                while let Some(first) = running.tasks.join_next_with_id().await {
-                    self.settle(first, &mut running).await;
-                }
+            // Only the wait for a job is cut short by the deadline, never the recording of
+            // jobs that ended (a `settle` cancelled halfway would leave them running).
+            let deadline = tokio::time::Instant::now() + self.settings.grace;
+            loop {
+                let ended = tokio::select! {
+                    ended = running.tasks.join_next_with_id() => ended,
+                    _ = tokio::time::sleep_until(deadline), if !stop.is_cancelled() => {
+                        stop.cancel();
+                        continue;
+                    }
+                };
+                let Some(first) = ended else { break };
+                self.settle(first, &mut running).await;
             }
         }
         listener.abort();

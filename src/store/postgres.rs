@@ -197,9 +197,11 @@ impl PgStore {
 
     /// Begin a transaction on a pooled connection of its own.
     pub async fn begin(&self) -> Result<PgTx, StoreError> {
-        let client = self.pool.get().await?;
-        client.batch_execute("BEGIN").await?;
-        Ok(PgTx { client: Some(client) })
+        // The transaction value exists before BEGIN is sent: a caller dropped while BEGIN is
+        // in flight leaves it to roll back, never a pooled connection inside a transaction.
+        let tx = PgTx { client: Some(self.pool.get().await?) };
+        tx.client()?.batch_execute("BEGIN").await?;
+        Ok(tx)
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

@@ -380,7 +380,8 @@ pub const USAGE_THUMBNAILS: &str = "SELECT count(*) AS items, CAST(coalesce(sum(
 pub const USAGE_UPLOADS: &str = "SELECT count(*) AS items, CAST(coalesce(sum(c.size), 0) AS BIGINT) AS bytes \
      FROM upload_chunks c \
      JOIN upload_sessions s ON s.id = c.upload_id WHERE s.status <> 'complete'";
-/// $1 kind, $2 items, $3 bytes, $4 computed at.
+/// $1 kind, $2 items, $3 bytes, $4 computed at; never over newer figures (a late run's).
 pub const SAVE_USAGE: &str = "INSERT INTO storage_usage (kind, items, bytes, computed_at) VALUES ($1, $2, $3, $4) \
-     ON CONFLICT (kind) DO UPDATE SET items = excluded.items, bytes = excluded.bytes, computed_at = excluded.computed_at";
+     ON CONFLICT (kind) DO UPDATE SET items = excluded.items, bytes = excluded.bytes, computed_at = excluded.computed_at \
+     WHERE storage_usage.computed_at <= excluded.computed_at";
 pub const LOAD_USAGE: &str = "SELECT kind, items, bytes, computed_at FROM storage_usage";

@@ -76,7 +76,7 @@ all_backends! {
         assert_eq!(body["code"], "payload_too_large");
     }
 
-    async fn every_response_carries_a_request_id_and_a_given_one_is_kept(app) {
+    async fn every_response_carries_a_request_id_and_a_given_plain_one_is_kept(app) {
         let res = app.get("/ping").await;
         let id = res.headers()["x-request-id"].to_str().unwrap().to_string();
         assert_eq!(id.len(), 16);
@@ -85,6 +85,12 @@ all_backends! {
         assert_ne!(id, other);
         let res = app.client.get(app.url("/ping")).header("x-request-id", "trace-me-42").send().await.unwrap();
         assert_eq!(res.headers()["x-request-id"], "trace-me-42");
+        // One that is too long or not a plain token is replaced: it would flood or garble logs.
+        for given in ["x".repeat(65), "has space".to_string(), "quote\"d".to_string()] {
+            let res = app.client.get(app.url("/ping")).header("x-request-id", &given).send().await.unwrap();
+            let id = res.headers()["x-request-id"].to_str().unwrap();
+            assert!(id != given && id.len() == 16 && id.chars().all(|c| c.is_ascii_hexdigit()), "{given:?} -> {id}");
+        }
         let res = app.get("/missing").await;
         assert!(res.headers().get("x-request-id").is_some());
     }

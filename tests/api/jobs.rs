@@ -170,6 +170,50 @@ both_stores! {
         assert!(runs.values().all(|n| *n == 1), "a job ran twice: {:?}", runs.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>());
     }
 
+    async fn a_kinds_limit_holds_however_many_of_it_are_due_at_once(app) {
+        let store = app.state.store();
+        let t = now(&app);
+        let mut jobs: Vec<NewJob> = (0..6).map(|_| new_job("test.limited", "{}", t, None)).collect();
+        jobs.extend((0..4).map(|_| new_job("test.free", "{}", t, None)));
+        store.enqueue(&jobs, t).await.unwrap();
+        let (now_running, most) = (Arc::new(Mutex::new(0u32)), Arc::new(Mutex::new(0u32)));
+        let limited = {
+            let (now_running, most) = (now_running.clone(), most.clone());
+            move |_job: JobRecord| {
+                let (now_running, most) = (now_running.clone(), most.clone());
+                Box::pin(async move {
+                    {
+                        let mut r = now_running.lock().unwrap();
+                        *r += 1;
+                        let mut m = most.lock().unwrap();
+                        *m = (*m).max(*r);
+                    }
+                    tokio::time::sleep(Duration::from_millis(40)).await;
+                    *now_running.lock().unwrap() -= 1;
+                    Ok(())
+                }) as ferry::jobs::queue::JobFuture
+            }
+        };
+        let handlers = Handlers::default()
+            .add("test.limited", Some(1), limited)
+            .add("test.free", None, |_job| Box::pin(async { Ok(()) }));
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(queue(&app, handlers, |s| s.concurrency = 4).run(stop.clone()));
+        let drained = poll_until(400, Duration::from_millis(25), || async {
+            count(&app, "test.limited", "done").await == 6 && count(&app, "test.free", "done").await == 4
+        })
+        .await;
+        stop.cancel();
+        running.await.unwrap();
+        assert!(drained, "every job ran");
+        assert_eq!(*most.lock().unwrap(), 1, "never two of a kind limited to one");
+        for id in 1..=20 {
+            if let Some(j) = store.job(id).await.unwrap().filter(|j| j.kind.starts_with("test.")) {
+                assert_eq!(j.attempts, 1, "a job given back over its kind's limit did not spend a try: {j:?}");
+            }
+        }
+    }
+
     async fn a_worker_whose_lease_ran_out_can_no_longer_change_its_job(app) {
         let store = app.state.store();
         let t = now(&app);
