@@ -356,13 +356,22 @@ pub async fn complete(deps: &Deps, id: &UploadId, req: CompleteRequest) -> Resul
     for _ in 0..600 {
         let now = deps.now();
         if let Some(s) = deps.store.begin_assembly(id.as_str(), now, now - deps.limits.stale_assembly_ms).await? {
-            return match assemble(deps, &s, &req).await {
-                Ok(done) => Ok(done),
-                Err(e) => {
-                    deps.store.abort_assembly(id.as_str(), deps.now()).await?;
-                    Err(e)
+            // The assembly runs on as its own task: a request cut by its deadline or a client
+            // that gave up does not throw the work away, and the client's next complete finds
+            // it assembling, then complete. (An attempt still running when another process
+            // takes over a stale assembly is harmless: the clip row is unique per upload, and
+            // the losing attempt removes its object.)
+            let (deps, req) = (deps.clone(), req.clone());
+            let task = tokio::spawn(async move {
+                match assemble(&deps, &s, &req).await {
+                    Ok(done) => Ok(done),
+                    Err(e) => {
+                        deps.store.abort_assembly(s.id.as_str(), deps.now()).await?;
+                        Err(e)
+                    }
                 }
-            };
+            });
+            return task.await.map_err(|e| DomainError::Internal(format!("the assembly task failed: {e}")))?;
         }
         let s = session(deps, id).await?;
         match s.status.as_str() {
