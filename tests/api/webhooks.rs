@@ -1,8 +1,9 @@
 //! Webhook notifications against a real HTTP receiver on loopback: every clip event (created,
 //! downloaded, consumed, expired, deleted) arrives signed (`Ferry-Signature: sha256=<hex
 //! HMAC-SHA256 of the body>`) and says nothing of content, names, codes or addresses; a
-//! receiver that fails twice gets the third try; a slow one times out without slowing any
-//! request; one that refuses (4xx) fails the delivery for good.
+//! receiver that fails twice gets the third try; one that is down is tried again and gets the
+//! delivery once it is up; a slow one times out without slowing any request; one that refuses
+//! (4xx) fails the delivery for good.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -86,8 +87,13 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: ax
 
 impl Receiver {
     pub async fn start(script: Vec<Reply>) -> Receiver {
+        Receiver::start_on(0, script).await
+    }
+
+    /// A receiver on loopback port `port` (0: any free one).
+    pub async fn start_on(port: u16, script: Vec<Reply>) -> Receiver {
         let shared = Arc::new(Shared { script: Mutex::new(script.into()), ..Shared::default() });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let app = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(shared.clone());
         let task = tokio::spawn(async move {
@@ -290,6 +296,36 @@ mod deliveries {
             assert!(j.last_error.as_deref().unwrap().contains("did not answer in time"), "{j:?}");
         }
 
+        async fn a_receiver_that_is_down_is_retried_and_gets_the_delivery_once_it_is_up(app, |c: &mut ferry::Config| {
+            c.jobs.poll_interval = Duration::from_millis(100);
+        }) {
+            // A loopback port nothing listens on, until the receiver starts there.
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let app = rebuild_to(app, &format!("http://127.0.0.1:{port}/hook")).await;
+            let started = Instant::now();
+            put(&app, "a.txt", b"x", &[]).await;
+            assert!(started.elapsed() < Duration::from_secs(2), "the upload waited for the receiver");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let failed = loop {
+                let retrying = app.state.store().retrying_jobs(10).await.unwrap();
+                if let Some(j) = retrying.into_iter().find(|j| j.kind == "webhook") {
+                    break j;
+                }
+                assert!(Instant::now() < deadline, "the delivery never failed and queued again");
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            };
+            assert_eq!(failed.attempts, 1);
+            assert!(failed.last_error.as_deref().unwrap().contains("could not be reached"), "{failed:?}");
+            assert!(!failed.last_error.as_deref().unwrap().contains(&port.to_string()), "no URL in the error: {failed:?}");
+            let receiver = Receiver::start_on(port, vec![]).await;
+            app.clock.advance(Duration::from_millis(2_600));
+            let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+            assert_eq!(got[0].delivery, failed.id.to_string(), "the same delivery, tried again");
+            assert_eq!(got[0].signature.as_deref(), Some(hmac_hex(SECRET, &got[0].body).as_str()));
+            let j = job_becomes(&app, &got[0].delivery, "done").await;
+            assert_eq!(j.attempts, 2);
+        }
+
         async fn a_receiver_that_refuses_fails_the_delivery_for_good(app) {
             let receiver = Receiver::start(vec![Reply::Status(410)]).await;
             let app = rebuild(app, &receiver).await;
@@ -305,13 +341,18 @@ mod deliveries {
 /// A new app on the same backends as `app` (which is stopped: the receiver's URL is known only
 /// once it listens), with webhooks to `receiver` and `app`'s job settings.
 async fn rebuild(app: TestApp, receiver: &Receiver) -> TestApp {
-    let (backend, blob, config) = (app.backend, app.blob, app.config.clone());
+    rebuild_to(app, &receiver.url).await
+}
+
+/// `rebuild` with webhooks to `url`, whatever listens there.
+async fn rebuild_to(app: TestApp, url: &str) -> TestApp {
+    let (backend, blob, config, url) = (app.backend, app.blob, app.config.clone(), url.to_string());
     let redis = config.redis_url.is_some();
     drop(app);
     crate::helpers::spawn_app_full(backend, redis, blob, move |c: &mut ferry::Config| {
         c.jobs = config.jobs;
         c.webhook = config.webhook;
-        hooked(&receiver.url)(c);
+        hooked(&url)(c);
     })
     .await
     .unwrap()
