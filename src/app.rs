@@ -114,6 +114,7 @@ pub async fn open_deps(config: &Config, clock: SharedClock) -> anyhow::Result<De
         limits: Limits::from_config(config),
         access: AccessHasher::new(config.upload.access_code_concurrency),
         complete_locks: KeyedLocks::default(),
+        assemblies: TaskTracker::new(),
         frontiers: crate::domain::frontier::Frontiers::new(
             config.upload.assembly_concurrency,
             config.sweep.abandon_after,
@@ -243,7 +244,9 @@ impl Application {
             }
         }
         state.inner.tasks.close();
-        if tokio::time::timeout(grace, state.inner.tasks.wait()).await.is_err() {
+        state.deps().assemblies.close();
+        let settled = async { tokio::join!(state.inner.tasks.wait(), state.deps().assemblies.wait()) };
+        if tokio::time::timeout(grace, settled).await.is_err() {
             tracing::warn!("shutdown: background tasks did not finish within the grace period");
         }
         state.deps().background.cancel();

@@ -30,8 +30,11 @@ pub struct Limits {
     pub max_text: u64,
     pub max_expiry: types::Expiry,
     pub assembly_concurrency: usize,
-    /// An assembly claimed longer ago than this is presumed dead and may be taken over.
+    /// An assembly whose claim was last renewed longer ago than this is presumed dead (its
+    /// process gone) and may be taken over; a running one renews it every quarter of this.
     pub stale_assembly_ms: i64,
+    /// The longest one assembly may run, whoever waits for it (the longer request deadline).
+    pub assembly_deadline: std::time::Duration,
     /// A recorded multipart upload older than this belongs to no running write or assembly
     /// (twice the longest an upload request or an assembly may take).
     pub stale_multipart_ms: i64,
@@ -49,6 +52,7 @@ impl Limits {
             max_expiry: types::Expiry::parse(&c.limits.max_expiry).unwrap_or(types::Expiry::Hr24),
             assembly_concurrency: c.upload.assembly_concurrency,
             stale_assembly_ms: (c.server.request_timeout.as_millis() as i64).saturating_mul(2),
+            assembly_deadline: c.server.request_timeout.max(c.server.upload_timeout),
             stale_multipart_ms: (c.server.request_timeout.max(c.server.upload_timeout).as_millis() as i64)
                 .saturating_mul(2),
         }
@@ -76,6 +80,8 @@ pub struct Deps {
     pub limits: Limits,
     pub access: access::AccessHasher,
     pub complete_locks: locks::KeyedLocks,
+    /// Assemblies running on as tasks of their own; shutdown waits for them within the grace.
+    pub assemblies: tokio_util::task::TaskTracker,
     /// Whole-file hashes of uploads in progress, advanced as chunks arrive.
     pub frontiers: frontier::Frontiers,
     pub cache: crate::cache::Cache,

@@ -358,18 +358,24 @@ pub async fn complete(deps: &Deps, id: &UploadId, req: CompleteRequest) -> Resul
         if let Some(s) = deps.store.begin_assembly(id.as_str(), now, now - deps.limits.stale_assembly_ms).await? {
             // The assembly runs on as its own task: a request cut by its deadline or a client
             // that gave up does not throw the work away, and the client's next complete finds
-            // it assembling, then complete. (An attempt still running when another process
-            // takes over a stale assembly is harmless: the clip row is unique per upload, and
-            // the losing attempt removes its object.)
+            // it assembling, then complete. It renews its claim while it runs, so only a dead
+            // process's assembly is taken over, and it is bounded by the longer request deadline
+            // (what the sweep assumes of every write and assembly).
             let (deps, req) = (deps.clone(), req.clone());
-            let task = tokio::spawn(async move {
-                match assemble(&deps, &s, &req).await {
-                    Ok(done) => Ok(done),
-                    Err(e) => {
-                        deps.store.abort_assembly(s.id.as_str(), deps.now()).await?;
-                        Err(e)
+            let task = deps.assemblies.clone().spawn(async move {
+                let claim = std::sync::atomic::AtomicI64::new(now);
+                let work = tokio::time::timeout(deps.limits.assembly_deadline, assemble(&deps, &s, &req));
+                let result = tokio::select! {
+                    r = work => r.unwrap_or_else(|_| Err(DomainError::Internal("the assembly ran past its deadline".into()))),
+                    never = keep_assembly(&deps, &s.id, &claim) => match never {},
+                };
+                if result.is_err() {
+                    let claim = claim.load(std::sync::atomic::Ordering::Relaxed);
+                    if let Err(e) = deps.store.abort_assembly(s.id.as_str(), claim, deps.now()).await {
+                        tracing::warn!(error = %e, "could not give back a failed assembly; it is taken over once stale");
                     }
                 }
+                result
             });
             return task.await.map_err(|e| DomainError::Internal(format!("the assembly task failed: {e}")))?;
         }
@@ -384,6 +390,31 @@ pub async fn complete(deps: &Deps, id: &UploadId, req: CompleteRequest) -> Resul
         }
     }
     Err(DomainError::Internal("upload stayed in assembly for a minute".into()))
+}
+
+/// Renew an assembly's claim every quarter of the stale time, for as long as it runs; `claim`
+/// holds the stamp last written. Once another process has taken the claim over (this one was
+/// presumed dead), renewing stops: the clip row is unique per upload, so the two attempts still
+/// make one clip.
+async fn keep_assembly(deps: &Deps, id: &str, claim: &std::sync::atomic::AtomicI64) -> std::convert::Infallible {
+    use std::sync::atomic::Ordering::Relaxed;
+    let every = std::time::Duration::from_millis((deps.limits.stale_assembly_ms / 4).max(1) as u64);
+    let mut held = true;
+    loop {
+        tokio::time::sleep(every).await;
+        if !held {
+            continue;
+        }
+        let now = deps.now();
+        match deps.store.touch_assembly(id, claim.load(Relaxed), now).await {
+            Ok(true) => claim.store(now, Relaxed),
+            Ok(false) => {
+                tracing::warn!("an assembly still running was taken over by another; it no longer renews its claim");
+                held = false;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not renew an assembly's claim"),
+        }
+    }
 }
 
 async fn assemble(deps: &Deps, s: &UploadRecord, req: &CompleteRequest) -> Result<Completed, DomainError> {

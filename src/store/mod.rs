@@ -427,8 +427,14 @@ impl Store {
             .await
     }
 
-    pub async fn abort_assembly(&self, id: &str, now: i64) -> Result<(), StoreError> {
-        self.execute(sql::ABORT_ASSEMBLY, vec![text(id), P::I64(now)]).await.map(|_| ())
+    /// Renew the claim made or last renewed at `claim`; `false` when another took it over.
+    pub async fn touch_assembly(&self, id: &str, claim: i64, now: i64) -> Result<bool, StoreError> {
+        Ok(self.execute(sql::TOUCH_ASSEMBLY, vec![text(id), P::I64(claim), P::I64(now)]).await? == 1)
+    }
+
+    /// Give back the claim made or last renewed at `claim` (a claim taken over stays).
+    pub async fn abort_assembly(&self, id: &str, claim: i64, now: i64) -> Result<(), StoreError> {
+        self.execute(sql::ABORT_ASSEMBLY, vec![text(id), P::I64(claim), P::I64(now)]).await.map(|_| ())
     }
 
     pub async fn mark_upload_complete(&self, id: &str, code: &str, now: i64) -> Result<(), StoreError> {

@@ -155,9 +155,15 @@ pub const BEGIN_ASSEMBLY: &str = concat!(
     upload_cols!()
 );
 
-/// Give the lock back after a failed assembly so the client can fix and retry. $1 id, $2 now.
-pub const ABORT_ASSEMBLY: &str =
-    "UPDATE upload_sessions SET status = 'uploading', last_activity = $2 WHERE id = $1 AND status = 'assembling'";
+/// Renew a running assembly's claim, only while it is still the claim made (or last renewed)
+/// at $2: one taken over is left to its new owner. $1 id, $2 claim, $3 now.
+pub const TOUCH_ASSEMBLY: &str = "UPDATE upload_sessions SET last_activity = $3 \
+     WHERE id = $1 AND status = 'assembling' AND last_activity = $2";
+
+/// Give the lock back after a failed assembly so the client can fix and retry, only while it
+/// is still this attempt's claim. $1 id, $2 claim, $3 now.
+pub const ABORT_ASSEMBLY: &str = "UPDATE upload_sessions SET status = 'uploading', last_activity = $3 \
+     WHERE id = $1 AND status = 'assembling' AND last_activity = $2";
 
 /// $1 id, $2 clip code, $3 now.
 pub const MARK_UPLOAD_COMPLETE: &str =

@@ -302,6 +302,30 @@ async fn a_kill_mid_complete_then_the_sweep_leaves_exactly_the_live_clips() {
         clips.push(clip);
     }
     assert!(interrupted > 0, "at least one kill landed before complete answered");
+    // And one kill that certainly lands mid-assembly: while the final object's multipart upload
+    // is open (tried again should the assembly finish between the look and the kill).
+    let mut left_open = false;
+    for _ in 0..5 {
+        let data = random_bytes(16 * MIB + 11);
+        let id = send_chunks(&http, &node.url(""), &data, 5 * MIB, json!({})).await;
+        let url = node.url(&format!("/api/upload/complete/{id}"));
+        let pending = tokio::spawn({
+            let http = http.clone();
+            async move { http.post(url).json(&json!({})).send().await }
+        });
+        while bucket_view(&cfg).await.1 == 0 && !pending.is_finished() {}
+        node.kill9();
+        let _ = pending.await;
+        left_open = bucket_view(&cfg).await.1 > 0;
+        node.restart();
+        let done = complete(&http, &node.url(""), &id).await;
+        assert_eq!(done["sha256"], sha256_hex(&data));
+        clips.push(done["clipId"].as_str().unwrap().to_string());
+        if left_open {
+            break;
+        }
+    }
+    assert!(left_open, "a kill landed while a multipart upload was open");
     // The sweep treats a recorded multipart upload as running for 2 x upload_timeout.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     node.sweep();
@@ -536,28 +560,31 @@ async fn two_instances_share_nothing_but_postgresql_redis_and_the_bucket() {
     assert!(download(&http, &b.url(""), &one).await.bytes().await.unwrap() == small);
 
     // Races over both instances.
-    async fn race(http: &reqwest::Client, bases: [String; 2], clip: &str, n: usize) -> usize {
+    // How many answered 200; each of those must carry the whole file.
+    async fn race(http: &reqwest::Client, bases: [String; 2], clip: &str, n: usize, expected: &[u8]) -> usize {
         let tasks = (0..n).map(|i| {
             let (http, url) = (http.clone(), format!("{}/api/file/{clip}", bases[i % 2]));
             async move {
                 let res = http.post(url).json(&json!({})).send().await.unwrap();
-                let ok = res.status() == 200;
-                let body = res.bytes().await.unwrap();
-                ok && !body.is_empty()
+                let status = res.status().as_u16();
+                (status, res.bytes().await.unwrap())
             }
         });
-        let results: Vec<bool> = futures_util::stream::iter(tasks).buffer_unordered(64).collect().await;
-        results.into_iter().filter(|ok| *ok).count()
+        let results: Vec<(u16, bytes::Bytes)> = futures_util::stream::iter(tasks).buffer_unordered(64).collect().await;
+        let served: Vec<&bytes::Bytes> = results.iter().filter(|(s, _)| *s == 200).map(|(_, b)| b).collect();
+        assert!(served.iter().all(|b| b[..] == *expected), "every 200 carries the whole file");
+        assert!(results.iter().all(|(s, _)| matches!(s, 200 | 404 | 410)), "only 200, 404 or 410");
+        served.len()
     }
     use futures_util::StreamExt;
     let bases = [a.url(""), b.url("")];
     let once = random_bytes(200_000);
     let id = send_chunks(&http, &a.url(""), &once, 5 * MIB, json!({ "oneTime": true })).await;
     let one_time = complete(&http, &a.url(""), &id).await["clipId"].as_str().unwrap().to_string();
-    assert_eq!(race(&http, bases.clone(), &one_time, 1000).await, 1, "a one-time clip is served exactly once");
+    assert_eq!(race(&http, bases.clone(), &one_time, 1000, &once).await, 1, "a one-time clip is served exactly once");
     let id = send_chunks(&http, &b.url(""), &once, 5 * MIB, json!({ "maxDownloads": 5 })).await;
     let limited = complete(&http, &b.url(""), &id).await["clipId"].as_str().unwrap().to_string();
-    assert_eq!(race(&http, bases.clone(), &limited, 200).await, 5, "a limit of 5 gives exactly five");
+    assert_eq!(race(&http, bases.clone(), &limited, 200, &once).await, 5, "a limit of 5 gives exactly five");
 
     // Deleting through B is a 404 on A at once (A had it cached).
     let res = put_clip(&http, &a.url("/api/clips/gone.bin"), vec![3u8; 1000]).await;
