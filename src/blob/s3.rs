@@ -30,6 +30,8 @@ use tokio::task::JoinSet;
 use super::{BlobError, BlobKey, BlobMeta, BlobRead, Durability, MultipartJournal};
 use crate::config::S3Config;
 
+/// Where health probes write (`health/<per process>`).
+pub const HEALTH_PREFIX: &str = "health";
 /// S3's smallest part (all but the last).
 pub const MIN_PART: u64 = 5 << 20;
 /// S3's most parts in one multipart upload.
@@ -84,6 +86,11 @@ struct Inner {
     /// multipart upload.
     single_put_max: usize,
     request_timeout: Duration,
+    /// Longest a streamed PUT may wait for the store to take more of its body.
+    read_timeout: Duration,
+    /// This process's health-probe object: one key, written and deleted by every probe, so a
+    /// probe cut between the two leaves at most this one object (the reconcile removes it).
+    probe_key: BlobKey,
     /// KiB of write data held in memory by all writers together (`s3.write_buffer`).
     budget: Arc<Semaphore>,
     journal: std::sync::OnceLock<Arc<dyn MultipartJournal>>,
@@ -173,6 +180,9 @@ impl S3BlobStore {
                 part_size: config.part_size.bytes() as usize,
                 single_put_max: config.part_size.bytes().max(largest_write_unit) as usize,
                 request_timeout: config.request_timeout,
+                read_timeout: config.read_timeout,
+                probe_key: BlobKey::parse(&format!("{HEALTH_PREFIX}/{:016x}", rand::random::<u64>()))
+                    .expect("a valid key"),
                 budget: Arc::new(Semaphore::new(budget_kib(config.write_buffer.bytes()))),
                 journal: std::sync::OnceLock::new(),
             }),
@@ -428,8 +438,7 @@ impl S3BlobStore {
 
     /// A real write and delete of a small object.
     pub async fn check(&self) -> Result<(), BlobError> {
-        let key = BlobKey::parse(&format!("health/{:016x}", rand::random::<u64>())).expect("a valid key");
-        let path = self.path(&key);
+        let path = self.path(&self.inner.probe_key);
         self.bounded("health probe", async {
             self.inner.s3.put(&path, PutPayload::from_static(b"ok")).await.map_err(|e| unavailable("put probe", e))?;
             self.inner.s3.delete(&path).await.map_err(|e| unavailable("delete probe", e))
@@ -829,11 +838,15 @@ impl S3Writer {
             if let Some(h) = self.hasher.as_mut() {
                 h.update(&bytes);
             }
-            let sent = put.tx.as_ref().expect("writer used after commit").send(Ok(bytes)).await;
-            if sent.is_err() {
-                return Err(put.failure().await);
-            }
-            return Ok(());
+            // A store that stops reading (stalled, not down) fails the write within the read
+            // timeout instead of holding the upload until its request deadline.
+            let wait = self.store.inner.read_timeout;
+            let tx = put.tx.as_ref().expect("writer used after commit");
+            return match tokio::time::timeout(wait, tx.send(Ok(bytes))).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(put.failure().await),
+                Err(_) => Err(unavailable("stream to the store", format!("it took no bytes for {wait:?}"))),
+            };
         }
         self.hold(bytes.len()).await?;
         self.written += bytes.len() as u64;

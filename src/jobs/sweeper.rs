@@ -160,6 +160,12 @@ pub async fn reconcile_once(deps: &Deps, settings: &SweepSettings, now: i64) -> 
             }
         }
     }
+    // Health-probe objects of processes that died between a probe's write and its delete.
+    for key in deps.blobs.list(crate::blob::s3::HEALTH_PREFIX).await? {
+        if old_enough(deps.blobs.modified_ms(&key).await?) {
+            deleted += deps.blobs.delete_many(vec![key]).await?;
+        }
+    }
     // One chunk directory at a time: a completed clip's parts live there too, so listing every
     // file would hold every part of every chunked clip in memory.
     let root = BlobKey::parse("chunks").expect("a valid key");

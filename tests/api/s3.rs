@@ -360,6 +360,8 @@ async fn open_multipart_uploads_are_recorded_and_reclaimed_by_the_sweep_and_the_
     writer.write(big()).await.unwrap();
     std::mem::forget(writer);
     app.put_blob("clips/CD/CDCDCDCDCDCDCDCD", b"orphan").await;
+    // A health probe's object left by a process that died between its write and its delete.
+    app.put_blob("health/0123456789abcdef", b"ok").await;
     let data = random_bytes(2 * MIB);
     let res = put_clip(&app.client, &app.url("/api/clips/live.bin"), data.clone()).await;
     assert_eq!(res.status(), 200);
@@ -374,7 +376,7 @@ async fn open_multipart_uploads_are_recorded_and_reclaimed_by_the_sweep_and_the_
     settings.orphan_grace_ms = 0;
     let now = ferry::domain::clock::system_now_ms() + 1000;
     let removed = ferry::jobs::sweeper::reconcile_once(deps, &settings, now).await.unwrap();
-    assert_eq!(removed, 2, "the unrecorded upload and the orphan object");
+    assert_eq!(removed, 3, "the unrecorded upload, the orphan object and the probe's object");
     assert_eq!(app.state.blobs().open_multiparts().await.unwrap().len(), 1, "the recorded one stays while it may run");
     // Once past the stale bound, the sweep aborts the recorded one and forgets it.
     let report = ferry::jobs::sweeper::sweep_once(deps, &settings, far).await.unwrap();
@@ -456,6 +458,14 @@ impl PrivateSeaweed {
     fn restart(&self) {
         Self::script("restart", self.dir.path());
     }
+
+    /// Send the process a signal (`STOP` freezes it: connections are still accepted by the
+    /// kernel and bytes buffered, but nothing is answered; `CONT` thaws it).
+    fn signal(&self, sig: &str) {
+        let pid = std::fs::read_to_string(self.dir.path().join("weed.pid")).unwrap();
+        let ok = Command::new("kill").arg(format!("-{sig}")).arg(pid.trim()).status().unwrap().success();
+        assert!(ok, "kill -{sig} {pid}");
+    }
 }
 
 impl Drop for PrivateSeaweed {
@@ -463,6 +473,55 @@ impl Drop for PrivateSeaweed {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/seaweedfs.sh");
         let _ = Command::new("bash").arg(script).arg("stop").arg(self.dir.path()).output();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_store_fails_uploads_and_downloads_within_its_timeouts() {
+    let Some(s3) = s3_or_skip() else { return };
+    let weed = PrivateSeaweed::start();
+    let shared = TestS3 { endpoint: weed.endpoint.clone(), bucket: "ferry-test".into(), ..s3 };
+    let timeouts = [("FERRY_S3__READ_TIMEOUT", "1s"), ("FERRY_S3__REQUEST_TIMEOUT", "2s")];
+    let node = Node::new(fresh_prefix(&shared), None, None, &timeouts);
+    let http = http();
+    let stored = random_bytes(MIB);
+    let res = put_clip(&http, &node.url("/api/clips/stored.bin"), stored.clone()).await;
+    assert_eq!(res.status(), 200);
+    let clip = res.json::<Value>().await.unwrap()["clipId"].as_str().unwrap().to_string();
+
+    // Frozen, not stopped: the store's port still takes connections and buffers bytes.
+    weed.signal("STOP");
+    struct Thaw<'a>(&'a PrivateSeaweed);
+    impl Drop for Thaw<'_> {
+        fn drop(&mut self) {
+            self.0.signal("CONT");
+        }
+    }
+    let thaw = Thaw(&weed);
+    // More than the socket buffers take: the streamed PUT stops being read.
+    let started = Instant::now();
+    let res = http.put(node.url("/api/clips/stalled.bin")).body(vec![5u8; 64 * MIB]).send().await;
+    let took = started.elapsed();
+    if let Ok(res) = res {
+        assert_eq!(res.status(), 503, "an upload into a stalled store is a 503");
+        assert_eq!(res.json::<Value>().await.unwrap()["code"], "storage_unavailable");
+    } // (or the connection was closed while the rest of the body was still being sent)
+    assert!(took < Duration::from_secs(10), "the upload failed within its timeouts: {took:?}");
+    let started = Instant::now();
+    let res = download(&http, &node.url(""), &clip).await;
+    assert_eq!(res.status(), 503, "a download from a stalled store is a 503");
+    assert_eq!(res.json::<Value>().await.unwrap()["code"], "storage_unavailable");
+    assert!(started.elapsed() < Duration::from_secs(10), "and within its timeouts: {:?}", started.elapsed());
+    let res = http.get(node.url(&format!("/api/file/{clip}/info"))).send().await.unwrap();
+    assert_eq!(res.status(), 200, "a lookup needs no bytes");
+
+    drop(thaw);
+    let back = crate::helpers::poll_until(60, Duration::from_millis(500), || async {
+        download(&http, &node.url(""), &clip).await.status() == 200
+    })
+    .await;
+    assert!(back, "downloads work again once the store is thawed");
+    let res = download(&http, &node.url(""), &clip).await;
+    assert!(res.bytes().await.unwrap() == stored);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
