@@ -568,12 +568,30 @@ impl S3BlobStore {
         }
     }
 
+    /// `len` bytes of the write budget (`s3.write_buffer`), shared by every write and streamed
+    /// assembly; waits for room at most `BUDGET_WAIT`, then 503.
+    async fn budget(&self, len: usize) -> Result<OwnedSemaphorePermit, BlobError> {
+        let kib = len.div_ceil(1024).max(1) as u32;
+        let budget = self.inner.budget.clone();
+        match budget.clone().try_acquire_many_owned(kib) {
+            Ok(p) => Ok(p),
+            Err(_) => match tokio::time::timeout(BUDGET_WAIT, budget.acquire_many_owned(kib)).await {
+                Ok(Ok(p)) => Ok(p),
+                _ => Err(BlobError::Unavailable {
+                    context: "s3.write_buffer is taken by other uploads in flight".into(),
+                }),
+            },
+        }
+    }
+
     /// The fallback: read the parts in order and upload them again in `part_size` pieces, at
-    /// most `PARTS_IN_FLIGHT` at once, so memory stays flat.
+    /// most `PARTS_IN_FLIGHT` at once, so memory stays flat; each piece holds its share of the
+    /// write budget until it is sent, so many completes at once stay within `s3.write_buffer`.
     async fn stream_parts(&self, to: &Path, id: &str, parts: &[(BlobKey, u64)]) -> Result<Vec<PartId>, BlobError> {
         let mut upload = PartUploads::new(self.clone(), to.clone(), id.to_string());
         let mut pending: Vec<Bytes> = Vec::new();
         let mut pending_len = 0usize;
+        let mut held = Some(self.budget(self.inner.part_size).await?);
         for (key, size) in parts {
             let mut read = self.read(key, None).await?;
             let mut seen = 0u64;
@@ -583,8 +601,9 @@ impl S3BlobStore {
                 pending_len += piece.len();
                 pending.push(piece);
                 if pending_len >= self.inner.part_size {
-                    upload.send(std::mem::take(&mut pending), None).await?;
+                    upload.send(std::mem::take(&mut pending), held.take()).await?;
                     pending_len = 0;
+                    held = Some(self.budget(self.inner.part_size).await?);
                 }
             }
             if seen != *size {
@@ -593,7 +612,7 @@ impl S3BlobStore {
             }
         }
         if !pending.is_empty() || upload.next == 0 {
-            upload.send(pending, None).await?;
+            upload.send(pending, held.take()).await?;
         }
         upload.finish().await
     }
@@ -873,19 +892,7 @@ impl S3Writer {
     /// release theirs: memory stays bounded however many uploads arrive at once, and a full
     /// budget is a fast 503, never a hang.
     async fn hold(&mut self, len: usize) -> Result<(), BlobError> {
-        let kib = len.div_ceil(1024).max(1) as u32;
-        let budget = self.store.inner.budget.clone();
-        let permit = match budget.clone().try_acquire_many_owned(kib) {
-            Ok(p) => p,
-            Err(_) => match tokio::time::timeout(BUDGET_WAIT, budget.acquire_many_owned(kib)).await {
-                Ok(Ok(p)) => p,
-                _ => {
-                    return Err(BlobError::Unavailable {
-                        context: "s3.write_buffer is taken by other uploads in flight".into(),
-                    });
-                }
-            },
-        };
+        let permit = self.store.budget(len).await?;
         match self.held.as_mut() {
             Some(h) => h.merge(permit),
             None => self.held = Some(permit),

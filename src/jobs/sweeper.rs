@@ -138,7 +138,7 @@ pub async fn sweep_once(deps: &Deps, settings: &SweepSettings, now: i64) -> Resu
 }
 
 /// Remove blobs no row owns: clip blobs without a clip row, chunk directories with neither an
-/// upload session nor a clip made of them, and (S3) open multipart uploads no running
+/// unfinished upload session nor a clip made of them, and (S3) open multipart uploads no running
 /// assembly owns. Only blobs older than the grace are considered. Walks one two-character
 /// prefix directory at a time, so memory stays small however many blobs there are.
 pub async fn reconcile_once(deps: &Deps, settings: &SweepSettings, now: i64) -> Result<u64, DomainError> {
@@ -168,10 +168,13 @@ pub async fn reconcile_once(deps: &Deps, settings: &SweepSettings, now: i64) -> 
     }
     // One chunk directory at a time: a completed clip's parts live there too, so listing every
     // file would hold every part of every chunked clip in memory.
+    // A completed upload's chunks are leftovers unless its clip is made of them (on S3 the clip
+    // is one object of its own; a process that died while deleting them leaves some behind).
     let root = BlobKey::parse("chunks").expect("a valid key");
     for upload in deps.blobs.list_children(&root).await? {
         let Ok(dir) = BlobKey::parse(&format!("chunks/{upload}")) else { continue };
-        if deps.store.upload(&upload).await?.is_none()
+        let in_use = deps.store.upload(&upload).await?.is_some_and(|s| s.status != "complete");
+        if !in_use
             && old_enough(deps.blobs.modified_ms(&dir).await?)
             && chunk_dir_if_unowned(deps, &upload).await?.is_some()
         {

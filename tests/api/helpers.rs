@@ -665,7 +665,7 @@ pub fn test_s3() -> Option<TestS3> {
 static BUCKET: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
 
 /// Create the test bucket once per process (the server itself never creates buckets).
-async fn ensure_test_bucket(s3: &ferry::config::S3Config) {
+pub async fn ensure_test_bucket(s3: &ferry::config::S3Config) {
     BUCKET
         .get_or_init(|| async {
             ferry::blob::s3::create_bucket_if_missing(s3)
