@@ -18,6 +18,10 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
 
+/// Where a backend's health probe may leave an object (`health/<per process>`, S3), should
+/// the process die between the probe's write and its delete; the reconcile removes them.
+pub const HEALTH_PREFIX: &str = "health";
+
 /// Everything that can go wrong with blob storage.
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {

@@ -27,11 +27,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use super::{BlobError, BlobKey, BlobMeta, BlobRead, Durability, MultipartJournal};
+use super::{BlobError, BlobKey, BlobMeta, BlobRead, Durability, HEALTH_PREFIX, MultipartJournal};
 use crate::config::S3Config;
 
-/// Where health probes write (`health/<per process>`).
-pub const HEALTH_PREFIX: &str = "health";
 /// S3's smallest part (all but the last).
 pub const MIN_PART: u64 = 5 << 20;
 /// S3's most parts in one multipart upload.

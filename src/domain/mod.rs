@@ -45,6 +45,7 @@ impl Limits {
     pub const CHUNK_SLACK: u64 = 1024;
 
     pub fn from_config(c: &Config) -> Limits {
+        let assembly_deadline = c.server.request_timeout.max(c.server.upload_timeout);
         Limits {
             chunk_size: c.limits.chunk_size.bytes(),
             max_upload: c.limits.max_upload_size.bytes(),
@@ -52,9 +53,8 @@ impl Limits {
             max_expiry: types::Expiry::parse(&c.limits.max_expiry).unwrap_or(types::Expiry::Hr24),
             assembly_concurrency: c.upload.assembly_concurrency,
             stale_assembly_ms: (c.server.request_timeout.as_millis() as i64).saturating_mul(2),
-            assembly_deadline: c.server.request_timeout.max(c.server.upload_timeout),
-            stale_multipart_ms: (c.server.request_timeout.max(c.server.upload_timeout).as_millis() as i64)
-                .saturating_mul(2),
+            assembly_deadline,
+            stale_multipart_ms: (assembly_deadline.as_millis() as i64).saturating_mul(2),
         }
     }
 

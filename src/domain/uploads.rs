@@ -399,18 +399,14 @@ pub async fn complete(deps: &Deps, id: &UploadId, req: CompleteRequest) -> Resul
 async fn keep_assembly(deps: &Deps, id: &str, claim: &std::sync::atomic::AtomicI64) -> std::convert::Infallible {
     use std::sync::atomic::Ordering::Relaxed;
     let every = std::time::Duration::from_millis((deps.limits.stale_assembly_ms / 4).max(1) as u64);
-    let mut held = true;
     loop {
         tokio::time::sleep(every).await;
-        if !held {
-            continue;
-        }
         let now = deps.now();
         match deps.store.touch_assembly(id, claim.load(Relaxed), now).await {
             Ok(true) => claim.store(now, Relaxed),
             Ok(false) => {
                 tracing::warn!("an assembly still running was taken over by another; it no longer renews its claim");
-                held = false;
+                return std::future::pending().await;
             }
             Err(e) => tracing::warn!(error = %e, "could not renew an assembly's claim"),
         }

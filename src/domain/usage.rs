@@ -17,6 +17,11 @@ pub struct Usage {
     limit: Option<u64>,
 }
 
+/// When the newest of `rows` was computed (`None` for none).
+fn newest(rows: &[UsageRow]) -> Option<i64> {
+    rows.iter().map(|r| r.computed_at).max()
+}
+
 impl Usage {
     pub fn new(limit: Option<u64>) -> Usage {
         Usage { limit, ..Usage::default() }
@@ -33,7 +38,7 @@ impl Usage {
     /// which errs on the safe side of the limit).
     pub fn computed(&self, rows: Vec<UsageRow>, counted: u64) {
         let mut held = self.rows.write().unwrap_or_else(|p| p.into_inner());
-        if rows.iter().map(|r| r.computed_at).max() >= held.iter().map(|r| r.computed_at).max() {
+        if newest(&rows) >= newest(&held) {
             *held = rows;
             let _ = self.since.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| Some(s.saturating_sub(counted)));
         }
@@ -45,7 +50,7 @@ impl Usage {
     /// undercounting at most what arrived between their computation and this load.
     pub fn loaded(&self, rows: Vec<UsageRow>) {
         let mut held = self.rows.write().unwrap_or_else(|p| p.into_inner());
-        if rows.iter().map(|r| r.computed_at).max() > held.iter().map(|r| r.computed_at).max() {
+        if newest(&rows) > newest(&held) {
             *held = rows;
             self.since.store(0, Ordering::Relaxed);
         }
@@ -58,7 +63,7 @@ impl Usage {
 
     /// When the held figures were computed (ms), if ever.
     pub fn computed_at(&self) -> Option<i64> {
-        self.rows.read().unwrap_or_else(|p| p.into_inner()).iter().map(|r| r.computed_at).max()
+        newest(&self.rows.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Bytes in use now, as best known: the last figures plus what arrived here since.

@@ -161,15 +161,15 @@ pub async fn reconcile_once(deps: &Deps, settings: &SweepSettings, now: i64) -> 
         }
     }
     // Health-probe objects of processes that died between a probe's write and its delete.
-    for key in deps.blobs.list(crate::blob::s3::HEALTH_PREFIX).await? {
+    for key in deps.blobs.list(crate::blob::HEALTH_PREFIX).await? {
         if old_enough(deps.blobs.modified_ms(&key).await?) {
             deleted += deps.blobs.delete_many(vec![key]).await?;
         }
     }
     // One chunk directory at a time: a completed clip's parts live there too, so listing every
-    // file would hold every part of every chunked clip in memory.
-    // A completed upload's chunks are leftovers unless its clip is made of them (on S3 the clip
-    // is one object of its own; a process that died while deleting them leaves some behind).
+    // file would hold every part of every chunked clip in memory. A completed upload's chunks
+    // are leftovers unless its clip is made of them (on S3 the clip is one object of its own;
+    // a process that died while deleting them leaves some behind).
     let root = BlobKey::parse("chunks").expect("a valid key");
     for upload in deps.blobs.list_children(&root).await? {
         let Ok(dir) = BlobKey::parse(&format!("chunks/{upload}")) else { continue };

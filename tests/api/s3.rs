@@ -275,6 +275,28 @@ async fn each_assembly_method_gives_one_object_with_the_right_bytes_and_leaves_n
     assert_eq!(keys.len(), 3, "one object per clip: {keys:?}");
 }
 
+/// Send 16 MiB + 11 random bytes in 5 MiB chunks through `node` and start their complete
+/// without waiting for it: the bytes, the upload id and the complete's answer to come.
+async fn upload_and_start_complete(
+    http: &reqwest::Client,
+    node: &Node,
+) -> (Vec<u8>, String, tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>) {
+    let data = random_bytes(16 * MIB + 11);
+    let id = send_chunks(http, &node.url(""), &data, 5 * MIB, json!({})).await;
+    let url = node.url(&format!("/api/upload/complete/{id}"));
+    let http = http.clone();
+    let pending = tokio::spawn(async move { http.post(url).json(&json!({})).send().await });
+    (data, id, pending)
+}
+
+/// Complete upload `id` again (after a kill and a restart): its clip, whose hash must be that
+/// of `data`.
+async fn complete_again(http: &reqwest::Client, node: &Node, id: &str, data: &[u8]) -> String {
+    let done = complete(http, &node.url(""), id).await;
+    assert_eq!(done["sha256"], sha256_hex(data), "upload {id}");
+    done["clipId"].as_str().unwrap().to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_mid_complete_then_the_sweep_leaves_exactly_the_live_clips() {
     let Some(s3) = s3_or_skip().await else { return };
@@ -292,23 +314,14 @@ async fn a_kill_mid_complete_then_the_sweep_leaves_exactly_the_live_clips() {
     let mut clips = Vec::new();
     let mut interrupted = 0;
     for delay_ms in [0u64, 15, 40, 90] {
-        let data = random_bytes(16 * MIB + 11);
-        let base = node.url("");
-        let id = send_chunks(&http, &base, &data, 5 * MIB, json!({})).await;
-        let url = node.url(&format!("/api/upload/complete/{id}"));
-        let pending = tokio::spawn({
-            let http = http.clone();
-            async move { http.post(url).json(&json!({})).send().await }
-        });
+        let (data, id, pending) = upload_and_start_complete(&http, &node).await;
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         node.kill9();
         if !matches!(pending.await, Ok(Ok(ref res)) if res.status() == 200) {
             interrupted += 1;
         }
         node.restart();
-        let done = complete(&http, &node.url(""), &id).await;
-        assert_eq!(done["sha256"], sha256_hex(&data), "delay {delay_ms} ms");
-        let clip = done["clipId"].as_str().unwrap().to_string();
+        let clip = complete_again(&http, &node, &id, &data).await;
         let res = download(&http, &node.url(""), &clip).await;
         assert_eq!(res.status(), 200);
         assert!(res.bytes().await.unwrap() == data, "delay {delay_ms} ms: one clip with the right bytes");
@@ -320,13 +333,7 @@ async fn a_kill_mid_complete_then_the_sweep_leaves_exactly_the_live_clips() {
     let mut left_open = false;
     let watch = BlobStore::S3(ferry::blob::s3::S3BlobStore::open(&cfg, 0).await.unwrap());
     for _ in 0..5 {
-        let data = random_bytes(16 * MIB + 11);
-        let id = send_chunks(&http, &node.url(""), &data, 5 * MIB, json!({})).await;
-        let url = node.url(&format!("/api/upload/complete/{id}"));
-        let pending = tokio::spawn({
-            let http = http.clone();
-            async move { http.post(url).json(&json!({})).send().await }
-        });
+        let (data, id, pending) = upload_and_start_complete(&http, &node).await;
         while watch.open_multiparts().await.unwrap().is_empty() && !pending.is_finished() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -334,9 +341,7 @@ async fn a_kill_mid_complete_then_the_sweep_leaves_exactly_the_live_clips() {
         let _ = pending.await;
         left_open = bucket_view(&cfg).await.1 > 0;
         node.restart();
-        let done = complete(&http, &node.url(""), &id).await;
-        assert_eq!(done["sha256"], sha256_hex(&data));
-        clips.push(done["clipId"].as_str().unwrap().to_string());
+        clips.push(complete_again(&http, &node, &id, &data).await);
         if left_open {
             break;
         }
