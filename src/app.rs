@@ -127,6 +127,20 @@ pub async fn open_deps(config: &Config, clock: SharedClock) -> anyhow::Result<De
     })
 }
 
+/// The rate limits, counted in Redis when `rate.backend = "redis"`.
+fn rate_limits(config: &Config, deps: &Deps) -> crate::http::ratelimit::RateLimits {
+    let limits = crate::http::ratelimit::RateLimits::from_config(config);
+    match (&config.redis_url, config.rate.backend) {
+        (Some(url), crate::config::RateBackend::Redis) if config.rate_limits == crate::config::Switch::On => limits
+            .with_shared(crate::cache::rate::SharedRate::start(
+                url.expose(),
+                config.rate.redis_timeout,
+                &deps.background,
+            )),
+        _ => limits,
+    }
+}
+
 /// Sweep settings from configuration.
 pub fn sweep_settings(config: &Config) -> SweepSettings {
     let c = &config.sweep;
@@ -147,6 +161,7 @@ pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     state: AppState,
+    connections: crate::http::conn::ConnSettings,
 }
 
 impl Application {
@@ -158,6 +173,9 @@ impl Application {
     /// Build with an injected clock (tests move time without sleeping).
     pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Application> {
         config.validate()?;
+        // Refuse to start rather than run out of descriptors under load.
+        let max_connections = crate::http::conn::descriptor_budget(&config)?;
+        let connections = crate::http::conn::ConnSettings::new(&config.server, max_connections);
         crate::http::metrics::handle();
         let deps = open_deps(&config, clock.clone()).await?;
         let listener = TcpListener::bind(config.bind).await.with_context(|| format!("binding {}", config.bind))?;
@@ -170,7 +188,7 @@ impl Application {
         );
         let state = AppState {
             inner: Arc::new(Shared {
-                rate_limits: Arc::new(crate::http::ratelimit::RateLimits::from_config(&config)),
+                rate_limits: Arc::new(rate_limits(&config, &deps)),
                 admin_stats: Default::default(),
                 config,
                 jobs,
@@ -180,7 +198,8 @@ impl Application {
                 tasks: TaskTracker::new(),
             }),
         };
-        Ok(Application { listener, addr, state })
+        tracing::info!(max_connections, "connection budget");
+        Ok(Application { listener, addr, state, connections })
     }
 
     /// The bound address (the real port when 0 was asked for).
@@ -195,11 +214,9 @@ impl Application {
     /// Serve until `shutdown` is cancelled; then stop accepting, let in-flight requests finish
     /// within the grace period, wait for background loops, and close the store.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Application { listener, addr, state } = self;
+        let Application { listener, addr, state, connections } = self;
         let grace = state.config().server.shutdown_grace;
-        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(
-            crate::http::service(state.clone()),
-        );
+        let app = crate::http::service(state.clone());
         tracing::info!(%addr, "listening");
 
         let draining = state.inner.draining.clone();
@@ -225,21 +242,16 @@ impl Application {
             Duration::from_secs(5),
             shutdown.child_token(),
         ));
-        // Small responses must not wait for delayed ACKs (Nagle): send segments at once.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        });
-        let server = axum::serve(listener, app).with_graceful_shutdown(signal).into_future();
+        let stop_accepting = CancellationToken::new();
+        let server = crate::http::conn::serve(listener, app, connections, stop_accepting.clone());
         let mut server = std::pin::pin!(server);
         tokio::select! {
-            res = &mut server => res.context("server failed")?,
-            _ = shutdown.cancelled() => {
+            _ = &mut server => anyhow::bail!("the accept loop ended before shutdown"),
+            _ = signal => {
                 tracing::info!(grace = ?grace, "shutdown: draining in-flight requests");
-                match tokio::time::timeout(grace, &mut server).await {
-                    Ok(res) => res.context("server failed while draining")?,
-                    Err(_) => tracing::warn!("shutdown: grace period over; closing remaining connections"),
+                stop_accepting.cancel();
+                if tokio::time::timeout(grace, &mut server).await.is_err() {
+                    tracing::warn!("shutdown: grace period over; closing remaining connections");
                 }
             }
         }

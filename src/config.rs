@@ -163,6 +163,25 @@ pub struct ServerConfig {
     pub json_body_limit: ByteSize,
     #[serde(with = "humantime_serde")]
     pub health_check_timeout: Duration,
+    /// A request's head must arrive within this of the connection opening (or of the first
+    /// byte of a later request).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection idle between requests this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A request body that sends nothing this long is answered 408; an answer the client does
+    /// not read for this long closes the connection.
+    #[serde(with = "humantime_serde")]
+    pub body_idle_timeout: Duration,
+    /// Most connections open at once; 0: as many as the descriptor limit leaves room for.
+    pub max_connections: usize,
+    pub http2_max_concurrent_streams: u32,
+    pub http2_max_header_list_size: ByteSize,
+    #[serde(with = "humantime_serde")]
+    pub http2_keepalive_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub http2_keepalive_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -211,6 +230,18 @@ pub struct RateConfig {
     pub quick_share_misses: u32,
     #[serde(with = "humantime_serde")]
     pub quick_share_block: Duration,
+    /// Where the counters live: this process (`memory`) or Redis, shared by every instance.
+    pub backend: RateBackend,
+    /// Deadline of one Redis round trip of the limiter; slower, it counts in memory.
+    #[serde(with = "humantime_serde")]
+    pub redis_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateBackend {
+    Memory,
+    Redis,
 }
 
 impl Config {
@@ -264,6 +295,10 @@ pub struct StoreConfig {
     pub sqlite_connections: usize,
     #[serde(with = "humantime_serde")]
     pub sqlite_busy_timeout: Duration,
+    /// Longest a store call may take, waiting for a connection included; slower calls fail
+    /// (503 database_unavailable) instead of holding the request.
+    #[serde(with = "humantime_serde")]
+    pub query_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -444,6 +479,28 @@ impl Config {
         }
         if self.server.health_check_timeout.is_zero() {
             return Err(invalid("server.health_check_timeout", "must be greater than zero"));
+        }
+        for (key, d) in [
+            ("server.header_read_timeout", self.server.header_read_timeout),
+            ("server.idle_timeout", self.server.idle_timeout),
+            ("server.body_idle_timeout", self.server.body_idle_timeout),
+            ("server.http2_keepalive_interval", self.server.http2_keepalive_interval),
+            ("server.http2_keepalive_timeout", self.server.http2_keepalive_timeout),
+            ("store.query_timeout", self.store.query_timeout),
+            ("rate.redis_timeout", self.rate.redis_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(key, "must be greater than zero"));
+            }
+        }
+        if !(1..=10_000).contains(&self.server.http2_max_concurrent_streams) {
+            return Err(invalid("server.http2_max_concurrent_streams", "must be between 1 and 10000"));
+        }
+        if !((1 << 10)..=(1 << 20)).contains(&self.server.http2_max_header_list_size.0) {
+            return Err(invalid("server.http2_max_header_list_size", "must be between 1KiB and 1MiB"));
+        }
+        if self.rate.backend == RateBackend::Redis && self.redis_url.is_none() {
+            return Err(invalid("rate.backend", "is \"redis\" but no redis_url is set"));
         }
         if self.server.json_body_limit.0 < 1024 {
             return Err(invalid("server.json_body_limit", "must be at least 1KiB"));

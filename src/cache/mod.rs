@@ -5,6 +5,8 @@
 //! store and nothing fails. Unknown codes are cached negatively in level one for a short time.
 //! Claims (one-time, download limits) never read from here.
 
+/// Rate-limit counters shared by every instance (Redis).
+pub mod rate;
 mod redis_l2;
 
 use std::sync::Arc;

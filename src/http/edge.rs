@@ -27,6 +27,7 @@ use bytes::Bytes;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
+use super::conn::BodyStall;
 use super::error::{self, ApiError};
 use super::{compression, metrics, security};
 
@@ -229,6 +230,8 @@ pub struct Watch {
     route: RouteLabel,
     method: Method,
     id: Option<HeaderValue>,
+    /// Present on requests with a body: whether it stopped arriving.
+    stall: Option<BodyStall>,
     _in_flight: metrics::InFlight,
 }
 
@@ -242,6 +245,7 @@ impl Watch {
             route,
             method: req.method().clone(),
             id: req.headers().get(REQUEST_ID).cloned(),
+            stall: req.extensions().get::<BodyStall>().cloned(),
             _in_flight: metrics::InFlight::enter(),
         }
     }
@@ -304,6 +308,11 @@ where
                 ready!(timer.as_mut().poll(cx));
                 ApiError::Timeout.into_response()
             }
+        };
+        // Whatever the handler made of its failed body reads, the client stopped sending.
+        let response = match &watch.stall {
+            Some(stall) if stall.fired() => ApiError::BodyStalled { after: stall.after() }.into_response(),
+            _ => response,
         };
         let elapsed = watch.started.elapsed();
         metrics::record_request(watch.route.as_str(), &watch.method, response.status(), elapsed);

@@ -21,6 +21,9 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("request timed out")]
     Timeout,
+    /// The request body sent nothing for `server.body_idle_timeout`.
+    #[error("request body stalled")]
+    BodyStalled { after: std::time::Duration },
     /// The body is not the JSON object the route takes.
     #[error("bad json: {0}")]
     BadJson(String),
@@ -71,7 +74,7 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Timeout => TIMEOUT_STATUS,
+            ApiError::Timeout | ApiError::BodyStalled { .. } => TIMEOUT_STATUS,
             ApiError::Unhealthy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::BadJson(_) => StatusCode::BAD_REQUEST,
@@ -96,6 +99,16 @@ impl ApiError {
                 ("Payload too large", "The request body exceeds the configured limit.", "payload_too_large")
             }
             ApiError::Timeout => ("Request timeout", "The request took longer than the server allows.", "timeout"),
+            ApiError::BodyStalled { after } => {
+                return json!({
+                    "error": "Request timeout",
+                    "message": format!(
+                        "The request body sent nothing for {} s; nothing of it was kept. Send it again.",
+                        after.as_secs()
+                    ),
+                    "code": "body_timeout",
+                });
+            }
             ApiError::Unhealthy(report) => return report.clone(),
             ApiError::Internal(_) => ("Internal server error", "Something went wrong on our side.", "internal"),
             ApiError::BadJson(why) => {
@@ -161,8 +174,11 @@ impl ApiError {
 }
 
 fn store_is_down(e: &StoreError) -> bool {
-    matches!(e, StoreError::Pool(_) | StoreError::Unreachable { .. } | StoreError::Closed)
+    e.is_unavailable()
 }
+
+/// What a 503 for a dependency that is down asks clients to wait before trying again.
+const UNAVAILABLE_RETRY_AFTER_SECS: u32 = 2;
 
 fn domain_status(e: &DomainError) -> StatusCode {
     match e {
@@ -279,9 +295,11 @@ fn domain_body(e: &DomainError) -> Value {
             "This clip has no thumbnail (yet): only plaintext images that are not one-time get one, a moment after upload.",
             "thumbnail_not_found",
         ),
-        DomainError::Store(s) if store_is_down(s) => {
-            simple("Service unavailable", "The database is not answering; try again shortly.", "unavailable")
-        }
+        DomainError::Store(s) if store_is_down(s) => simple(
+            "Database unavailable",
+            "The database is not answering; nothing was changed. Try again in a few seconds.",
+            "database_unavailable",
+        ),
         DomainError::Blob(BlobError::Unavailable { .. }) => simple(
             "Storage unavailable",
             "The blob storage is not answering; nothing was lost, try again shortly.",
@@ -300,6 +318,14 @@ impl IntoResponse for ApiError {
         if status.is_server_error() && !matches!(self, ApiError::Unhealthy(_)) {
             // Logged once, with the request's method, route and id, by `edge::Observe`.
             response.extensions_mut().insert(super::edge::ErrorCause(self.to_string()));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE && !matches!(self, ApiError::Unhealthy(_)) {
+            // A dependency is down: the request may be sent again once it is back.
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS));
+        }
+        if matches!(self, ApiError::BodyStalled { .. }) {
+            // The rest of the body is never read: the connection cannot carry another request.
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if let ApiError::RateLimited { retry_after, limit } = &self {
             let h = response.headers_mut();

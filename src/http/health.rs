@@ -111,6 +111,9 @@ pub async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, 
             crate::cache::RedisState::Degraded => "degraded",
         });
     }
+    // Rate limits fall back to per-instance counts while Redis is down: worth knowing, not
+    // a reason to take the instance out of service.
+    body["rateLimits"] = json!(state.rate_limits().backend().as_str());
     if failing.is_empty() {
         Ok((HEALTHY_STATUS, Json(body)))
     } else {

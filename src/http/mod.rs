@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod clips;
 pub mod compression;
+pub mod conn;
 pub mod download;
 pub mod edge;
 pub mod error;

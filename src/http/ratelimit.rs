@@ -3,6 +3,10 @@
 //! configured trusted proxy — the nearest untrusted address in X-Forwarded-For, read from the
 //! right so a client cannot choose its own key by prepending entries. Client addresses are
 //! never logged.
+//!
+//! With `rate.backend = "redis"` the counts (quotas and quick-share misses) live in Redis and
+//! hold across every instance (`cache::rate`); while Redis does not answer, each instance
+//! counts in its own memory again, and /health and `ferry_rate_limit_shared` say so.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -22,6 +26,7 @@ use ipnet::IpNet;
 
 use super::error::ApiError;
 use crate::app::AppState;
+use crate::cache::rate::{SharedDecision, SharedRate};
 use crate::config::{Config, Switch};
 
 type Keyed = RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock, StateInformationMiddleware>;
@@ -33,6 +38,17 @@ pub enum Group {
     Reads,
     Downloads,
     AdminAuth,
+}
+
+impl Group {
+    fn name(self) -> &'static str {
+        match self {
+            Group::Initiate => "initiate",
+            Group::Reads => "reads",
+            Group::Downloads => "downloads",
+            Group::AdminAuth => "admin_auth",
+        }
+    }
 }
 
 struct Limiter {
@@ -65,6 +81,37 @@ pub struct RateLimits {
     quick_max_misses: u32,
     quick_block_ms: i64,
     misses: Mutex<HashMap<IpAddr, Misses>>,
+    /// Counts shared by every instance, when configured.
+    shared: Option<SharedRate>,
+}
+
+/// What the limits decided for one request.
+enum Decision {
+    Allowed { remaining: u32 },
+    Limited { retry_after: u64 },
+    Blocked { retry_after: u64 },
+}
+
+/// Where the counts are kept right now, for /health and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Off,
+    Memory,
+    /// Configured for Redis and Redis answers.
+    Shared,
+    /// Configured for Redis, which does not answer: counting per instance meanwhile.
+    SharedDegraded,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Off => "off",
+            Backend::Memory => "memory",
+            Backend::Shared => "redis",
+            Backend::SharedDegraded => "memory (redis unavailable)",
+        }
+    }
 }
 
 impl RateLimits {
@@ -79,7 +126,61 @@ impl RateLimits {
             quick_max_misses: c.rate.quick_share_misses,
             quick_block_ms: c.rate.quick_share_block.as_millis() as i64,
             misses: Mutex::new(HashMap::new()),
+            shared: None,
         }
+    }
+
+    /// Keep the counts in Redis, shared by every instance.
+    pub fn with_shared(mut self, shared: SharedRate) -> RateLimits {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// Where the counts are kept right now.
+    pub fn backend(&self) -> Backend {
+        match (&self.shared, self.enabled) {
+            (_, false) => Backend::Off,
+            (None, true) => Backend::Memory,
+            (Some(s), true) if s.working() => Backend::Shared,
+            (Some(_), true) => Backend::SharedDegraded,
+        }
+    }
+
+    /// Decide on one request: in Redis when shared and answering, else in memory.
+    async fn decide(&self, group: Group, key: IpAddr, quick: bool, now: i64) -> Decision {
+        let per_minute = self.limiter(group).per_minute;
+        if let Some(shared) = &self.shared
+            && let Ok(decision) = shared.acquire(group.name(), key, per_minute, quick).await
+        {
+            let secs = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+            return match decision {
+                SharedDecision::Allowed { remaining } => Decision::Allowed { remaining },
+                SharedDecision::Limited { retry_after } => Decision::Limited { retry_after: secs(retry_after).max(1) },
+                SharedDecision::Blocked { retry_after } => Decision::Blocked { retry_after: secs(retry_after).max(1) },
+            };
+        }
+        if quick && let Some(left) = self.quick_blocked(key, now) {
+            return Decision::Blocked { retry_after: seconds(left) };
+        }
+        match self.limiter(group).keyed.check_key(&key) {
+            Ok(snapshot) => Decision::Allowed { remaining: snapshot.remaining_burst_capacity() },
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                Decision::Limited { retry_after: retry_after.max(1) }
+            }
+        }
+    }
+
+    /// Count a failed quick-share lookup where the decision was made.
+    async fn record_miss(&self, key: IpAddr, now: i64) {
+        if let Some(shared) = &self.shared {
+            let window = Duration::from_millis(self.quick_block_ms.max(1) as u64);
+            if shared.missed(key, self.quick_max_misses, window).await.is_ok() {
+                return;
+            }
+        }
+        self.quick_missed(key, now);
     }
 
     fn limiter(&self, group: Group) -> &Limiter {
@@ -178,23 +279,19 @@ where
     let key = limits.client_key(peer, req.headers());
     let now = state.now_ms();
     let quick = matches!(group, Group::Reads | Group::Downloads) && quick_code(req.uri().path());
-    if quick && let Some(left) = limits.quick_blocked(key, now) {
-        let limit = limits.quick_max_misses;
-        return ApiError::RateLimited { retry_after: seconds(left), limit }.into_response();
-    }
     let limiter = limits.limiter(group);
-    let remaining = match limiter.keyed.check_key(&key) {
-        Ok(snapshot) => snapshot.remaining_burst_capacity(),
-        Err(not_until) => {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            return ApiError::RateLimited { retry_after: retry_after.max(1), limit: limiter.per_minute }
-                .into_response();
+    let remaining = match limits.decide(group, key, quick, now).await {
+        Decision::Allowed { remaining } => remaining,
+        Decision::Limited { retry_after } => {
+            return ApiError::RateLimited { retry_after, limit: limiter.per_minute }.into_response();
+        }
+        Decision::Blocked { retry_after } => {
+            return ApiError::RateLimited { retry_after, limit: limits.quick_max_misses }.into_response();
         }
     };
     let mut response = next(req).await;
     if quick && response.status() == axum::http::StatusCode::NOT_FOUND {
-        limits.quick_missed(key, now);
+        limits.record_miss(key, now).await;
     }
     let h = response.headers_mut();
     h.insert("ratelimit-limit", HeaderValue::from(limiter.per_minute));
@@ -203,12 +300,20 @@ where
     response
 }
 
-/// Prune idle entries every minute until cancelled.
+/// Prune idle entries every minute, and publish where the counts live every second, until
+/// cancelled.
 pub async fn forget_idle_loop(state: AppState, shutdown: tokio_util::sync::CancellationToken) {
+    let mut ticks: u32 = 0;
     loop {
+        let shared = matches!(state.rate_limits().backend(), Backend::Shared);
+        metrics::gauge!("ferry_rate_limit_shared").set(if shared { 1.0 } else { 0.0 });
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(60)) => state.rate_limits().forget_idle(state.now_ms()),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        ticks += 1;
+        if ticks % 60 == 0 {
+            state.rate_limits().forget_idle(state.now_ms());
         }
     }
 }

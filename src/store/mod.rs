@@ -38,6 +38,10 @@ pub enum StoreError {
     Task(String),
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
+    /// The call did not finish within `store.query_timeout` (a hung or frozen database, or no
+    /// free connection).
+    #[error("no answer from the database within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 impl StoreError {
@@ -48,6 +52,22 @@ impl StoreError {
             StoreError::Postgres(e) => e.code() == Some(&tokio_postgres::error::SqlState::DISK_FULL),
             StoreError::Io { source, .. } => crate::blob::is_out_of_space(source),
             _ => false,
+        }
+    }
+
+    /// The database is down, unreachable, overloaded or too slow, rather than the request or
+    /// ferry being wrong: worth a 503 the client retries. Refused, reset and closed
+    /// connections, pool and statement timeouts, a server shutting down or out of connections,
+    /// SQLite's lock not granted within its busy timeout.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Unreachable { .. } | StoreError::Pool(_) | StoreError::Closed | StoreError::Timeout(_) => true,
+            StoreError::Postgres(e) => postgres::is_unavailable(e),
+            StoreError::Sqlite(e) => matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ),
+            StoreError::Migration(_) | StoreError::Task(_) | StoreError::Io { .. } => false,
         }
     }
 
@@ -103,11 +123,23 @@ impl Store {
         }
     }
 
-    /// A real round trip to the database, for health checks.
+    /// A real round trip to the database, for health checks: it reads the clips table, so a
+    /// lock that would hold requests up holds the probe up too.
     pub async fn ping(&self) -> Result<(), StoreError> {
+        timed(self.kind(), self.query_timeout(), async {
+            match self {
+                Store::Embedded(s) => s.ping().await,
+                Store::Postgres(s) => s.probe().await,
+            }
+        })
+        .await
+    }
+
+    /// The bound of one store call (`store.query_timeout`).
+    pub fn query_timeout(&self) -> std::time::Duration {
         match self {
-            Store::Embedded(s) => s.ping().await,
-            Store::Postgres(s) => s.ping().await,
+            Store::Embedded(s) => s.query_timeout(),
+            Store::Postgres(s) => s.query_timeout(),
         }
     }
 
@@ -149,11 +181,21 @@ impl Store {
     }
 }
 
-/// Time one statement under the backend's label.
-async fn timed<T>(backend: &'static str, run: impl std::future::Future<Output = T>) -> T {
+/// Time one statement under the backend's label, and bound it: a call that has not finished
+/// within `limit` (waiting for a connection included) fails with `StoreError::Timeout`.
+async fn timed<T>(
+    backend: &'static str,
+    limit: std::time::Duration,
+    run: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
     let started = std::time::Instant::now();
-    let result = run.await;
+    let result = tokio::time::timeout(limit, run).await.unwrap_or(Err(StoreError::Timeout(limit)));
     metrics::histogram!("ferry_store_query_seconds", "backend" => backend).record(started.elapsed().as_secs_f64());
+    if let Err(e) = &result
+        && e.is_unavailable()
+    {
+        metrics::counter!("ferry_store_unavailable_total", "backend" => backend).increment(1);
+    }
     result
 }
 
@@ -165,7 +207,7 @@ impl Store {
         params: Vec<P>,
         decode: Decode<T>,
     ) -> Result<Vec<T>, StoreError> {
-        timed(self.kind(), async {
+        timed(self.kind(), self.query_timeout(), async {
             match self {
                 Store::Embedded(s) => s.query(sql, params, decode).await,
                 Store::Postgres(s) => s.query(sql, params, decode).await,
@@ -184,7 +226,7 @@ impl Store {
     }
 
     async fn execute(&self, sql: &'static str, params: Vec<P>) -> Result<u64, StoreError> {
-        timed(self.kind(), async {
+        timed(self.kind(), self.query_timeout(), async {
             match self {
                 Store::Embedded(s) => s.execute(sql, params).await,
                 Store::Postgres(s) => s.execute(sql, params).await,
@@ -201,7 +243,7 @@ impl Store {
         params: Vec<P>,
         decode: Decode<T>,
     ) -> Result<Vec<T>, StoreError> {
-        timed(self.kind(), async {
+        timed(self.kind(), self.query_timeout(), async {
             match self {
                 Store::Embedded(s) => s.query(sql, params, decode).await,
                 Store::Postgres(s) => s.query_relaxed(sql, params, decode).await,
@@ -211,7 +253,7 @@ impl Store {
     }
 
     async fn execute_relaxed(&self, sql: &'static str, params: Vec<P>) -> Result<u64, StoreError> {
-        timed(self.kind(), async {
+        timed(self.kind(), self.query_timeout(), async {
             match self {
                 Store::Embedded(s) => s.execute(sql, params).await,
                 Store::Postgres(s) => s.execute_relaxed(sql, params).await,
@@ -240,14 +282,21 @@ impl Tx {
         }
     }
 
+    fn query_timeout(&self) -> std::time::Duration {
+        match self {
+            Tx::Embedded(t) => t.query_timeout(),
+            Tx::Postgres(t) => t.query_timeout(),
+        }
+    }
+
     pub async fn query<T: Send + 'static>(
         &mut self,
         sql: &'static str,
         params: Vec<P>,
         decode: Decode<T>,
     ) -> Result<Vec<T>, StoreError> {
-        let kind = self.kind();
-        timed(kind, async {
+        let (kind, limit) = (self.kind(), self.query_timeout());
+        timed(kind, limit, async {
             match self {
                 Tx::Embedded(t) => t.query(sql, params, decode).await,
                 Tx::Postgres(t) => t.query(sql, params, decode).await,
@@ -257,8 +306,8 @@ impl Tx {
     }
 
     pub async fn execute(&mut self, sql: &'static str, params: Vec<P>) -> Result<u64, StoreError> {
-        let kind = self.kind();
-        timed(kind, async {
+        let (kind, limit) = (self.kind(), self.query_timeout());
+        timed(kind, limit, async {
             match self {
                 Tx::Embedded(t) => t.execute(sql, params).await,
                 Tx::Postgres(t) => t.execute(sql, params).await,
@@ -268,19 +317,26 @@ impl Tx {
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {
-        match self {
-            Tx::Embedded(t) => t.commit().await,
-            Tx::Postgres(t) => t.commit().await,
-        }
+        let (kind, limit) = (self.kind(), self.query_timeout());
+        timed(kind, limit, async {
+            match self {
+                Tx::Embedded(t) => t.commit().await,
+                Tx::Postgres(t) => t.commit().await,
+            }
+        })
+        .await
     }
 }
 
 impl Store {
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        Ok(match self {
-            Store::Embedded(s) => Tx::Embedded(s.begin().await?),
-            Store::Postgres(s) => Tx::Postgres(s.begin().await?),
+        timed(self.kind(), self.query_timeout(), async {
+            Ok(match self {
+                Store::Embedded(s) => Tx::Embedded(s.begin().await?),
+                Store::Postgres(s) => Tx::Postgres(s.begin().await?),
+            })
         })
+        .await
     }
 
     /// Run one statement and enqueue, in the same transaction, the jobs `follow` makes of the

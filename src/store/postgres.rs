@@ -26,6 +26,7 @@ pub struct PgStore {
     target: String,
     /// Shared: a store is cloned into every request's dependencies.
     config: std::sync::Arc<tokio_postgres::Config>,
+    query_timeout: std::time::Duration,
 }
 
 async fn run_query<T>(
@@ -51,9 +52,14 @@ async fn run_execute(client: &deadpool_postgres::Object, sql: &str, params: &[P]
 /// closed when that cannot be done.
 pub struct PgTx {
     client: Option<deadpool_postgres::Object>,
+    query_timeout: std::time::Duration,
 }
 
 impl PgTx {
+    pub fn query_timeout(&self) -> std::time::Duration {
+        self.query_timeout
+    }
+
     fn client(&self) -> Result<&deadpool_postgres::Object, StoreError> {
         self.client.as_ref().ok_or(StoreError::Closed)
     }
@@ -122,6 +128,17 @@ impl PgStore {
         let mut pg = tokio_postgres::Config::from_str(url.expose())
             .map_err(|e| StoreError::Unreachable { target: "(unparseable URL)".into(), cause: e.to_string() })?;
         pg.connect_timeout(config.connect_timeout);
+        // The server ends a statement (a lock wait included) at the query timeout, leaving
+        // the connection usable; the client-side bound (`timed`) covers a server that does not
+        // answer at all.
+        let bounded = format!("-c statement_timeout={}", config.query_timeout.as_millis().max(1));
+        let options = match pg.get_options() {
+            Some(given) => format!("{given} {bounded}"),
+            None => bounded,
+        };
+        pg.options(&options);
+        // Keepalives notice a server that vanished without closing the connection.
+        pg.keepalives(true).keepalives_idle(std::time::Duration::from_secs(30));
         if pg.get_application_name().is_none() {
             pg.application_name("ferry");
         }
@@ -149,7 +166,8 @@ impl PgStore {
         };
         relaxed.options(&options);
         let relaxed = build(relaxed, config.pool_size.div_ceil(2))?;
-        let store = PgStore { pool, relaxed, target, config: std::sync::Arc::new(pg) };
+        let store =
+            PgStore { pool, relaxed, target, config: std::sync::Arc::new(pg), query_timeout: config.query_timeout };
         let deadline = config.connect_timeout + std::time::Duration::from_millis(500);
         match tokio::time::timeout(deadline, store.ping()).await {
             Ok(Ok(())) => Ok(store),
@@ -163,6 +181,10 @@ impl PgStore {
 
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    pub fn query_timeout(&self) -> std::time::Duration {
+        self.query_timeout
     }
 
     /// Run one (cached, prepared) statement and decode every row it returns.
@@ -199,7 +221,7 @@ impl PgStore {
     pub async fn begin(&self) -> Result<PgTx, StoreError> {
         // The transaction value exists before BEGIN is sent: a caller dropped while BEGIN is
         // in flight leaves it to roll back, never a pooled connection inside a transaction.
-        let tx = PgTx { client: Some(self.pool.get().await?) };
+        let tx = PgTx { client: Some(self.pool.get().await?), query_timeout: self.query_timeout };
         tx.client()?.batch_execute("BEGIN").await?;
         Ok(tx)
     }
@@ -207,6 +229,14 @@ impl PgStore {
     pub async fn ping(&self) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
         client.query_one("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
+    /// The health probe: a pooled connection (so an exhausted pool shows) reading the clips
+    /// table (so a lock that holds requests up holds the probe up too).
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client.query("SELECT 1 FROM clips LIMIT 1", &[]).await?;
         Ok(())
     }
 
@@ -218,6 +248,8 @@ impl PgStore {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY]).await?;
         // "already exists, skipping" notices are expected on every start; keep them out of logs.
         tx.batch_execute("SET LOCAL client_min_messages = warning").await?;
+        // A migration may rewrite a large table: not bounded by the per-statement timeout.
+        tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS ferry_migrations (
                  version BIGINT PRIMARY KEY, name TEXT NOT NULL,
@@ -252,6 +284,34 @@ impl PgStore {
         self.pool.close();
         self.relaxed.close();
     }
+}
+
+/// Whether a driver error means the server is down, unreachable, overloaded or too slow
+/// (see `StoreError::is_unavailable`): SQLSTATE classes 08 (connection), 53 (resources, disk
+/// full aside, which is handled as out of space), 57 (operator intervention: a cancelled
+/// statement, i.e. `statement_timeout`, and shutdowns) and a lock not granted; or no server
+/// answer at all (a closed connection, an I/O error underneath).
+pub fn is_unavailable(e: &tokio_postgres::Error) -> bool {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code().code();
+        return code.starts_with("08")
+            || (code.starts_with("53") && code != "53100")
+            || code.starts_with("57")
+            || code == "55P03";
+    }
+    if e.is_closed() {
+        return true;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.is::<std::io::Error>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    // Connect-time failures without a source ("timeout", "unexpected EOF").
+    let text = e.to_string();
+    text.contains("timed out") || text.contains("timeout") || text.contains("connection")
 }
 
 /// The channel job inserts notify on (migration V5's trigger).

@@ -25,6 +25,7 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
+    query_timeout: std::time::Duration,
     idle: Mutex<Vec<Connection>>,
     permits: Arc<Semaphore>,
 }
@@ -74,6 +75,10 @@ pub struct SqliteTx {
 }
 
 impl SqliteTx {
+    pub fn query_timeout(&self) -> std::time::Duration {
+        self.lease.as_ref().map_or(std::time::Duration::from_secs(5), |l| l.inner.query_timeout)
+    }
+
     async fn on_conn<T, F>(&mut self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -159,12 +164,21 @@ impl SqliteStore {
             .map_err(|e| StoreError::Task(e.to_string()))??
         };
         Ok(SqliteStore {
-            inner: Arc::new(Inner { path, idle: Mutex::new(opened), permits: Arc::new(Semaphore::new(n)) }),
+            inner: Arc::new(Inner {
+                path,
+                query_timeout: config.query_timeout,
+                idle: Mutex::new(opened),
+                permits: Arc::new(Semaphore::new(n)),
+            }),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    pub fn query_timeout(&self) -> std::time::Duration {
+        self.inner.query_timeout
     }
 
     /// Begin a transaction on a connection of its own.

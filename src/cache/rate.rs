@@ -1,0 +1,243 @@
+//! Rate-limit counters shared by every instance, in Redis: one Lua script per request (one
+//! round trip, atomic in Redis, on Redis's own clock so instances' clocks need not agree) runs
+//! the same GCRA the in-process limiter uses (a quota of `n` per minute with bursts of `n`),
+//! and for quick-share codes also reports the client's miss block; a second script counts a
+//! quick-share miss. Client keys are hashed before they reach Redis, so addresses do not show
+//! in `KEYS` or `MONITOR` output (an obfuscation, not anonymity: the address space is small).
+//!
+//! Every call has a short deadline. A failure is reported to the caller (which counts in memory
+//! instead) and Redis is left alone for a second before the next try, so a Redis that hangs
+//! costs one deadline per second, not one per request.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+/// KEYS[1] the GCRA key, KEYS[2] the quick-share block key ("" when not a quick-share code).
+/// ARGV[1] the limit n per minute. Returns {allowed (0/1), retry after ms, remaining, block ms}.
+const ACQUIRE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = tonumber(ARGV[1])
+local period = 60000 / n
+local blocked = 0
+if KEYS[2] ~= '' then
+  blocked = redis.call('PTTL', KEYS[2])
+  if blocked > 0 then return {0, 0, 0, blocked} end
+  blocked = 0
+end
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + period
+local earliest = new_tat - period * n
+if earliest > now then
+  return {0, math.ceil(earliest - now), 0, 0}
+end
+redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now))
+return {1, 0, math.floor((now - earliest) / period), 0}
+"#;
+
+/// KEYS[1] the miss counter, KEYS[2] the block key; ARGV[1] misses allowed, ARGV[2] the window
+/// and block in ms. Returns 1 when this miss started a block.
+const MISS: &str = r#"
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if count >= tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"#;
+
+/// What the shared counter decided for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedDecision {
+    Allowed {
+        remaining: u32,
+    },
+    Limited {
+        retry_after: Duration,
+    },
+    /// The client's quick-share misses blocked it.
+    Blocked {
+        retry_after: Duration,
+    },
+}
+
+/// The Redis side of the rate limits; cheap to clone.
+#[derive(Clone)]
+pub struct SharedRate {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: tokio::sync::RwLock<Option<ConnectionManager>>,
+    acquire: redis::Script,
+    miss: redis::Script,
+    timeout: Duration,
+    /// Redis is not asked before this (ms since `epoch`), after a failure.
+    resting_until: AtomicU64,
+    epoch: Instant,
+    /// Whether the last call worked (for /health and metrics).
+    working: AtomicBool,
+}
+
+/// A failed or skipped call: count in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unavailable;
+
+fn hashed(kind: &str, group: &str, client: IpAddr) -> String {
+    let mut h = Sha256::new();
+    h.update(group.as_bytes());
+    h.update([0]);
+    match client {
+        IpAddr::V4(a) => h.update(a.octets()),
+        IpAddr::V6(a) => h.update(a.octets()),
+    }
+    let digest = h.finalize();
+    format!("ferry:rl:{kind}:{group}:{}", hex::encode(&digest[..12]))
+}
+
+impl SharedRate {
+    /// Connect in the background (retrying until `shutdown`); until connected, calls report
+    /// `Unavailable`.
+    pub fn start(url: &str, timeout: Duration, shutdown: &CancellationToken) -> SharedRate {
+        let rate = SharedRate {
+            inner: Arc::new(Inner {
+                conn: tokio::sync::RwLock::new(None),
+                acquire: redis::Script::new(ACQUIRE),
+                miss: redis::Script::new(MISS),
+                timeout,
+                resting_until: AtomicU64::new(0),
+                epoch: Instant::now(),
+                working: AtomicBool::new(false),
+            }),
+        };
+        match redis::Client::open(url) {
+            Ok(client) => {
+                tokio::spawn(rate.clone().connect_loop(client, shutdown.clone()));
+            }
+            Err(e) => tracing::warn!(error = %e, "redis URL rejected; rate limits count per instance"),
+        }
+        rate
+    }
+
+    async fn connect_loop(self, client: redis::Client, shutdown: CancellationToken) {
+        loop {
+            let config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(self.inner.timeout.max(Duration::from_millis(500))))
+                .set_response_timeout(Some(self.inner.timeout));
+            let connect = ConnectionManager::new_with_config(client.clone(), config);
+            if let Ok(Ok(manager)) = tokio::time::timeout(Duration::from_secs(2), connect).await {
+                *self.inner.conn.write().await = Some(manager);
+                self.inner.working.store(true, Ordering::Relaxed);
+                return;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    /// Whether the limits are shared right now (the last Redis call worked).
+    pub fn working(&self) -> bool {
+        self.inner.working.load(Ordering::Relaxed)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.inner.epoch.elapsed().as_millis() as u64
+    }
+
+    /// A connection, unless Redis failed within the last second.
+    async fn ready(&self) -> Result<ConnectionManager, Unavailable> {
+        if self.now_ms() < self.inner.resting_until.load(Ordering::Relaxed) {
+            return Err(Unavailable);
+        }
+        self.inner.conn.read().await.clone().ok_or(Unavailable)
+    }
+
+    fn failed(&self, why: &dyn std::fmt::Display) {
+        if self.inner.working.swap(false, Ordering::Relaxed) {
+            tracing::warn!(error = %why, "rate limits: Redis is not answering; counting per instance until it does");
+        }
+        self.inner.resting_until.store(self.now_ms() + 1000, Ordering::Relaxed);
+    }
+
+    fn succeeded(&self) {
+        if !self.inner.working.swap(true, Ordering::Relaxed) {
+            tracing::info!("rate limits: Redis answers again; limits are shared");
+        }
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, invocation: redis::ScriptInvocation<'_>) -> Result<T, Unavailable> {
+        let mut conn = self.ready().await?;
+        match tokio::time::timeout(self.inner.timeout, invocation.invoke_async::<T>(&mut conn)).await {
+            Ok(Ok(v)) => {
+                self.succeeded();
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                self.failed(&e);
+                Err(Unavailable)
+            }
+            Err(_) => {
+                self.failed(&format!("no answer within {:?}", self.inner.timeout));
+                Err(Unavailable)
+            }
+        }
+    }
+
+    /// Take one request from `client`'s quota of `per_minute` in `group`; with `quick`, a
+    /// quick-share block is honoured first.
+    pub async fn acquire(
+        &self,
+        group: &str,
+        client: IpAddr,
+        per_minute: u32,
+        quick: bool,
+    ) -> Result<SharedDecision, Unavailable> {
+        let mut call = self.inner.acquire.key(hashed("q", group, client));
+        call.key(if quick { hashed("block", "quick", client) } else { String::new() }).arg(per_minute.max(1));
+        let (allowed, retry_ms, remaining, blocked_ms): (i64, i64, i64, i64) = self.run(call).await?;
+        let ms = |v: i64| Duration::from_millis(v.max(0) as u64);
+        Ok(if blocked_ms > 0 {
+            SharedDecision::Blocked { retry_after: ms(blocked_ms) }
+        } else if allowed == 1 {
+            SharedDecision::Allowed { remaining: remaining.clamp(0, u32::MAX as i64) as u32 }
+        } else {
+            SharedDecision::Limited { retry_after: ms(retry_ms) }
+        })
+    }
+
+    /// Count a failed quick-share lookup; `max` of them within `window` block the client for
+    /// `window`.
+    pub async fn missed(&self, client: IpAddr, max: u32, window: Duration) -> Result<(), Unavailable> {
+        let mut call = self.inner.miss.key(hashed("misses", "quick", client));
+        call.key(hashed("block", "quick", client)).arg(max.max(1)).arg(window.as_millis().max(1) as u64);
+        let _: i64 = self.run(call).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_do_not_carry_the_address_and_differ_by_group_and_client() {
+        let a: IpAddr = "203.0.113.7".parse().unwrap();
+        let b: IpAddr = "203.0.113.8".parse().unwrap();
+        let k = hashed("q", "reads", a);
+        assert!(k.starts_with("ferry:rl:q:reads:") && !k.contains("203.0.113.7"), "{k}");
+        assert_ne!(k, hashed("q", "reads", b));
+        assert_ne!(k, hashed("q", "downloads", a));
+        assert_eq!(k, hashed("q", "reads", a), "every instance derives the same key");
+    }
+}
