@@ -195,6 +195,8 @@ struct ConnState {
     write_blocked: AtomicU64,
     /// HTTP/2: bytes between requests are pings and settings, not a slow head.
     h2: AtomicBool,
+    /// Chosen to make room (so it is not chosen twice while it closes).
+    evicted: AtomicBool,
     evict: Notify,
 }
 
@@ -207,6 +209,7 @@ impl ConnState {
             head_started: AtomicU64::new(0),
             write_blocked: AtomicU64::new(0),
             h2: AtomicBool::new(false),
+            evicted: AtomicBool::new(false),
             evict: Notify::new(),
         }
     }
@@ -460,9 +463,13 @@ impl Registry {
     /// every connection is busy. Runs only at the limit, so a scan is fine.
     fn evict_one(&self) -> bool {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let victim = open.values().filter(|c| !c.busy()).min_by_key(|c| c.last_activity());
+        let victim = open
+            .values()
+            .filter(|c| !c.busy() && !c.evicted.load(Ordering::Relaxed))
+            .min_by_key(|c| c.last_activity());
         match victim {
             Some(c) => {
+                c.evicted.store(true, Ordering::Relaxed);
                 // A stored permit: the watchdog sees it even if it is not waiting right now.
                 c.evict.notify_one();
                 // Not waiting for it to go: counted out when its task ends.
@@ -485,7 +492,13 @@ async fn watchdog(conn: &ConnState, s: &ConnSettings) -> Closed {
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = conn.evict.notified() => return Closed::Evicted,
+            _ = conn.evict.notified() => {
+                if !conn.busy() {
+                    return Closed::Evicted;
+                }
+                // A request arrived after it was chosen: it stays.
+                conn.evicted.store(false, Ordering::Relaxed);
+            }
         }
     }
 }

@@ -22,6 +22,7 @@ mod pages;
 mod protection;
 mod ratelimit;
 mod s3;
+mod slow_clients;
 mod storage;
 mod store;
 mod thumbnails;
