@@ -16,15 +16,15 @@ use crate::upload::{random_bytes, sha256_hex};
 const MIB: usize = 1024 * 1024;
 
 /// A ferry process over one data directory (and database) that can be killed and restarted.
-struct Node {
-    dir: tempfile::TempDir,
-    db: Option<TestDb>,
+pub(crate) struct Node {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) db: Option<TestDb>,
     proc: Option<Proc>,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
 }
 
 impl Node {
-    async fn start(db: Option<TestDb>) -> Node {
+    pub(crate) async fn start(db: Option<TestDb>) -> Node {
         let mut node = Node {
             dir: tempfile::tempdir().unwrap(),
             db,
@@ -35,7 +35,7 @@ impl Node {
         node
     }
 
-    fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         assert!(self.proc.is_none(), "restart of a running node");
         let mut cmd = binary();
         cmd.env("FERRY_DATA_DIR", self.dir.path())
@@ -50,14 +50,14 @@ impl Node {
         self.proc = Some(spawn_binary(cmd));
     }
 
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         let mut proc = self.proc.take().expect("running");
         signal(&proc.child, "KILL");
         let status = wait_exit(&mut proc.child, Duration::from_secs(10));
         assert!(!status.success(), "SIGKILL ends the process abnormally");
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.proc.as_ref().expect("running").addr)
     }
 

@@ -17,6 +17,7 @@ mod health;
 mod hostile;
 mod intake;
 mod jobs;
+mod kill_mixed;
 mod logging;
 mod pages;
 mod protection;
