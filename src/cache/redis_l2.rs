@@ -36,6 +36,10 @@ pub struct RedisL2 {
     ttl: Duration,
     timeout: Duration,
     healthy: Arc<AtomicBool>,
+    /// After a failed call Redis is left alone until then (ms since `epoch`), so a Redis that
+    /// hangs costs one deadline a second instead of one per lookup.
+    resting_until: Arc<std::sync::atomic::AtomicU64>,
+    epoch: std::time::Instant,
 }
 
 impl RedisL2 {
@@ -51,6 +55,8 @@ impl RedisL2 {
             ttl,
             timeout,
             healthy: Arc::new(AtomicBool::new(false)),
+            resting_until: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            epoch: std::time::Instant::now(),
         };
         match redis::Client::open(url) {
             Ok(client) => {
@@ -89,22 +95,26 @@ impl RedisL2 {
         }
     }
 
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
     async fn manager(&self) -> Option<ConnectionManager> {
+        if self.now_ms() < self.resting_until.load(Ordering::Relaxed) {
+            return None;
+        }
         self.conn.read().await.clone()
     }
 
     fn outcome<T>(&self, r: Result<Result<T, redis::RedisError>, tokio::time::error::Elapsed>) -> Option<T> {
-        match r {
-            Ok(Ok(v)) => Some(v),
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "redis call failed");
-                None
-            }
-            Err(_) => {
-                tracing::debug!("redis call timed out");
-                None
-            }
-        }
+        let failed = match r {
+            Ok(Ok(v)) => return Some(v),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out".to_string(),
+        };
+        tracing::debug!(error = %failed, "redis call failed; resting it for a second");
+        self.resting_until.store(self.now_ms() + 1000, Ordering::Relaxed);
+        None
     }
 
     pub async fn get(&self, code: &str) -> Option<ClipRecord> {

@@ -434,7 +434,7 @@ pub async fn redis_becomes(app: &TestApp, want: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Finding the backends, and counting the skipped ones
 
-fn ci() -> bool {
+pub fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
@@ -582,7 +582,7 @@ static SKIPS: Mutex<BTreeMap<(&'static str, String), usize>> = Mutex::new(BTreeM
 static REPORT_AT_EXIT: Once = Once::new();
 
 /// Count one skipped variant of `backend`, and say so in the test's own (captured) output.
-fn note_skip(backend: &'static str, reason: &str) {
+pub fn note_skip(backend: &'static str, reason: &str) {
     eprintln!("SKIPPED ({backend}): {reason}");
     *SKIPS.lock().unwrap_or_else(|p| p.into_inner()).entry((backend, reason.to_string())).or_default() += 1;
     // libtest captures print!/eprint! of tests and prints its summary last; a handler that runs
@@ -731,6 +731,15 @@ impl PrivateRedis {
     pub fn restart(&mut self) {
         self.stop();
         assert!(self.spawn());
+    }
+
+    /// SIGSTOP: connections stay open and nothing answers (a hung server).
+    pub fn freeze(&self) {
+        signal(self.child.as_ref().expect("running"), "STOP");
+    }
+
+    pub fn thaw(&self) {
+        signal(self.child.as_ref().expect("running"), "CONT");
     }
 }
 
