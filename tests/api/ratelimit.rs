@@ -1,13 +1,15 @@
 //! Rate limits over HTTP: per-group quotas with 429, Retry-After and RateLimit-* headers; the
 //! steps of an allowed upload and the health probes never throttled; X-Forwarded-For believed
-//! only from a trusted proxy; the quick-share miss throttle with its decaying block.
+//! only from a trusted proxy; the quick-share miss throttle with its decaying block; with
+//! `rate.backend = "redis"`, quotas and quick-share misses shared by two instances, and the
+//! fall back to per-instance counts (reported by /health and /metrics) while Redis is away.
 
 use std::time::Duration;
 
-use ferry::config::{CommaList, Switch};
+use ferry::config::{CommaList, RateBackend, Secret, Switch};
 use serde_json::json;
 
-use crate::helpers::TestApp;
+use crate::helpers::{Backend, PrivateRedis, TestApp, poll_until, spawn_app_on, spawn_sibling};
 use crate::upload::{error_with, file_initiate, initiate, json_with, send_chunk, small_chunks, upload_id_of};
 
 fn limits_on(c: &mut ferry::Config) {
@@ -130,4 +132,104 @@ all_backends! {
             assert!(init["uploadId"].is_string());
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits shared by every instance (rate.backend = "redis"), each test with a Redis of its own so
+// no other test's counts mix in.
+
+/// Two instances on one PostgreSQL and one (private) Redis, with `reads_per_minute` reads.
+async fn two_instances(backend: RateBackend, redis: &PrivateRedis, reads: u32) -> Option<(TestApp, TestApp)> {
+    let url = redis.url();
+    let a = spawn_app_on(Backend::Postgres, false, |c: &mut ferry::Config| {
+        limits_on(c);
+        c.redis_url = Some(Secret::new(url));
+        c.rate.backend = backend;
+        c.rate.reads_per_minute = reads;
+        c.rate.quick_share_misses = 4;
+    })
+    .await?;
+    let b = spawn_sibling(&a).await;
+    for app in [&a, &b] {
+        let want = if backend == RateBackend::Redis { "redis" } else { "memory" };
+        let ready = poll_until(200, Duration::from_millis(25), || async {
+            app.get("/health").await.json::<serde_json::Value>().await.unwrap()["rateLimits"] == want
+        })
+        .await;
+        assert!(ready, "rate limits counted in {want}");
+    }
+    Some((a, b))
+}
+
+/// Alternate `n` reads of an unknown (long) code between the two; how many were allowed.
+async fn alternate_reads(a: &TestApp, b: &TestApp, n: usize) -> usize {
+    let mut allowed = 0;
+    for i in 0..n {
+        let app = if i % 2 == 0 { a } else { b };
+        match app.get("/api/clip/ZZZZZZZZZZ/info").await.status().as_u16() {
+            404 => allowed += 1,
+            429 => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    allowed
+}
+
+#[tokio::test]
+async fn with_redis_the_limit_holds_across_instances_and_without_it_each_instance_counts_alone() {
+    let Some(redis) = PrivateRedis::start() else { return };
+    let Some((a, b)) = two_instances(RateBackend::Redis, &redis, 20).await else { return };
+    assert_eq!(alternate_reads(&a, &b, 40).await, 20, "one client, two instances, one quota of 20");
+    let res = a.get("/api/clip/ZZZZZZZZZZ/info").await;
+    assert_eq!(res.status(), 429);
+    assert_eq!(res.headers()["ratelimit-limit"], "20");
+    let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+
+    // The same two instances counting in memory let the client through twice over.
+    let Some((c, d)) = two_instances(RateBackend::Memory, &redis, 20).await else { return };
+    assert_eq!(alternate_reads(&c, &d, 40).await, 40, "per-instance limits multiply with instances");
+}
+
+#[tokio::test]
+async fn with_redis_quick_share_misses_add_up_across_instances() {
+    let Some(redis) = PrivateRedis::start() else { return };
+    let Some((a, b)) = two_instances(RateBackend::Redis, &redis, 1000).await else { return };
+    for i in 0..4 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        assert_eq!(app.get(&format!("/api/clip/ZZZZZ{i}/info")).await.status(), 404);
+    }
+    for app in [&a, &b] {
+        let res = app.get("/api/clip/ZZZZZ9/info").await;
+        assert_eq!(res.status(), 429, "blocked on every instance after four misses in all");
+        error_with(res, 429, "rate_limited").await;
+    }
+    assert_eq!(a.get("/api/clip/ZZZZZZZZZZ/info").await.status(), 404, "long codes still answer");
+}
+
+#[tokio::test]
+async fn when_redis_goes_away_limits_count_per_instance_and_say_so_until_it_is_back() {
+    let Some(mut redis) = PrivateRedis::start() else { return };
+    let Some((a, b)) = two_instances(RateBackend::Redis, &redis, 5).await else { return };
+    redis.stop();
+    // Each instance now counts alone: five each, and nothing fails.
+    assert_eq!(alternate_reads(&a, &b, 16).await, 10, "per-instance limits while Redis is down");
+    for app in [&a, &b] {
+        let health = app.get("/health").await;
+        assert_eq!(health.status(), 200, "Redis is never a required dependency");
+        assert_eq!(health.json::<serde_json::Value>().await.unwrap()["rateLimits"], "memory (redis unavailable)");
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        let shared = poll_until(100, Duration::from_millis(50), || async {
+            app.get("/metrics").await.text().await.unwrap().contains("ferry_rate_limit_shared 0")
+        })
+        .await;
+        assert!(shared, "the metric says the limits are not shared: {}", metrics.len());
+    }
+    redis.restart();
+    let back = poll_until(200, Duration::from_millis(50), || async {
+        a.get("/api/clip/ZZZZZZZZZZ/info").await;
+        a.get("/health").await.json::<serde_json::Value>().await.unwrap()["rateLimits"] == "redis"
+    })
+    .await;
+    assert!(back, "shared again once Redis is back");
 }
