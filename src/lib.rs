@@ -18,6 +18,9 @@ pub mod images;
 pub mod jobs;
 /// Log output: a buffered, non-blocking writer that drops (and counts) lines rather than block.
 pub mod logging;
+/// Property tests (proptest) of every parser that sees client bytes, and of configuration values.
+#[cfg(test)]
+mod props;
 /// Metadata store seam (embedded SQLite or PostgreSQL) and migrations.
 pub mod store;
 

@@ -33,8 +33,18 @@ const ATTR: &AsciiSet = &NON_ALPHANUMERIC
 /// Path segments: keep unreserved characters readable.
 pub const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
-/// `attachment; filename="<ascii fallback>"; filename*=UTF-8''<percent-encoded>` (RFC 6266).
+/// Bidirectional-text controls (embeddings, overrides, isolates, marks): in a file name they
+/// can make `evil\u{202E}fdp.exe` display as `evilexe.pdf`, so names in headers never carry them.
+const BIDI_CONTROLS: [char; 12] = [
+    '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+    '\u{200E}', '\u{200F}', '\u{061C}',
+];
+
+/// `attachment; filename="<ascii fallback>"; filename*=UTF-8''<percent-encoded>` (RFC 6266),
+/// without bidi controls (`download` when nothing else is left).
 pub fn content_disposition(name: &str) -> HeaderValue {
+    let name: String = name.chars().filter(|c| !BIDI_CONTROLS.contains(c)).collect();
+    let name = if name.is_empty() { "download" } else { name.as_str() };
     let fallback: String = name
         .chars()
         .map(|c| if (c.is_ascii_graphic() || c == ' ') && c != '"' && c != '\\' && c != '%' { c } else { '_' })
@@ -48,7 +58,8 @@ fn download_request(headers: &HeaderMap, raw: bool) -> DownloadRequest {
     DownloadRequest {
         access_code: None,
         range: header_str(headers, header::RANGE.as_str()).map(RangeHeader::parse),
-        if_range: header_str(headers, header::IF_RANGE.as_str()).map(str::to_owned),
+        // An If-Range that is not text matches no entity tag: the range is then ignored.
+        if_range: headers.get(header::IF_RANGE).map(|v| v.to_str().unwrap_or_default().to_owned()),
         raw,
     }
 }

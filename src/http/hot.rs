@@ -27,7 +27,7 @@ pub const INFO_ROUTE: &str = "/api/clip/{id}/info";
 
 /// The id in an info path, when it is a plain one; anything percent-encoded or otherwise odd
 /// is left to the router, which decodes and validates it.
-fn info_id(path: &str) -> Option<&str> {
+pub(crate) fn info_id(path: &str) -> Option<&str> {
     let id = path.strip_prefix("/api/clip/")?.strip_suffix("/info")?;
     (!id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(id)
 }

@@ -27,13 +27,15 @@ struct Options<'a> {
 }
 
 impl<'a> Options<'a> {
-    fn get(&self, header: &str, query_names: &[&str]) -> Option<(String, Location, &'a str)> {
+    /// The option's name, where it was found, and its text (`None`: a header value that is
+    /// not visible ASCII).
+    fn get(&self, header: &str, query_names: &[&str]) -> Option<(String, Location, Option<&'a str>)> {
         if let Some(v) = self.headers.get(header) {
-            return Some((header.to_string(), Location::Header, v.to_str().unwrap_or("\u{0}")));
+            return Some((header.to_string(), Location::Header, v.to_str().ok()));
         }
         query_names
             .iter()
-            .find_map(|q| self.query.get_key_value(*q).map(|(k, v)| (k.clone(), Location::Query, v.as_str())))
+            .find_map(|q| self.query.get_key_value(*q).map(|(k, v)| (k.clone(), Location::Query, Some(v.as_str()))))
     }
 
     fn parsed<T>(
@@ -43,7 +45,9 @@ impl<'a> Options<'a> {
         parse: impl FnOnce(&str) -> Result<T, &'static str>,
     ) -> Option<T> {
         let (name, loc, raw) = self.get(header, query)?;
-        parse(raw).map_err(|m| self.errors.push(FieldError::new(name, m, loc))).ok()
+        // An unreadable header is refused, never read as some other value.
+        let parsed = raw.ok_or("must be visible ASCII text").and_then(parse);
+        parsed.map_err(|m| self.errors.push(FieldError::new(name, m, loc))).ok()
     }
 
     fn boolean(&mut self, header: &str, query: &[&str]) -> bool {
@@ -63,7 +67,7 @@ fn guess_mime(filename: &Filename, declared: Option<&str>) -> Option<MimeType> {
         .or_else(|| mime_guess::from_path(filename.as_str()).first().and_then(|m| MimeType::parse(m.as_ref()).ok()))
 }
 
-fn request(
+pub(crate) fn request(
     headers: &HeaderMap,
     query: &HashMap<String, String>,
     filename: Filename,

@@ -70,7 +70,8 @@ pub async fn chunk(
     let index = param("chunkNumber", &chunk_number, ChunkIndex::parse)?;
     let deps = state.deps();
     let headers = req.headers().clone();
-    let sha = header_str(&headers, "x-chunk-sha256").map(str::to_owned);
+    // A checksum that is not text cannot match: it is compared (and refused), never skipped.
+    let sha = headers.get("x-chunk-sha256").map(|v| v.to_str().unwrap_or_default().to_owned());
     let content_type = header_str(&headers, header::CONTENT_TYPE.as_str()).unwrap_or("").to_ascii_lowercase();
 
     let received = if content_type.starts_with("multipart/form-data") {
