@@ -338,12 +338,17 @@ fn aws_env() -> Figment {
 /// Why the configuration could not be used; `Display` is the one line printed at startup.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("configuration: {0}")]
+    #[error("configuration: {}", flat(.0))]
     Parse(String),
-    #[error("configuration: unknown key `{0}` (see config/default.toml for the keys)")]
+    #[error("configuration: unknown key `{}` (see config/default.toml for the keys)", flat(.0))]
     UnknownKey(String),
-    #[error("configuration: `{key}` {problem}")]
+    #[error("configuration: `{key}` {}", flat(.problem))]
     Invalid { key: &'static str, problem: String },
+}
+
+/// One line, whatever the text echoes (a value with a line break, a TOML error's snippet).
+fn flat(text: &str) -> String {
+    text.split(['\n', '\r']).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 /// Where configuration comes from besides the embedded defaults.

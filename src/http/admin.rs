@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::input::{Fields, JsonObject};
+use super::wire;
 use crate::app::AppState;
 use crate::domain::access::constant_time_eq;
 use crate::domain::{DomainError, Location};
@@ -73,7 +74,11 @@ fn require_bearer(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError>
 }
 
 /// POST /api/admin/auth `{"password"}`
-pub async fn auth(State(state): State<AppState>, JsonObject(body): JsonObject) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(post, path = "/api/admin/auth", tag = "admin", request_body = wire::AdminAuthBody,
+    responses((status = 200, description = "The password is the admin token", body = wire::Done),
+        (status = 401, description = "Wrong password", body = wire::ErrorBody),
+        (status = 415, description = "Not JSON", body = wire::ErrorBody), wire::CommonErrors))]
+pub async fn auth(State(state): State<AppState>, JsonObject(body): JsonObject) -> Result<Json<wire::Done>, ApiError> {
     let mut f = Fields::new(&body);
     let password = f.required("password", |p| {
         if (1..=256).contains(&p.chars().count()) { Ok(p.to_string()) } else { Err("must be 1 to 256 characters") }
@@ -84,7 +89,7 @@ pub async fn auth(State(state): State<AppState>, JsonObject(body): JsonObject) -
     f.finish()?;
     let password = password.ok_or_else(|| DomainError::invalid("password", "is required", Location::Body))?;
     if token_matches(&state, password.as_bytes())? {
-        Ok(Json(json!({ "success": true, "message": "Authentication successful" })))
+        Ok(Json(wire::Done { success: true, message: "Authentication successful".into() }))
     } else {
         Err(ApiError::AdminLoginFailed)
     }
@@ -95,59 +100,63 @@ fn percent(part: i64, total: i64) -> i64 {
 }
 
 /// GET /api/admin/stats
-pub async fn stats(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/admin/stats", tag = "admin", params(("Authorization" = String, Header, description = "Bearer <admin token>", pattern = "^Bearer .+$")),
+    responses((status = 200, description = "Clip statistics and storage in use", body = wire::AdminStats), (status = 401, description = "Missing or wrong admin token", body = wire::ErrorBody), wire::CommonErrors))]
+pub async fn stats(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<wire::AdminStats>, ApiError> {
     require_bearer(&state, &headers)?;
     if state.admin_stats().get().is_none() {
         refresh_stats_once(&state).await?;
     }
     let (s, at) = state.admin_stats().get().unwrap_or_default();
-    Ok(Json(json!({
-        "totalClips": s.total,
-        "activeClips": s.active,
-        "totalAccesses": s.accesses,
-        "passwordClips": s.protected,
-        "passwordPercentage": percent(s.protected, s.total),
-        "quickShareClips": s.quick,
-        "quickSharePercentage": percent(s.quick, s.total),
-        "oneTimeClips": s.once,
-        "normalClips": s.normal,
-        "lastUpdated": at,
-        "storage": storage_json(&state),
-    })))
+    Ok(Json(wire::AdminStats {
+        total_clips: s.total,
+        active_clips: s.active,
+        total_accesses: s.accesses,
+        password_clips: s.protected,
+        password_percentage: percent(s.protected, s.total),
+        quick_share_clips: s.quick,
+        quick_share_percentage: percent(s.quick, s.total),
+        one_time_clips: s.once,
+        normal_clips: s.normal,
+        last_updated: at,
+        storage: storage_json(&state),
+    }))
 }
 
 /// Storage in use as the accounting job last computed it (from memory).
-fn storage_json(state: &AppState) -> Value {
+fn storage_json(state: &AppState) -> wire::StorageUse {
     let usage = &state.deps().usage;
     let by_kind: serde_json::Map<String, Value> =
         usage.rows().into_iter().map(|r| (r.kind, json!({ "bytes": r.bytes, "items": r.items }))).collect();
-    json!({
-        "bytes": usage.total_bytes(),
-        "byKind": by_kind,
-        "store": state.blobs().kind(),
-        "limit": usage.limit(),
-        "computedAt": usage.computed_at(),
-    })
+    wire::StorageUse {
+        bytes: usage.total_bytes(),
+        by_kind: Value::Object(by_kind),
+        store: state.blobs().kind().to_string(),
+        limit: usage.limit(),
+        computed_at: usage.computed_at(),
+    }
 }
 
-fn job_json(j: &crate::store::JobRecord) -> Value {
-    json!({
-        "id": j.id,
-        "kind": j.kind,
-        "state": j.state,
-        "attempts": j.attempts,
-        "maxAttempts": j.max_attempts,
-        "lastError": j.last_error,
-        "createdAt": j.created_at,
-        "runAt": j.run_at,
-        "finishedAt": j.finished_at,
-        "worker": j.worker,
-    })
+fn job_json(j: &crate::store::JobRecord) -> wire::Job {
+    wire::Job {
+        id: j.id,
+        kind: j.kind.clone(),
+        state: j.state.clone(),
+        attempts: j.attempts,
+        max_attempts: j.max_attempts,
+        last_error: j.last_error.clone(),
+        created_at: j.created_at,
+        run_at: j.run_at,
+        finished_at: j.finished_at,
+        worker: j.worker.clone(),
+    }
 }
 
 /// GET /api/admin/jobs — the queue: counts by kind and state, how long the oldest due job has
 /// waited, recent failures and jobs waiting for a retry, each with its last error.
-pub async fn jobs(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/admin/jobs", tag = "admin", params(("Authorization" = String, Header, description = "Bearer <admin token>", pattern = "^Bearer .+$")),
+    responses((status = 200, description = "The background job queue", body = wire::JobQueue), (status = 401, description = "Missing or wrong admin token", body = wire::ErrorBody), wire::CommonErrors))]
+pub async fn jobs(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<wire::JobQueue>, ApiError> {
     require_bearer(&state, &headers)?;
     let store = state.store();
     let now = state.now_ms();
@@ -175,15 +184,15 @@ pub async fn jobs(State(state): State<AppState>, headers: HeaderMap) -> Result<J
     let oldest = store.oldest_runnable_job(now).await.map_err(DomainError::from)?;
     let failures = store.recent_failed_jobs(20).await.map_err(DomainError::from)?;
     let retrying = store.retrying_jobs(20).await.map_err(DomainError::from)?;
-    Ok(Json(json!({
-        "success": true,
-        "counts": by_kind,
-        "totals": totals,
-        "oldestRunnableAgeMs": oldest.map(|t| (now - t).max(0)),
-        "recentFailures": failures.iter().map(job_json).collect::<Vec<_>>(),
-        "retrying": retrying.iter().map(job_json).collect::<Vec<_>>(),
-        "concurrency": state.config().jobs.concurrency,
-    })))
+    Ok(Json(wire::JobQueue {
+        success: true,
+        counts: by_kind,
+        totals: Value::Object(totals),
+        oldest_runnable_age_ms: oldest.map(|t| (now - t).max(0)),
+        recent_failures: failures.iter().map(job_json).collect(),
+        retrying: retrying.iter().map(job_json).collect(),
+        concurrency: state.config().jobs.concurrency,
+    }))
 }
 
 fn job_id(raw: &str) -> Result<i64, ApiError> {
@@ -194,32 +203,39 @@ fn job_id(raw: &str) -> Result<i64, ApiError> {
 }
 
 /// GET /api/admin/jobs/{id} — one job, as the list shows it.
+#[utoipa::path(get, path = "/api/admin/jobs/{id}", tag = "admin",
+    params(("id" = i64, Path, description = "The job's id", minimum = 1), ("Authorization" = String, Header, description = "Bearer <admin token>", pattern = "^Bearer .+$")),
+    responses((status = 200, description = "One job", body = wire::OneJob), (status = 401, description = "Missing or wrong admin token", body = wire::ErrorBody), wire::CommonErrors))]
 pub async fn job(
     State(state): State<AppState>,
     Path(raw): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<wire::OneJob>, ApiError> {
     require_bearer(&state, &headers)?;
     let id = job_id(&raw)?;
     match state.store().job(id).await.map_err(DomainError::from)? {
-        Some(job) => Ok(Json(json!({ "success": true, "job": job_json(&job) }))),
+        Some(job) => Ok(Json(wire::OneJob { success: true, job: job_json(&job) })),
         None => Err(ApiError::JobNotFound),
     }
 }
 
 /// POST /api/admin/jobs/{id}/retry — a failed job queued again with fresh tries.
+#[utoipa::path(post, path = "/api/admin/jobs/{id}/retry", tag = "admin",
+    params(("id" = i64, Path, description = "The job's id", minimum = 1), ("Authorization" = String, Header, description = "Bearer <admin token>", pattern = "^Bearer .+$")),
+    responses((status = 200, description = "Queued again with fresh tries", body = wire::OneJob),
+        (status = 409, description = "Not failed, or another job does the same work", body = wire::ErrorBody), (status = 401, description = "Missing or wrong admin token", body = wire::ErrorBody), wire::CommonErrors))]
 pub async fn retry_job(
     State(state): State<AppState>,
     Path(raw): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<wire::OneJob>, ApiError> {
     require_bearer(&state, &headers)?;
     let id = job_id(&raw)?;
     let store = state.store();
     match store.retry_job(id, state.now_ms()).await {
         Ok(Some(job)) => {
             state.deps().followups.wake();
-            Ok(Json(json!({ "success": true, "job": job_json(&job) })))
+            Ok(Json(wire::OneJob { success: true, job: job_json(&job) }))
         }
         Ok(None) => match store.job(id).await.map_err(DomainError::from)? {
             None => Err(ApiError::JobNotFound),
@@ -231,47 +247,54 @@ pub async fn retry_job(
 }
 
 /// GET /api/admin/clips — the newest 20, as a bare array.
-pub async fn clips(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/admin/clips", tag = "admin", params(("Authorization" = String, Header, description = "Bearer <admin token>", pattern = "^Bearer .+$")),
+    responses((status = 200, description = "The newest 20 clips", body = Vec<wire::AdminClip>), (status = 401, description = "Missing or wrong admin token", body = wire::ErrorBody), wire::CommonErrors))]
+pub async fn clips(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Vec<wire::AdminClip>>, ApiError> {
     require_bearer(&state, &headers)?;
     let now = state.now_ms();
     let rows = state.store().recent_clips(20).await.map_err(DomainError::from)?;
-    Ok(Json(Value::Array(
+    Ok(Json(
         rows.into_iter()
-            .map(|(c, deleted_at)| {
-                json!({
-                    "clip_id": c.code,
-                    "created_at": c.created_at,
-                    "expiration_time": c.expires_at,
-                    "is_expired": c.expires_at <= now || c.consumed_at.is_some() || deleted_at.is_some(),
-                    "access_count": c.download_count,
-                    "has_password": c.access_code_hash.is_some(),
-                    "one_time": c.one_time,
-                })
+            .map(|(c, deleted_at)| wire::AdminClip {
+                is_expired: c.expires_at <= now || c.consumed_at.is_some() || deleted_at.is_some(),
+                clip_id: c.code,
+                created_at: c.created_at,
+                expiration_time: c.expires_at,
+                access_count: c.download_count,
+                has_password: c.access_code_hash.is_some(),
+                one_time: c.one_time,
             })
             .collect(),
-    )))
+    ))
 }
 
 /// GET /api/admin/system
-pub async fn system(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/admin/system", tag = "admin", params(("Authorization" = String, Header, description = "Bearer <admin token>", pattern = "^Bearer .+$")),
+    responses((status = 200, description = "Version, store and sweep status", body = wire::AdminSystem), (status = 401, description = "Missing or wrong admin token", body = wire::ErrorBody), wire::CommonErrors))]
+pub async fn system(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<wire::AdminSystem>, ApiError> {
     require_bearer(&state, &headers)?;
     let connected = state.store().ping().await.is_ok();
     let last_sweep = state.deps().last_sweep_ms();
-    Ok(Json(json!({
-        "status": "OK",
-        "version": env!("CARGO_PKG_VERSION"),
-        "environment": "production",
-        "database": if connected { "Connected" } else { "Disconnected" },
-        "store": state.store().kind(),
-        "lastCleanup": if last_sweep > 0 { json!(last_sweep) } else { Value::Null },
-        "currentTime": state.now_ms(),
-        "uptime": state.uptime().as_secs(),
-    })))
+    Ok(Json(wire::AdminSystem {
+        status: "OK".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        environment: "production".into(),
+        database: if connected { "Connected" } else { "Disconnected" }.into(),
+        store: state.store().kind().into(),
+        last_cleanup: (last_sweep > 0).then_some(last_sweep),
+        current_time: state.now_ms(),
+        uptime: state.uptime().as_secs(),
+    }))
 }
 
 /// GET /api/admin/performance — cache hit rates, latency per route, sweep figures; read from
 /// the same process-wide metrics that /metrics exposes.
-pub async fn performance(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/admin/performance", tag = "admin", params(("Authorization" = String, Header, description = "Bearer <admin token>", pattern = "^Bearer .+$")),
+    responses((status = 200, description = "Cache, per-route latency and sweep figures", body = wire::AdminPerformance), (status = 401, description = "Missing or wrong admin token", body = wire::ErrorBody), wire::CommonErrors))]
+pub async fn performance(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<wire::AdminPerformance>, ApiError> {
     require_bearer(&state, &headers)?;
     let samples = super::metrics::samples();
     let sum = |name: &str, filter: &dyn Fn(&super::metrics::Sample) -> bool| -> f64 {
@@ -305,8 +328,8 @@ pub async fn performance(State(state): State<AppState>, headers: HeaderMap) -> R
         }));
     }
     routes.sort_by(|a, b| b["count"].as_u64().cmp(&a["count"].as_u64()));
-    Ok(Json(json!({
-        "cache": {
+    Ok(Json(wire::AdminPerformance {
+        cache: json!({
             "enabled": state.deps().cache.enabled(),
             "l1Entries": state.deps().cache.l1_entries(),
             "l1Bytes": state.deps().cache.l1_bytes(),
@@ -318,13 +341,13 @@ pub async fn performance(State(state): State<AppState>, headers: HeaderMap) -> R
             "storeReads": store_reads as u64,
             "hitRate": rate(l1_hit + l2_hit, l1_hit + l2_hit + store_reads),
             "redis": state.deps().cache.redis_state().map(|r| format!("{r:?}").to_lowercase()),
-        },
-        "routes": routes,
-        "sweep": {
+        }),
+        routes,
+        sweep: json!({
             "lastSweep": state.deps().last_sweep_ms(),
             "batches": sum("ferry_sweep_batches_total", &|_| true) as u64,
             "rows": sum("ferry_sweep_rows_total", &|_| true) as u64,
-        },
-        "inFlight": sum("ferry_http_requests_in_flight", &|_| true) as i64,
-    })))
+        }),
+        in_flight: sum("ferry_http_requests_in_flight", &|_| true) as i64,
+    }))
 }

@@ -6,10 +6,11 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::error::ApiError;
 use super::input::{Fields, JsonObject, header_str, param};
+use super::wire;
 use crate::app::AppState;
 use crate::domain::clips;
 use crate::domain::types::{AccessCode, ClipId, ClipKind, Expiry};
@@ -84,29 +85,31 @@ pub async fn info_response(state: &AppState, raw: &str) -> Result<Response, ApiE
 
 /// GET /api/clip/{id}/info — the hot path (see `hot`; this is its routed twin, for HEAD and
 /// ids the hot path leaves to the router).
+#[utoipa::path(get, path = "/api/clip/{id}/info", tag = "clips", params(("id" = String, Path, description = "The clip's id (10 characters, or 6 for quick share)", pattern = "^([A-Z0-9]{6}|[A-Z0-9]{10})$")),
+    responses((status = 200, description = "What the clip is; never consumes it", body = wire::ClipInfo), wire::CommonErrors))]
 pub async fn info(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Response, ApiError> {
     info_response(&state, &raw).await
 }
 
-fn read_json(clip: &ClipRecord) -> Value {
-    let mut body = json!({
-        "success": true,
-        "contentType": clip.kind,
-        "redirectTo": format!("/api/file/{}", clip.code),
-        "filename": clip.filename,
-        "filesize": clip.size,
-        "mimeType": clip.mime_type.as_deref().unwrap_or("application/octet-stream"),
-        "expiresAt": clip.expires_at,
-        "oneTime": clip.one_time,
-    });
-    if clip.kind == "text" {
-        body["isTextFile"] = json!(true);
+fn read_json(clip: &ClipRecord) -> wire::ClipRead {
+    wire::ClipRead {
+        success: true,
+        content_type: clip.kind.clone(),
+        redirect_to: format!("/api/file/{}", clip.code),
+        filename: clip.filename.clone(),
+        filesize: clip.size,
+        mime_type: clip.mime_type.clone().unwrap_or_else(|| "application/octet-stream".into()),
+        expires_at: clip.expires_at,
+        one_time: clip.one_time,
+        is_text_file: (clip.kind == "text").then_some(true),
     }
-    body
 }
 
 /// GET /api/clip/{id} — metadata; a protected clip answers 401 asking for the code.
-pub async fn read(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/clip/{id}", tag = "clips", params(("id" = String, Path, description = "The clip's id (10 characters, or 6 for quick share)", pattern = "^([A-Z0-9]{6}|[A-Z0-9]{10})$")),
+    responses((status = 200, description = "Metadata (Qopy's read); never consumes the clip", body = wire::ClipRead),
+        (status = 401, description = "The clip needs its access code: POST it", body = wire::ErrorBody), wire::CommonErrors))]
+pub async fn read(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Json<wire::ClipRead>, ApiError> {
     let deps = state.deps();
     let clip = clips::lookup(deps, &clip_id(&raw)?).await?;
     clips::check_access(deps, &clip, None).await?;
@@ -122,11 +125,16 @@ pub fn access_code(body: &serde_json::Map<String, Value>) -> Result<Option<Acces
 }
 
 /// POST /api/clip/{id} `{"accessCode"}` — metadata after checking the code.
+#[utoipa::path(post, path = "/api/clip/{id}", tag = "clips", params(("id" = String, Path, description = "The clip's id (10 characters, or 6 for quick share)", pattern = "^([A-Z0-9]{6}|[A-Z0-9]{10})$")),
+    request_body = wire::AccessCodeBody,
+    responses((status = 200, description = "Metadata after checking the code", body = wire::ClipRead),
+        (status = 401, description = "Access code missing or wrong", body = wire::ErrorBody),
+        (status = 415, description = "Not JSON", body = wire::ErrorBody), wire::CommonErrors))]
 pub async fn read_with_code(
     State(state): State<AppState>,
     Path(raw): Path<String>,
     JsonObject(body): JsonObject,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<wire::ClipRead>, ApiError> {
     let id = clip_id(&raw)?;
     let code = access_code(&body)?;
     let deps = state.deps();
@@ -137,44 +145,58 @@ pub async fn read_with_code(
 
 /// GET /api/config — what a browser client needs: the salt of access-code hashes (Qopy's
 /// field) and ferry's limits, so its UI offers only what this server accepts.
-pub async fn client_config(State(state): State<AppState>) -> Json<Value> {
+#[utoipa::path(get, path = "/api/config", tag = "clips",
+    responses((status = 200, description = "Salt of access-code hashes and this server's limits", body = wire::ClientConfig), wire::CommonErrors))]
+pub async fn client_config(State(state): State<AppState>) -> Json<wire::ClientConfig> {
     let limits = state.deps().limits;
-    let expiry: Vec<&str> = Expiry::ALL.into_iter().filter(|e| *e <= limits.max_expiry).map(Expiry::as_str).collect();
-    Json(json!({
-        "pbkdf2Salt": state.config().access.pbkdf2_salt,
-        "chunkSize": limits.chunk_size,
-        "maxUploadSize": limits.max_upload,
-        "maxTextSize": limits.max_for(ClipKind::Text),
-        "expiryOptions": expiry,
-        "defaultExpiry": limits.expiry(Expiry::Hr24).as_str(),
-    }))
+    let expiry = Expiry::ALL.into_iter().filter(|e| *e <= limits.max_expiry).map(|e| e.as_str().to_string()).collect();
+    Json(wire::ClientConfig {
+        pbkdf2_salt: state.config().access.pbkdf2_salt.clone(),
+        chunk_size: limits.chunk_size,
+        max_upload_size: limits.max_upload,
+        max_text_size: limits.max_for(ClipKind::Text),
+        expiry_options: expiry,
+        default_expiry: limits.expiry(Expiry::Hr24).as_str().to_string(),
+    })
 }
 
 /// GET /api/file/{id}/info — file clips only.
-pub async fn file_info(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/file/{id}/info", tag = "clips", params(("id" = String, Path, description = "The clip's id (10 characters, or 6 for quick share)", pattern = "^([A-Z0-9]{6}|[A-Z0-9]{10})$")),
+    responses((status = 200, description = "A file clip's metadata", body = wire::FileInfo), wire::CommonErrors))]
+pub async fn file_info(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<wire::FileInfo>, ApiError> {
     let clip = clips::lookup(state.deps(), &clip_id(&raw)?).await?;
     if clip.kind != "file" {
         return Err(crate::domain::DomainError::ClipNotFound.into());
     }
-    Ok(Json(json!({
-        "success": true,
-        "clipId": clip.code,
-        "filename": clip.filename,
-        "filesize": clip.size,
-        "mimeType": clip.mime_type.as_deref().unwrap_or("application/octet-stream"),
-        "expiresAt": clip.expires_at,
-        "oneTime": clip.one_time,
-        "hasPassword": clip.access_code_hash.is_some(),
-    })))
+    Ok(Json(wire::FileInfo {
+        success: true,
+        clip_id: clip.code.clone(),
+        filename: clip.filename.clone(),
+        filesize: clip.size,
+        mime_type: clip.mime_type.clone().unwrap_or_else(|| "application/octet-stream".into()),
+        expires_at: clip.expires_at,
+        one_time: clip.one_time,
+        has_password: clip.access_code_hash.is_some(),
+    }))
 }
 
 /// GET /api/file/{id} — never content (link previews must not spend clips).
+#[utoipa::path(get, path = "/api/file/{id}", tag = "downloads", params(("id" = String, Path, description = "The clip's id (10 characters, or 6 for quick share)", pattern = "^([A-Z0-9]{6}|[A-Z0-9]{10})$")),
+    responses((status = 410, description = "Content is served to POST only (link previews must not spend clips)", body = wire::ErrorBody), wire::CommonErrors))]
 pub async fn file_get(Path(raw): Path<String>) -> Result<(), ApiError> {
     clip_id(&raw)?;
     Err(ApiError::UsePost)
 }
 
 /// DELETE /api/clip/{id} with `X-Delete-Token`.
+#[utoipa::path(delete, path = "/api/clip/{id}", tag = "clips", params(("id" = String, Path, description = "The clip's id (10 characters, or 6 for quick share)", pattern = "^([A-Z0-9]{6}|[A-Z0-9]{10})$"),
+        ("X-Delete-Token" = Option<String>, Header, description = "The token the upload answered", nullable = false, min_length = 1, max_length = 256)),
+    responses((status = 204, description = "Deleted"),
+        (status = 401, description = "No delete token", body = wire::ErrorBody),
+        (status = 403, description = "Wrong delete token", body = wire::ErrorBody), wire::CommonErrors))]
 pub async fn delete(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -254,6 +276,20 @@ mod tests {
             let body = info_body(&clip);
             let parsed: Value = serde_json::from_slice(&body).expect("valid JSON");
             assert_eq!(parsed, expected, "{}", String::from_utf8_lossy(&body));
+            // And exactly what the documented wire type serialises to.
+            let typed = wire::ClipInfo {
+                success: true,
+                clip_id: clip.code.clone(),
+                content_type: clip.kind.clone(),
+                expires_at: clip.expires_at,
+                one_time: clip.one_time,
+                has_password: clip.access_code_hash.is_some(),
+                format: clip.client.as_ref().map_or(3, |f| f.format),
+                meta: clip.client.as_ref().and_then(|f| f.meta.clone()),
+                header: clip.client.as_ref().and_then(|f| f.stream_header.clone()),
+                downloads_left: clip.max_downloads.map(|m| (m - clip.download_count).max(0)),
+            };
+            assert_eq!(serde_json::to_vec(&typed).unwrap(), body.to_vec(), "same bytes as the wire type");
             // Field order is the order clients have always seen, ferry's fields after Qopy's.
             let text = String::from_utf8(body.to_vec()).unwrap();
             let at: Vec<usize> = keys.iter().map(|k| text.find(&format!("\"{k}\":")).expect("key present")).collect();

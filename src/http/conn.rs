@@ -463,10 +463,8 @@ impl Registry {
     /// every connection is busy. Runs only at the limit, so a scan is fine.
     fn evict_one(&self) -> bool {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let victim = open
-            .values()
-            .filter(|c| !c.busy() && !c.evicted.load(Ordering::Relaxed))
-            .min_by_key(|c| c.last_activity());
+        let victim =
+            open.values().filter(|c| !c.busy() && !c.evicted.load(Ordering::Relaxed)).min_by_key(|c| c.last_activity());
         match victim {
             Some(c) => {
                 c.evicted.store(true, Ordering::Relaxed);

@@ -10,6 +10,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::error::ApiError;
 use super::input::{JsonObject, header_str, param};
+use super::wire;
 use crate::app::AppState;
 use crate::domain::clips::{self, Download, DownloadRequest};
 use crate::domain::range::RangeHeader;
@@ -102,6 +103,15 @@ fn stream_response(dl: Download) -> Response {
 }
 
 /// POST /api/file/{id} — `{}` or `{"accessCode"}`.
+#[utoipa::path(post, path = "/api/file/{id}", tag = "downloads", params(("id" = String, Path, description = "The clip's id (10 characters, or 6 for quick share)", pattern = "^([A-Z0-9]{6}|[A-Z0-9]{10})$"),
+        ("Range" = Option<String>, Header, description = "One byte range", nullable = false, pattern = "^bytes=[0-9]{0,15}-[0-9]{0,15}$")),
+    request_body = wire::AccessCodeBody,
+    responses((status = 200, description = "The content (counts as a download)", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "The requested range", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 401, description = "Access code missing or wrong", body = wire::ErrorBody),
+        (status = 410, description = "No downloads left", body = wire::ErrorBody),
+        (status = 415, description = "Not JSON", body = wire::ErrorBody),
+        (status = 416, description = "Range outside the content", body = wire::ErrorBody), wire::CommonErrors))]
 pub async fn download(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -115,7 +125,15 @@ pub async fn download(
     Ok(stream_response(dl))
 }
 
-/// GET /raw/{id} and /raw/{id}/{name} — public, reusable clips only.
+/// GET /raw/{id} — public, reusable clips only.
+#[utoipa::path(get, path = "/raw/{id}", tag = "downloads", params(("id" = String, Path, description = "The clip's id (10 characters, or 6 for quick share)", pattern = "^([A-Z0-9]{6}|[A-Z0-9]{10})$"),
+        ("Range" = Option<String>, Header, description = "One byte range", nullable = false, pattern = "^bytes=[0-9]{0,15}-[0-9]{0,15}$"),
+        ("If-None-Match" = Option<String>, Header, description = "ETag of a copy the client has", nullable = false)),
+    responses((status = 200, description = "The content of a public, reusable clip", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "The requested range", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 304, description = "Not modified"),
+        (status = 403, description = "Protected, one-time or limited clips are served to POST only", body = wire::ErrorBody),
+        (status = 416, description = "Range outside the content", body = wire::ErrorBody), wire::CommonErrors))]
 pub async fn raw(
     State(state): State<AppState>,
     Path(params): Path<Vec<(String, String)>>,
@@ -134,4 +152,22 @@ pub async fn raw(
         return Ok(res);
     }
     Ok(stream_response(dl))
+}
+
+/// GET /raw/{id}/{name} — as `/raw/{id}`; the name is for the browser's save dialog.
+#[utoipa::path(get, path = "/raw/{id}/{name}", tag = "downloads", params(("id" = String, Path, description = "The clip's id (10 characters, or 6 for quick share)", pattern = "^([A-Z0-9]{6}|[A-Z0-9]{10})$"),
+        ("name" = String, Path, description = "Any file name (for the browser's save dialog)"),
+        ("Range" = Option<String>, Header, description = "One byte range", nullable = false, pattern = "^bytes=[0-9]{0,15}-[0-9]{0,15}$"),
+        ("If-None-Match" = Option<String>, Header, description = "ETag of a copy the client has", nullable = false)),
+    responses((status = 200, description = "The content of a public, reusable clip", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "The requested range", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 304, description = "Not modified"),
+        (status = 403, description = "Protected, one-time or limited clips are served to POST only", body = wire::ErrorBody),
+        (status = 416, description = "Range outside the content", body = wire::ErrorBody), wire::CommonErrors))]
+pub async fn raw_named(
+    state: State<AppState>,
+    params: Path<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    raw(state, params, headers).await
 }

@@ -4,8 +4,9 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::wire::{ErrorBody, FieldProblem};
 use crate::blob::BlobError;
 use crate::domain::DomainError;
 use crate::store::StoreError;
@@ -89,7 +90,8 @@ impl ApiError {
         }
     }
 
-    fn body(&self) -> Value {
+    /// The answer's body: the error shape, or (for a failed probe) the probe's report.
+    fn body(&self) -> Result<ErrorBody, Value> {
         let (error, message, code) = match self {
             ApiError::NotFound => ("Not found", "No such route or resource.", "not_found"),
             ApiError::MethodNotAllowed => {
@@ -100,26 +102,20 @@ impl ApiError {
             }
             ApiError::Timeout => ("Request timeout", "The request took longer than the server allows.", "timeout"),
             ApiError::BodyStalled { after } => {
-                return json!({
-                    "error": "Request timeout",
-                    "message": format!(
-                        "The request body sent nothing for {} s; nothing of it was kept. Send it again.",
-                        after.as_secs()
-                    ),
-                    "code": "body_timeout",
-                });
+                let message = format!(
+                    "The request body sent nothing for {} s; nothing of it was kept. Send it again.",
+                    after.as_secs()
+                );
+                return Ok(ErrorBody::new("Request timeout", message, "body_timeout"));
             }
-            ApiError::Unhealthy(report) => return report.clone(),
+            ApiError::Unhealthy(report) => return Err(report.clone()),
             ApiError::Internal(_) => ("Internal server error", "Something went wrong on our side.", "internal"),
-            ApiError::BadJson(why) => {
-                return json!({ "error": "Invalid JSON", "message": why, "code": "invalid_json" });
-            }
+            ApiError::BadJson(why) => return Ok(ErrorBody::new("Invalid JSON", why.clone(), "invalid_json")),
             ApiError::RateLimited { retry_after, .. } => {
-                return json!({
-                    "error": "Too many requests",
-                    "message": format!("Slow down; try again in {retry_after} s."),
-                    "code": "rate_limited",
-                    "retryAfter": retry_after,
+                let message = format!("Slow down; try again in {retry_after} s.");
+                return Ok(ErrorBody {
+                    retry_after: Some(*retry_after),
+                    ..ErrorBody::new("Too many requests", message, "rate_limited")
                 });
             }
             ApiError::Client(_) => ("Bad request", "The request could not be understood.", "bad_request"),
@@ -132,11 +128,10 @@ impl ApiError {
                 ("Job not found", "No job has this id (finished jobs are removed after a while).", "job_not_found")
             }
             ApiError::JobNotFailed { state } => {
-                return json!({
-                    "error": "Job not failed",
-                    "message": format!("Only failed jobs can be retried; this one is {state}."),
-                    "code": "job_not_failed",
-                    "state": state,
+                let message = format!("Only failed jobs can be retried; this one is {state}.");
+                return Ok(ErrorBody {
+                    state: Some(state.clone()),
+                    ..ErrorBody::new("Job not failed", message, "job_not_failed")
                 });
             }
             ApiError::JobDuplicate => (
@@ -154,9 +149,9 @@ impl ApiError {
                 "Content is served to POST /api/file/:id (or GET /raw/:id for public clips) so link previews cannot consume it.",
                 "use_post",
             ),
-            ApiError::Domain(e) => return domain_body(e),
+            ApiError::Domain(e) => return Ok(domain_body(e)),
         };
-        json!({ "error": error, "message": message, "code": code })
+        Ok(ErrorBody::new(error, message, code))
     }
 
     /// The error a bare status from a layer or the router stands for.
@@ -205,15 +200,26 @@ fn domain_status(e: &DomainError) -> StatusCode {
     }
 }
 
-fn domain_body(e: &DomainError) -> Value {
-    let simple = |error: &str, message: &str, code: &str| json!({ "error": error, "message": message, "code": code });
+fn domain_body(e: &DomainError) -> ErrorBody {
+    let simple = |error: &str, message: &str, code: &str| ErrorBody::new(error, message, code);
     match e {
-        DomainError::Validation(details) => json!({
-            "error": "Validation failed",
-            "message": details.iter().map(|d| format!("{} {}", d.path, d.msg)).collect::<Vec<_>>().join("; "),
-            "code": "validation",
-            "details": details.iter().map(|d| json!({ "path": d.path, "msg": d.msg, "location": d.location.as_str() })).collect::<Vec<_>>(),
-        }),
+        DomainError::Validation(details) => ErrorBody {
+            details: Some(
+                details
+                    .iter()
+                    .map(|d| FieldProblem {
+                        path: d.path.to_string(),
+                        msg: d.msg.to_string(),
+                        location: d.location.as_str().to_string(),
+                    })
+                    .collect(),
+            ),
+            ..ErrorBody::new(
+                "Validation failed",
+                details.iter().map(|d| format!("{} {}", d.path, d.msg)).collect::<Vec<_>>().join("; "),
+                "validation",
+            )
+        },
         DomainError::UploadNotFound => {
             simple("Upload not found", "No such upload session, or it expired.", "upload_not_found")
         }
@@ -222,39 +228,39 @@ fn domain_body(e: &DomainError) -> Value {
             "This upload is completed or being completed; it takes no more changes.",
             "upload_completed",
         ),
-        DomainError::UploadIncomplete { missing } => json!({
-            "error": "Upload incomplete",
-            "message": format!("{} chunk(s) missing; send them and complete again.", missing.len()),
-            "code": "upload_incomplete",
-            "missingChunks": missing,
-        }),
-        DomainError::SizeMismatch { declared, actual } => json!({
-            "error": "Size mismatch",
-            "message": format!("The chunks add up to {actual} bytes but filesize declared {declared}."),
-            "code": "size_mismatch",
-        }),
+        DomainError::UploadIncomplete { missing } => ErrorBody {
+            missing_chunks: Some(missing.clone()),
+            ..simple(
+                "Upload incomplete",
+                &format!("{} chunk(s) missing; send them and complete again.", missing.len()),
+                "upload_incomplete",
+            )
+        },
+        DomainError::SizeMismatch { declared, actual } => simple(
+            "Size mismatch",
+            &format!("The chunks add up to {actual} bytes but filesize declared {declared}."),
+            "size_mismatch",
+        ),
         DomainError::ChecksumMismatch => simple(
             "Checksum mismatch",
             "The chunk's SHA-256 differs from X-Chunk-Sha256; it was not stored.",
             "checksum_mismatch",
         ),
-        DomainError::TooLarge { limit } => json!({
-            "error": "Payload too large",
-            "message": format!("The body exceeds the limit of {limit} bytes."),
-            "code": "payload_too_large",
-        }),
+        DomainError::TooLarge { limit } => {
+            simple("Payload too large", &format!("The body exceeds the limit of {limit} bytes."), "payload_too_large")
+        }
         DomainError::ClipNotFound => {
             simple("Clip not found", "No such clip, or it expired or was already used.", "clip_not_found")
         }
         DomainError::ClipGone => simple("Clip gone", "This clip has no downloads left.", "clip_gone"),
-        DomainError::AccessCodeRequired => json!({
-            "error": "Access code required", "message": "This clip is protected by an access code.",
-            "code": "access_code_required", "requiresAccessCode": true,
-        }),
-        DomainError::AccessCodeInvalid => json!({
-            "error": "Invalid access code", "message": "The access code is wrong.",
-            "code": "access_code_invalid", "requiresAccessCode": true,
-        }),
+        DomainError::AccessCodeRequired => ErrorBody {
+            requires_access_code: Some(true),
+            ..simple("Access code required", "This clip is protected by an access code.", "access_code_required")
+        },
+        DomainError::AccessCodeInvalid => ErrorBody {
+            requires_access_code: Some(true),
+            ..simple("Invalid access code", "The access code is wrong.", "access_code_invalid")
+        },
         DomainError::RawNotAllowed => simple(
             "Not available here",
             "Protected, one-time and download-limited clips are only served to POST /api/file/:id.",
@@ -279,17 +285,19 @@ fn domain_body(e: &DomainError) -> Value {
                 }
                 _ => "This server's storage is full; nothing was stored. Try again later.".to_string(),
             };
-            json!({ "error": "Insufficient storage", "message": message, "code": "insufficient_storage" })
+            simple("Insufficient storage", &message, "insufficient_storage")
         }
-        DomainError::StorageLimit { limit, .. } => json!({
-            "error": "Storage limit reached",
-            "message": format!(
-                "This server keeps at most {limit} bytes of clips, and this upload would pass that, so nothing \
-                 was stored. Try a smaller file, or later when clips have expired."
-            ),
-            "code": "storage_limit_reached",
-            "limit": limit,
-        }),
+        DomainError::StorageLimit { limit, .. } => ErrorBody {
+            limit: Some(*limit),
+            ..simple(
+                "Storage limit reached",
+                &format!(
+                    "This server keeps at most {limit} bytes of clips, and this upload would pass that, so nothing \
+                     was stored. Try a smaller file, or later when clips have expired."
+                ),
+                "storage_limit_reached",
+            )
+        },
         DomainError::ThumbnailNotFound => simple(
             "Thumbnail not found",
             "This clip has no thumbnail (yet): only plaintext images that are not one-time get one, a moment after upload.",
@@ -314,7 +322,10 @@ fn domain_body(e: &DomainError) -> Value {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut response = (status, axum::Json(self.body())).into_response();
+        let mut response = match self.body() {
+            Ok(body) => (status, axum::Json(body)).into_response(),
+            Err(report) => (status, axum::Json(report)).into_response(),
+        };
         if status.is_server_error() && !matches!(self, ApiError::Unhealthy(_)) {
             // Logged once, with the request's method, route and id, by `edge::Observe`.
             response.extensions_mut().insert(super::edge::ErrorCause(self.to_string()));

@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, HEALTHY_STATUS};
+use super::wire;
 use crate::app::AppState;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -90,70 +91,83 @@ fn failing(checks: &[Check]) -> Vec<&'static str> {
 }
 
 /// GET /health — Qopy's shape plus the per-check detail.
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses((status = 200, description = "Every required dependency answers", body = wire::Health),
+        (status = 503, description = "A required dependency is down (see failing)", body = wire::Health)))]
 pub async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let checks = run_checks(&state).await;
     let failing = failing(&checks);
     let db_ok = !failing.contains(&"database");
-    let mut body = json!({
-        "status": if failing.is_empty() { "OK" } else { "ERROR" },
-        "uptime": state.uptime().as_secs_f64(),
-        "timestamp": state.now_ms(),
-        "version": VERSION,
-        "database": if db_ok { "connected" } else { "disconnected" },
-        "store": state.store().kind(),
-        "storage": state.blobs().kind(),
-        "checks": checks_json(&checks),
-    });
-    // Redis is a helper: when it is down /health says so but stays 200.
-    if let Some(redis) = state.deps().cache.redis_state() {
-        body["redis"] = json!(match redis {
-            crate::cache::RedisState::Connected => "connected",
-            crate::cache::RedisState::Degraded => "degraded",
-        });
-    }
-    // Rate limits fall back to per-instance counts while Redis is down: worth knowing, not
-    // a reason to take the instance out of service.
-    body["rateLimits"] = json!(state.rate_limits().backend().as_str());
-    if failing.is_empty() {
-        Ok((HEALTHY_STATUS, Json(body)))
-    } else {
-        body["failing"] = json!(failing);
-        Err(ApiError::Unhealthy(body))
-    }
+    let body = wire::Health {
+        status: if failing.is_empty() { "OK" } else { "ERROR" }.into(),
+        uptime: state.uptime().as_secs_f64(),
+        timestamp: state.now_ms(),
+        version: VERSION.into(),
+        database: if db_ok { "connected" } else { "disconnected" }.into(),
+        store: state.store().kind().into(),
+        storage: state.blobs().kind().into(),
+        checks: checks_json(&checks),
+        // Redis is a helper: when it is down /health says so but stays 200.
+        redis: state.deps().cache.redis_state().map(|redis| {
+            match redis {
+                crate::cache::RedisState::Connected => "connected",
+                crate::cache::RedisState::Degraded => "degraded",
+            }
+            .into()
+        }),
+        // Rate limits fall back to per-instance counts while Redis is down: worth knowing, not
+        // a reason to take the instance out of service.
+        rate_limits: state.rate_limits().backend().as_str().into(),
+        failing: (!failing.is_empty()).then(|| failing.iter().map(|f| f.to_string()).collect()),
+    };
+    if failing.is_empty() { Ok((HEALTHY_STATUS, Json(body))) } else { Err(unhealthy(&body)) }
+}
+
+/// The 503 of a failed probe, whose body is the probe's report.
+fn unhealthy<T: serde::Serialize>(report: &T) -> ApiError {
+    ApiError::Unhealthy(serde_json::to_value(report).unwrap_or(Value::Null))
 }
 
 /// GET /api/health — liveness in Qopy's shape, no dependency checks.
-pub async fn api_health(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({
-        "status": "OK",
-        "uptime": state.uptime().as_secs_f64(),
-        "timestamp": state.now_ms(),
-        "version": VERSION,
-    }))
+#[utoipa::path(get, path = "/api/health", tag = "health",
+    responses((status = 200, description = "The process is up (no dependency checks)", body = wire::Liveness)))]
+pub async fn api_health(State(state): State<AppState>) -> Json<wire::Liveness> {
+    Json(wire::Liveness {
+        status: "OK".into(),
+        uptime: state.uptime().as_secs_f64(),
+        timestamp: state.now_ms(),
+        version: VERSION.into(),
+    })
 }
 
 /// GET /ping
-pub async fn ping(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({ "pong": true, "timestamp": state.now_ms() }))
+#[utoipa::path(get, path = "/ping", tag = "health", responses((status = 200, description = "Pong", body = wire::Pong)))]
+pub async fn ping(State(state): State<AppState>) -> Json<wire::Pong> {
+    Json(wire::Pong { pong: true, timestamp: state.now_ms() })
 }
 
 /// GET /livez — the process is up and serving.
-pub async fn livez() -> Json<Value> {
-    Json(json!({ "status": "OK" }))
+#[utoipa::path(get, path = "/livez", tag = "health", responses((status = 200, description = "Serving", body = wire::Status)))]
+pub async fn livez() -> Json<wire::Status> {
+    Json(wire::Status { status: "OK".into() })
 }
 
 /// GET /readyz — ready for traffic: dependencies answer and shutdown has not begun.
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, description = "Ready for traffic", body = wire::Readiness),
+        (status = 503, description = "A dependency is down or slower than its probe deadline, or shutdown began", body = wire::Readiness)))]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<wire::Readiness>, ApiError> {
     if state.is_draining() {
-        return Err(ApiError::Unhealthy(json!({ "status": "draining", "failing": ["shutdown"] })));
+        let report =
+            wire::Readiness { status: "draining".into(), checks: None, failing: Some(vec!["shutdown".into()]) };
+        return Err(unhealthy(&report));
     }
     let checks = run_checks(&state).await;
     let failing = failing(&checks);
-    if failing.is_empty() {
-        Ok(Json(json!({ "status": "ready", "checks": checks_json(&checks) })))
-    } else {
-        Err(ApiError::Unhealthy(json!({
-            "status": "not ready", "failing": failing, "checks": checks_json(&checks)
-        })))
-    }
+    let report = wire::Readiness {
+        status: if failing.is_empty() { "ready" } else { "not ready" }.into(),
+        checks: Some(checks_json(&checks)),
+        failing: (!failing.is_empty()).then(|| failing.iter().map(|f| f.to_string()).collect()),
+    };
+    if failing.is_empty() { Ok(Json(report)) } else { Err(unhealthy(&report)) }
 }

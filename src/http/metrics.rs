@@ -164,6 +164,8 @@ fn record_process() {
 }
 
 /// GET /metrics — Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn render() -> Response {
     record_process();
     metrics::counter!("ferry_log_lines_dropped_total").absolute(crate::logging::dropped_lines());

@@ -15,11 +15,13 @@ pub mod hot;
 pub mod input;
 pub mod metrics;
 pub mod oneshot;
+pub mod openapi;
 pub mod pages;
 pub mod ratelimit;
 pub mod security;
 pub mod thumbnails;
 pub mod upload;
+pub mod wire;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -61,7 +63,8 @@ pub fn router(state: AppState) -> Router {
         .route("/ping", get(health::ping))
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::render));
+        .route("/metrics", get(metrics::render))
+        .route("/api/openapi.json", get(openapi::openapi_json));
 
     // With limits off the middleware is left out entirely (it would only pass requests on).
     let limits_on = config.rate_limits == crate::config::Switch::On;
@@ -93,7 +96,7 @@ pub fn router(state: AppState) -> Router {
         Router::new()
             .route("/api/file/{id}", get(clips::file_get).post(download::download))
             .route("/raw/{id}", get(download::raw))
-            .route("/raw/{id}/{name}", get(download::raw)),
+            .route("/raw/{id}/{name}", get(download::raw_named)),
         ratelimit::Group::Downloads,
     );
     let admin = limited(Router::new().route("/api/admin/auth", post(admin::auth)), ratelimit::Group::AdminAuth)
@@ -122,8 +125,8 @@ pub fn router(state: AppState) -> Router {
     // The browser UI (never rate limited: loading a page must not spend a client's budget).
     let ui = Router::new()
         .route("/", get(pages::shell))
-        .route("/clip/{id}", get(pages::shell))
-        .route("/file/{id}", get(pages::shell))
+        .route("/clip/{id}", get(pages::shell_clip))
+        .route("/file/{id}", get(pages::shell_file))
         .route("/sw.js", get(pages::service_worker))
         .route("/robots.txt", get(pages::robots))
         .route("/assets/{version}/{*path}", get(pages::asset));

@@ -14,6 +14,7 @@ use super::download::PATH_SEGMENT;
 use super::error::ApiError;
 use super::input::{BaseUrl, content_length, header_str};
 use super::upload::completed_json;
+use super::wire;
 use crate::app::AppState;
 use crate::domain::clips::{self, Completed, OneShotRequest};
 use crate::domain::types::{AccessCode, Expiry, Filename, MaxDownloads, MimeType};
@@ -98,7 +99,7 @@ fn respond(base: &str, headers: &HeaderMap, done: Completed) -> Response {
     let wants_json = header_str(headers, header::ACCEPT.as_str()).is_some_and(|a| a.contains("application/json"));
     let mut res = if wants_json {
         let mut body = completed_json(base, &done);
-        body["rawUrl"] = serde_json::json!(raw_url);
+        body.raw_url = Some(raw_url);
         axum::Json(body).into_response()
     } else {
         let line = raw_url.unwrap_or_else(|| format!("{base}/file/{}", clip.code));
@@ -111,6 +112,17 @@ fn respond(base: &str, headers: &HeaderMap, done: Completed) -> Response {
 }
 
 /// PUT /api/clips/{filename}
+#[utoipa::path(put, path = "/api/clips/{filename}", tag = "uploads",
+    params(("filename" = String, Path, description = "The file's name", min_length = 1, max_length = 255, pattern = r"^[^/\\\x00-\x1f\x7f-\x9f]*[^/\\\x00-\x1f\x7f-\x9f .][^/\\\x00-\x1f\x7f-\x9f]*$"),
+        ("expiration" = Option<String>, Query, description = "5min, 15min, 30min, 1hr, 6hr or 24hr (also the Expiration header)", nullable = false, pattern = "^(5min|15min|30min|1hr|6hr|24hr)$"),
+        ("one-time" = Option<bool>, Query, description = "Served once (also the One-Time header)", nullable = false),
+        ("max-downloads" = Option<u32>, Query, description = "Download limit, 1-10000", nullable = false, minimum = 1, maximum = 10000),
+        ("access-code" = Option<String>, Query, description = "Required to download", nullable = false, min_length = 1, max_length = 256)),
+    request_body(content = Option<Vec<u8>>, content_type = "application/octet-stream",
+        description = "The content, as is (curl -T); an empty body makes an empty clip"),
+    responses((status = 200, description = "The link as one text line, or JSON with Accept: application/json",
+            content((wire::Completed = "application/json"), (String = "text/plain"))),
+        (status = 507, description = "No room", body = wire::ErrorBody), wire::CommonErrors))]
 pub async fn put(
     State(state): State<AppState>,
     BaseUrl(base): BaseUrl,
@@ -127,6 +139,8 @@ pub async fn put(
 }
 
 /// PUT /api/clips/ with no name: curl -T with a URL not ending in '/' or a bare stdin upload.
+#[utoipa::path(put, path = "/api/clips/", tag = "uploads",
+    responses((status = 400, description = "A file name is required: PUT /api/clips/<filename>", body = wire::ErrorBody), wire::CommonErrors))]
 pub async fn put_without_name() -> ApiError {
     DomainError::invalid(
         "filename",
@@ -137,6 +151,16 @@ pub async fn put_without_name() -> ApiError {
 }
 
 /// POST /api/clips — multipart field `file`.
+#[utoipa::path(post, path = "/api/clips", tag = "uploads",
+    params(("expiration" = Option<String>, Query, description = "5min, 15min, 30min, 1hr, 6hr or 24hr", nullable = false, pattern = "^(5min|15min|30min|1hr|6hr|24hr)$"),
+        ("one-time" = Option<bool>, Query, description = "Served once", nullable = false),
+        ("max-downloads" = Option<u32>, Query, description = "Download limit, 1-10000", nullable = false, minimum = 1, maximum = 10000),
+        ("access-code" = Option<String>, Query, description = "Required to download", nullable = false, min_length = 1, max_length = 256)),
+    request_body(content = wire::UploadForm, content_type = "multipart/form-data", description = "A `file` field (its filename names the clip)"),
+    responses((status = 200, description = "The link as one text line, or JSON with Accept: application/json",
+            content((wire::Completed = "application/json"), (String = "text/plain"))),
+        (status = 415, description = "Not multipart/form-data", body = wire::ErrorBody),
+        (status = 507, description = "No room", body = wire::ErrorBody), wire::CommonErrors))]
 pub async fn post(
     State(state): State<AppState>,
     BaseUrl(base): BaseUrl,

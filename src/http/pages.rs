@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
+use super::wire;
 
 mod embedded {
     /// One file of `static/`, as build.rs embedded it.
@@ -100,6 +101,7 @@ fn serve(f: &'static StaticFile, headers: &HeaderMap, cache: &'static str) -> Re
 
 /// `/`, `/clip/{id}`, `/file/{id}`: the app shell. Its title names no clip; the page reads the
 /// id from its own URL.
+#[utoipa::path(get, path = "/", tag = "ui", responses((status = 200, description = "The browser UI", content_type = "text/html", body = String), (status = 304, description = "Not modified")))]
 pub async fn shell(headers: HeaderMap) -> Response {
     let mut res = serve(file("index.html").expect("static/index.html is embedded"), &headers, REVALIDATE);
     let h = res.headers_mut();
@@ -112,18 +114,38 @@ pub async fn shell(headers: HeaderMap) -> Response {
     res
 }
 
+/// `/clip/{id}`: the shell, which opens the clip.
+#[utoipa::path(get, path = "/clip/{id}", tag = "ui", params(("id" = String, Path, description = "Read by the page, never by the server")),
+    responses((status = 200, description = "The browser UI, which opens the clip", content_type = "text/html", body = String), (status = 304, description = "Not modified")))]
+pub async fn shell_clip(headers: HeaderMap) -> Response {
+    shell(headers).await
+}
+
+/// `/file/{id}`: the shell, which opens the file.
+#[utoipa::path(get, path = "/file/{id}", tag = "ui", params(("id" = String, Path, description = "Read by the page, never by the server")),
+    responses((status = 200, description = "The browser UI, which opens the file", content_type = "text/html", body = String), (status = 304, description = "Not modified")))]
+pub async fn shell_file(headers: HeaderMap) -> Response {
+    shell(headers).await
+}
+
 /// `/sw.js`: the service worker, revalidated on every update check.
+#[utoipa::path(get, path = "/sw.js", tag = "ui", responses((status = 200, description = "The service worker", content_type = "text/javascript", body = String), (status = 304, description = "Not modified")))]
 pub async fn service_worker(headers: HeaderMap) -> Response {
     serve(file("sw.js").expect("static/sw.js is embedded"), &headers, REVALIDATE)
 }
 
 /// `/robots.txt`: shared links are capabilities; nothing here is for indexing.
+#[utoipa::path(get, path = "/robots.txt", tag = "ui", responses((status = 200, description = "Disallow everything", content_type = "text/plain", body = String), (status = 304, description = "Not modified")))]
 pub async fn robots(headers: HeaderMap) -> Response {
     serve(file("robots.txt").expect("static/robots.txt is embedded"), &headers, REVALIDATE)
 }
 
 /// `/assets/{version}/{*path}`: immutable under the current version; an older page asking for
 /// its version gets today's file, revalidated, rather than a broken page.
+#[utoipa::path(get, path = "/assets/{version}/{path}", tag = "ui",
+    params(("version" = String, Path, description = "The build's asset version"), ("path" = String, Path, description = "The file under static/")),
+    responses((status = 200, description = "A file of the browser UI", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 304, description = "Not modified"), (status = 404, description = "No such file", body = wire::ErrorBody)))]
 pub async fn asset(Path((version, path)): Path<(String, String)>, headers: HeaderMap) -> Result<Response, ApiError> {
     let root_only = ["index.html", "sw.js", "robots.txt"];
     let f = file(&path).filter(|f| !root_only.contains(&f.path)).ok_or(ApiError::NotFound)?;

@@ -201,9 +201,11 @@ impl RateLimits {
         let hops: Vec<IpAddr> = headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|hop| hop.trim().parse().ok())
+            // Lossy, so a stray non-ASCII byte a client put in its part of a line cannot hide
+            // the entries a trusted proxy appended to that line.
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .flat_map(|v| v.split(',').map(|hop| hop.trim().to_owned()).collect::<Vec<_>>())
+            .filter_map(|hop| hop.parse().ok())
             .collect();
         hops.into_iter().rev().find(|ip| !trusted(ip)).unwrap_or(peer)
     }

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::input::{JsonObject, header_str, param};
+use super::wire;
 use crate::app::AppState;
 use crate::domain::thumbnails::{self, ThumbnailDownload};
 use crate::domain::types::{AccessCode, ClipId};
@@ -41,6 +42,11 @@ fn respond(headers: &HeaderMap, t: ThumbnailDownload) -> Response {
 }
 
 /// GET /api/clip/{id}/thumbnail
+#[utoipa::path(get, path = "/api/clip/{id}/thumbnail", tag = "clips", params(("id" = String, Path, description = "The clip's id (10 characters, or 6 for quick share)", pattern = "^([A-Z0-9]{6}|[A-Z0-9]{10})$"),
+        ("Access-Code" = Option<String>, Header, description = "The clip's access code, when it has one", nullable = false, min_length = 1, max_length = 256)),
+    responses((status = 200, description = "A small JPEG or WebP of a plaintext image clip", content_type = "image/jpeg", body = Vec<u8>),
+        (status = 304, description = "Not modified"),
+        (status = 401, description = "Access code missing or wrong", body = wire::ErrorBody), wire::CommonErrors))]
 pub async fn get(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -55,6 +61,12 @@ pub async fn get(
 }
 
 /// POST /api/clip/{id}/thumbnail `{"accessCode"}`
+#[utoipa::path(post, path = "/api/clip/{id}/thumbnail", tag = "clips", params(("id" = String, Path, description = "The clip's id (10 characters, or 6 for quick share)", pattern = "^([A-Z0-9]{6}|[A-Z0-9]{10})$")),
+    request_body = wire::AccessCodeBody,
+    responses((status = 200, description = "A small JPEG or WebP of a plaintext image clip", content_type = "image/jpeg", body = Vec<u8>),
+        (status = 304, description = "Not modified"),
+        (status = 401, description = "Access code missing or wrong", body = wire::ErrorBody),
+        (status = 415, description = "Not JSON", body = wire::ErrorBody), wire::CommonErrors))]
 pub async fn post(
     State(state): State<AppState>,
     Path(raw): Path<String>,

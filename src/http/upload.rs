@@ -5,10 +5,10 @@
 use axum::Json;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::header;
-use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::input::{BaseUrl, Fields, JsonObject, content_length, header_str, param};
+use super::wire;
 use crate::app::AppState;
 use crate::domain::clips::Completed;
 use crate::domain::types::{
@@ -18,7 +18,15 @@ use crate::domain::uploads::{self, CompleteRequest, InitiateRequest};
 use crate::domain::{DomainError, Location};
 
 /// POST /api/upload/initiate
-pub async fn initiate(State(state): State<AppState>, JsonObject(body): JsonObject) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(post, path = "/api/upload/initiate", tag = "uploads",
+    request_body = wire::InitiateBody,
+    responses((status = 200, description = "An upload session", body = wire::Initiated),
+        (status = 415, description = "Not JSON", body = wire::ErrorBody),
+        (status = 507, description = "No room for the upload", body = wire::ErrorBody), wire::CommonErrors))]
+pub async fn initiate(
+    State(state): State<AppState>,
+    JsonObject(body): JsonObject,
+) -> Result<Json<wire::Initiated>, ApiError> {
     let mut f = Fields::new(&body);
     let filename = f.required("filename", Filename::parse);
     let filesize = f.integer("filesize", i64::MAX as u64);
@@ -46,14 +54,14 @@ pub async fn initiate(State(state): State<AppState>, JsonObject(body): JsonObjec
         max_downloads,
     };
     let started = uploads::initiate(state.deps(), req).await?;
-    Ok(Json(json!({
-        "success": true,
-        "uploadId": started.upload_id.as_str(),
-        "chunkSize": started.chunk_size,
-        "totalChunks": started.total_chunks,
-        "uploadUrl": format!("/api/upload/chunk/{}", started.upload_id),
-        "expiresAt": started.expires_at,
-    })))
+    Ok(Json(wire::Initiated {
+        success: true,
+        upload_id: started.upload_id.as_str().to_string(),
+        chunk_size: started.chunk_size,
+        total_chunks: started.total_chunks,
+        upload_url: format!("/api/upload/chunk/{}", started.upload_id),
+        expires_at: started.expires_at,
+    }))
 }
 
 fn bad_multipart(e: axum::extract::multipart::MultipartError) -> ApiError {
@@ -61,11 +69,21 @@ fn bad_multipart(e: axum::extract::multipart::MultipartError) -> ApiError {
 }
 
 /// POST /api/upload/chunk/{uploadId}/{chunkNumber}
+#[utoipa::path(post, path = "/api/upload/chunk/{upload_id}/{chunk}", tag = "uploads",
+    params(("upload_id" = String, Path, description = "The upload's id", pattern = "^[0-9A-F]{16}$"),
+        ("chunk" = u32, Path, description = "The chunk's number, from 0", minimum = 0, maximum = 9999999),
+        ("X-Chunk-Sha256" = Option<String>, Header, description = "The chunk's SHA-256 (hex); a mismatch is refused", nullable = false, pattern = "^[0-9a-fA-F]{64}$")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream",
+        description = "The chunk's bytes (or multipart/form-data with a `chunk` field)"),
+    responses((status = 200, description = "Stored", body = wire::ChunkReceived),
+        (status = 409, description = "The upload is completed", body = wire::ErrorBody),
+        (status = 415, description = "Neither octet-stream nor multipart", body = wire::ErrorBody),
+        (status = 507, description = "No room", body = wire::ErrorBody), wire::CommonErrors))]
 pub async fn chunk(
     State(state): State<AppState>,
     Path((upload_id, chunk_number)): Path<(String, String)>,
     req: Request,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<wire::ChunkReceived>, ApiError> {
     let id = param("uploadId", &upload_id, UploadId::parse)?;
     let index = param("chunkNumber", &chunk_number, ChunkIndex::parse)?;
     let deps = state.deps();
@@ -100,41 +118,49 @@ pub async fn chunk(
     } else {
         return Err(ApiError::UnsupportedMediaType);
     };
-    Ok(Json(json!({
-        "success": true,
-        "chunkNumber": received.index,
-        "received": true,
-        "uploadedChunks": received.uploaded,
-        "totalChunks": received.total,
-    })))
+    Ok(Json(wire::ChunkReceived {
+        success: true,
+        chunk_number: received.index,
+        received: true,
+        uploaded_chunks: received.uploaded,
+        total_chunks: received.total,
+    }))
 }
 
 /// The response of complete (and, with `rawUrl`, of the one-request upload).
-pub fn completed_json(base: &str, done: &Completed) -> Value {
+pub fn completed_json(base: &str, done: &Completed) -> wire::Completed {
     let clip = &done.clip;
     let is_file = clip.kind == "file";
-    json!({
-        "success": true,
-        "clipId": clip.code,
-        "url": format!("{base}/{}/{}", if is_file { "file" } else { "clip" }, clip.code),
-        "filename": clip.filename,
-        "expiresAt": clip.expires_at,
-        "quickShare": clip.quick_share,
-        "oneTime": clip.one_time,
-        "isFile": is_file,
-        "size": clip.size,
-        "sha256": clip.sha256,
-        "deleteToken": done.delete_token,
-    })
+    wire::Completed {
+        success: true,
+        clip_id: clip.code.clone(),
+        url: format!("{base}/{}/{}", if is_file { "file" } else { "clip" }, clip.code),
+        filename: clip.filename.clone(),
+        expires_at: clip.expires_at,
+        quick_share: clip.quick_share,
+        one_time: clip.one_time,
+        is_file,
+        size: clip.size,
+        sha256: clip.sha256.clone(),
+        delete_token: done.delete_token.clone(),
+        raw_url: None,
+    }
 }
 
 /// POST /api/upload/complete/{uploadId}
+#[utoipa::path(post, path = "/api/upload/complete/{upload_id}", tag = "uploads",
+    params(("upload_id" = String, Path, description = "The upload's id", pattern = "^[0-9A-F]{16}$")),
+    request_body = wire::CompleteBody,
+    responses((status = 200, description = "The clip", body = wire::Completed),
+        (status = 409, description = "Completed by another request", body = wire::ErrorBody),
+        (status = 415, description = "Not JSON", body = wire::ErrorBody),
+        (status = 507, description = "No room", body = wire::ErrorBody), wire::CommonErrors))]
 pub async fn complete(
     State(state): State<AppState>,
     BaseUrl(base): BaseUrl,
     Path(upload_id): Path<String>,
     JsonObject(body): JsonObject,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<wire::Completed>, ApiError> {
     let id = param("uploadId", &upload_id, UploadId::parse)?;
     let mut f = Fields::new(&body);
     let code = f.parsed("accessCodeHash", AccessCode::parse);
@@ -161,28 +187,42 @@ pub async fn complete(
 }
 
 /// GET /api/upload/{uploadId}/status
-pub async fn status(State(state): State<AppState>, Path(upload_id): Path<String>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/upload/{upload_id}/status", tag = "uploads",
+    params(("upload_id" = String, Path, description = "The upload's id", pattern = "^[0-9A-F]{16}$")),
+    responses((status = 200, description = "Received chunks", body = wire::UploadStatus), wire::CommonErrors))]
+pub async fn status(
+    State(state): State<AppState>,
+    Path(upload_id): Path<String>,
+) -> Result<Json<wire::UploadStatus>, ApiError> {
     let id = param("uploadId", &upload_id, UploadId::parse)?;
     let s = uploads::status(state.deps(), &id).await?;
     let uploaded = s.chunks.len() as u32;
-    let received: Vec<i32> = s.chunks.iter().map(|c| c.index).collect();
-    let chunks: Vec<Value> =
-        s.chunks.iter().map(|c| json!({ "index": c.index, "size": c.size, "sha256": c.sha256 })).collect();
-    Ok(Json(json!({
-        "success": true,
-        "uploadId": s.upload_id,
-        "status": s.status,
-        "uploadedChunks": uploaded,
-        "totalChunks": s.total_chunks,
-        "progress": (uploaded as f64 * 100.0 / s.total_chunks.max(1) as f64).round() as u32,
-        "receivedChunks": received,
-        "chunks": chunks,
-    })))
+    Ok(Json(wire::UploadStatus {
+        success: true,
+        upload_id: s.upload_id.clone(),
+        status: s.status.clone(),
+        uploaded_chunks: uploaded,
+        total_chunks: s.total_chunks,
+        progress: (uploaded as f64 * 100.0 / s.total_chunks.max(1) as f64).round() as u32,
+        received_chunks: s.chunks.iter().map(|c| c.index).collect(),
+        chunks: s
+            .chunks
+            .iter()
+            .map(|c| wire::ChunkState { index: c.index, size: c.size, sha256: c.sha256.clone() })
+            .collect(),
+    }))
 }
 
 /// DELETE /api/upload/{uploadId}
-pub async fn cancel(State(state): State<AppState>, Path(upload_id): Path<String>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(delete, path = "/api/upload/{upload_id}", tag = "uploads",
+    params(("upload_id" = String, Path, description = "The upload's id", pattern = "^[0-9A-F]{16}$")),
+    responses((status = 200, description = "Cancelled; its chunks are removed", body = wire::Done),
+        (status = 409, description = "Completed already", body = wire::ErrorBody), wire::CommonErrors))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(upload_id): Path<String>,
+) -> Result<Json<wire::Done>, ApiError> {
     let id = param("uploadId", &upload_id, UploadId::parse)?;
     uploads::cancel(state.deps(), &id).await?;
-    Ok(Json(json!({ "success": true, "message": "Upload cancelled successfully" })))
+    Ok(Json(wire::Done { success: true, message: "Upload cancelled successfully".into() }))
 }

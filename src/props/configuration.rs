@@ -263,12 +263,10 @@ proptest! {
         }
     }
 
-    /// Fails today: a TOML syntax error reaches the message with the toml crate's several-line
-    /// snippet, and a value with a line break is echoed as it is (`blob = "\r"`: "unknown
-    /// variant: found `\r`"); `config::one_line` flattens figment's list of errors, not the
-    /// lines of one. `config.rs` is not this file's to change; run with `--ignored` once it is.
+    /// A TOML syntax error arrives with the toml crate's several-line snippet, and a value with
+    /// a line break is echoed as it is (`blob = "\r"`); `config::one_line` joins them into one
+    /// line (found by this property).
     #[test]
-    #[ignore = "config::one_line keeps the line breaks of TOML syntax errors and of values it echoes"]
     fn any_bytes_as_a_config_file_never_panic_and_fail_in_one_line(
         pieces in prop::collection::vec(prop_oneof![
             settings().prop_map(|s| file_of(&s).into_bytes()),

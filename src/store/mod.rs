@@ -123,8 +123,10 @@ impl Store {
         }
     }
 
-    /// A real round trip to the database, for health checks: it reads the clips table, so a
-    /// lock that would hold requests up holds the probe up too.
+    /// A real round trip to the database, for health checks. On PostgreSQL it reads the clips
+    /// table through the pool, so an exhausted pool or a lock that would hold requests up holds
+    /// the probe up too; on SQLite (where readers never wait for the writer) it reads the
+    /// schema table.
     pub async fn ping(&self) -> Result<(), StoreError> {
         timed(self.kind(), self.query_timeout(), async {
             match self {

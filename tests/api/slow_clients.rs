@@ -148,12 +148,12 @@ async fn a_thousand_idle_and_trickling_connections_are_closed_in_time_while_norm
     assert_eq!(res.status(), 200);
     let upload = res.json::<Value>().await.unwrap()["uploadId"].as_str().unwrap().to_string();
 
-    let attack_started = Instant::now();
     // 400 that send nothing, 300 that trickle header lines, 300 idle after one request.
     let mut silent = Vec::new();
     for _ in 0..400 {
         silent.push(server.connect().await);
     }
+    let silent_opened = Instant::now();
     let mut trickling = Vec::new();
     for _ in 0..300 {
         let mut s = server.connect().await;
@@ -185,6 +185,8 @@ async fn a_thousand_idle_and_trickling_connections_are_closed_in_time_while_norm
         assert_eq!(get_on(&mut s, "/ping").await, 200);
         kept_alive.push(s);
     }
+    // The last of them became idle here; the first ones earlier.
+    let kept_idle = Instant::now();
     // A chunk that declares 1 MiB, sends 100 KiB and stops.
     let mut stalled = server.connect().await;
     stalled
@@ -246,12 +248,17 @@ async fn a_thousand_idle_and_trickling_connections_are_closed_in_time_while_norm
 
     // Every attacking connection is gone within its timeout (plus a margin for a loaded machine).
     let margin = Duration::from_secs(3);
-    let deadline = |t: Duration| (attack_started + t + margin).saturating_duration_since(Instant::now());
-    let silent_closed =
-        futures_util::future::join_all(silent.iter_mut().map(|s| closed_within(s, deadline(HEADER_TIMEOUT)))).await;
+    // Each group is timed from when its last connection opened (or went idle).
+    let deadline = |from: Instant, t: Duration| (from + t + margin).saturating_duration_since(Instant::now());
+    let silent_closed = futures_util::future::join_all(
+        silent.iter_mut().map(|s| closed_within(s, deadline(silent_opened, HEADER_TIMEOUT))),
+    )
+    .await;
     assert_eq!(silent_closed.iter().filter(|c| **c).count(), 400, "silent connections closed");
-    let kept_closed =
-        futures_util::future::join_all(kept_alive.iter_mut().map(|s| closed_within(s, deadline(IDLE_TIMEOUT)))).await;
+    let kept_closed = futures_util::future::join_all(
+        kept_alive.iter_mut().map(|s| closed_within(s, deadline(kept_idle, IDLE_TIMEOUT))),
+    )
+    .await;
     assert_eq!(kept_closed.iter().filter(|c| **c).count(), 300, "idle keep-alive connections closed");
     for t in trickling {
         let lived = t.await.unwrap();
