@@ -198,16 +198,24 @@ impl RateLimits {
         if !trusted(&peer) {
             return peer;
         }
-        let hops: Vec<IpAddr> = headers
+        // Lossy, so a stray non-ASCII byte a client put in its part of a line cannot hide the
+        // entries a trusted proxy appended to that line.
+        let lines: Vec<String> = headers
             .get_all("x-forwarded-for")
             .iter()
-            // Lossy, so a stray non-ASCII byte a client put in its part of a line cannot hide
-            // the entries a trusted proxy appended to that line.
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .flat_map(|v| v.split(',').map(|hop| hop.trim().to_owned()).collect::<Vec<_>>())
-            .filter_map(|hop| hop.parse().ok())
             .collect();
-        hops.into_iter().rev().find(|ip| !trusted(ip)).unwrap_or(peer)
+        // From the right: past the trusted proxies to the first hop they vouch for. A hop that
+        // is not an address (`unknown`, or bytes a client wrote) ends the walk at the peer:
+        // what lies to its left is the client's own word.
+        for hop in lines.iter().rev().flat_map(|l| l.rsplit(',')).map(str::trim).filter(|h| !h.is_empty()) {
+            match forwarded_hop(hop) {
+                Some(ip) if trusted(&ip) => {}
+                Some(ip) => return ip,
+                None => return peer,
+            }
+        }
+        peer
     }
 
     /// Forget idle clients so the tables cannot grow without bound.
@@ -243,6 +251,15 @@ impl RateLimits {
             m.window_start = now;
         }
     }
+}
+
+/// One `X-Forwarded-For` entry: an address, also with a port (`10.0.0.1:443`, `[fd00::1]:80`)
+/// or in brackets (`[fd00::1]`), as some proxies write them.
+pub(crate) fn forwarded_hop(hop: &str) -> Option<IpAddr> {
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| hop.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
 }
 
 /// A 6-character clip code in a read or download path (`/api/clip/X`, `/api/file/X`, `/raw/X`).

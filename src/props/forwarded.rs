@@ -94,16 +94,20 @@ fn headers(lines: &[Vec<u8>]) -> HeaderMap {
     h
 }
 
-/// The addresses in the header as the server can read them, left to right.
+/// The hops the server walks, left to right: the entries from the right up to (not including)
+/// the first one that is not an address, which ends the walk (what lies left of it is the
+/// client's own word). Lines are read lossily; a port after an address is dropped.
 fn readable_hops(lines: &[Vec<u8>]) -> Vec<IpAddr> {
-    lines
-        .iter()
-        .filter_map(|l| {
-            std::str::from_utf8(l).ok().filter(|s| s.bytes().all(|b| (0x20..0x7f).contains(&b) || b == b'\t'))
-        })
-        .flat_map(|l| l.split(','))
-        .filter_map(|h| h.trim().parse().ok())
-        .collect()
+    let text: Vec<String> = lines.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect();
+    let mut walked = Vec::new();
+    for hop in text.iter().rev().flat_map(|l| l.rsplit(',')).map(str::trim).filter(|h| !h.is_empty()) {
+        match crate::http::ratelimit::forwarded_hop(hop) {
+            Some(ip) => walked.push(ip),
+            None => break,
+        }
+    }
+    walked.reverse();
+    walked
 }
 
 fn as_bytes(lines: Vec<String>) -> Vec<Vec<u8>> {

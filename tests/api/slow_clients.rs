@@ -390,3 +390,20 @@ fn a_connection_budget_the_descriptor_limit_cannot_hold_stops_the_server_at_star
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("server.max_connections = 5000") && text.contains("at most 768"), "{text}");
 }
+
+#[tokio::test]
+async fn http2_is_served_and_an_oversized_header_list_is_refused() {
+    let server = Server::start(&[("FERRY_SERVER__HTTP2_MAX_HEADER_LIST_SIZE", "1KiB")], None);
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().timeout(Duration::from_secs(10)).build().unwrap();
+    let res = h2.get(server.url("/ping")).send().await.expect("an HTTP/2 request");
+    assert_eq!(res.version(), reqwest::Version::HTTP_2);
+    assert_eq!(res.status(), 200);
+    // 4 KiB of headers against a 1 KiB list: refused (431, or the stream reset), never served.
+    let refused = h2.get(server.url("/ping")).header("x-padding", "a".repeat(4096)).send().await;
+    match refused {
+        Ok(res) => assert_eq!(res.status(), 431, "an oversized header list"),
+        Err(e) => assert!(!e.is_timeout(), "refused, not left hanging: {e}"),
+    }
+    // The connection (or a new one) still serves.
+    assert_eq!(h2.get(server.url("/ping")).send().await.unwrap().status(), 200);
+}
