@@ -79,8 +79,9 @@ class Cluster:
                 os.setgid(self.user.pw_gid)
                 os.setuid(self.user.pw_uid)
 
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       preexec_fn=demote, cwd=self.dir)
+        done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=demote, cwd=self.dir)
+        if done.returncode != 0:
+            raise RuntimeError(f"{os.path.basename(argv[0])} failed: {done.stderr.decode(errors='replace')[-500:]}")
 
     def start(self):
         opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
@@ -128,16 +129,17 @@ class Ferry:
 
 
 def request(method, url, body=None, accept_json=False, timeout=15):
-    """(status, headers, body bytes, seconds); status 0 for a transport error."""
+    """(status, headers (case-insensitive), body bytes, seconds); status 0 for a transport
+    error."""
     req = urllib.request.Request(url, data=body, method=method)
     if accept_json:
         req.add_header("Accept", "application/json")
     started = time.monotonic()
     try:
         with urllib.request.urlopen(req, timeout=timeout) as res:
-            return res.status, dict(res.headers), res.read(), time.monotonic() - started
+            return res.status, res.headers, res.read(), time.monotonic() - started
     except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read(), time.monotonic() - started
+        return e.code, e.headers, e.read(), time.monotonic() - started
     except OSError as e:
         return 0, {}, str(e).encode(), time.monotonic() - started
 
@@ -149,14 +151,14 @@ def prober(ferry, stop, seen, acked):
         body = f"drill clip {i} {time.time_ns()}".encode()
         at = time.monotonic()
         status, headers, out, took = request("PUT", ferry.url(f"/api/clips/drill-{i}.txt"), body, accept_json=True)
-        seen.append((at, "create", status, headers.get("Retry-After"), took, out[:200]))
+        seen.append((at, "create", status, headers.get("Retry-After"), took, out[:400]))
         if status == 200:
             code = json.loads(out)["clipId"]
             acked.append((code, hashlib.sha256(body).hexdigest()))
         if acked:
             at = time.monotonic()
             status, headers, out, took = request("GET", ferry.url(f"/api/clip/{acked[-1][0]}/info"))
-            seen.append((at, "info", status, headers.get("Retry-After"), took, out[:200]))
+            seen.append((at, "info", status, headers.get("Retry-After"), took, out[:400]))
         time.sleep(0.1)
 
 
@@ -168,6 +170,7 @@ def main():
     ap.add_argument("--k6", action="store_true", help="run loadtests/mixed.js beside the prober")
     args = ap.parse_args()
     root = tempfile.mkdtemp(prefix="ferry-drill-")
+    os.chmod(root, 0o755)  # the postgres account must reach its cluster's directory
     cluster = Cluster(root)
     cluster.start()
     ferry = Ferry(args.binary, root, cluster.url())
@@ -274,7 +277,7 @@ def main():
             k6.kill()
         try:
             cluster.stop()
-        except subprocess.CalledProcessError:
+        except RuntimeError:
             pass
         shutil.rmtree(root, ignore_errors=True)
     print("drill:", "PASS" if ok else "FAIL")
