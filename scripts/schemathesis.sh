@@ -15,8 +15,9 @@
 # always answers 410 so previews cannot spend clips, PUT /api/clips/ without a name) and
 # `ensure_resource_availability` (a clip listed by the admin API need not have a thumbnail).
 # Every answer must still be documented, match its schema and content type, and never be a 5xx.
-# One worker: with two, CPython 3.11 before 3.11.8 can fail inside Hypothesis with "AST
-# constructor recursion depth mismatch" (a race in its parser, gh-106905), not ferry's doing.
+# One worker: with two, Hypothesis under this machine's CPython 3.11.7 failed once with
+# "SystemError: AST constructor recursion depth mismatch" (Python's parser used from two
+# threads), which is neither a finding nor ferry's doing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BINARY=${1:-target/debug/ferry}
