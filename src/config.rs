@@ -174,6 +174,9 @@ pub struct ServerConfig {
     /// not read for this long closes the connection.
     #[serde(with = "humantime_serde")]
     pub body_idle_timeout: Duration,
+    /// Least a request body must average, in bytes a second, over each body idle timeout of
+    /// waiting for it; 0: no minimum.
+    pub body_min_rate: ByteSize,
     /// Most connections open at once; 0: as many as the descriptor limit leaves room for.
     pub max_connections: usize,
     pub http2_max_concurrent_streams: u32,

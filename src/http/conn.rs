@@ -9,8 +9,8 @@
 //! - an answer could not be written for `server.body_idle_timeout` (a client that stopped
 //!   reading).
 //!
-//! A request body that sends nothing for `server.body_idle_timeout` fails its reads here
-//! ([`BodyStall`]); `edge::Observe` turns that into the 408 answer. At the connection limit the
+//! A request body that sends nothing for `server.body_idle_timeout`, or less than
+//! `server.body_min_rate` a second over that long, fails its reads here ([`BodyStall`]); `edge::Observe` turns that into the 408 answer. At the connection limit the
 //! connection idle the longest (between requests, or still sending its head) is closed to make
 //! room; when every connection is busy with a request, the new one is closed at once rather
 //! than left in the kernel's backlog. Knows nothing of routes, the store or the domain.
@@ -20,7 +20,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
@@ -52,6 +52,9 @@ pub struct ConnSettings {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub body_idle_timeout: Duration,
+    /// Bytes a second a request body must average over each `body_idle_timeout` of waiting
+    /// (0: no minimum).
+    pub body_min_rate: u64,
     pub max_connections: usize,
     pub http2_max_concurrent_streams: u32,
     pub http2_max_header_list_size: u32,
@@ -66,6 +69,7 @@ impl ConnSettings {
             header_read_timeout: server.header_read_timeout,
             idle_timeout: server.idle_timeout,
             body_idle_timeout: server.body_idle_timeout,
+            body_min_rate: server.body_min_rate.bytes(),
             max_connections,
             http2_max_concurrent_streams: server.http2_max_concurrent_streams,
             http2_max_header_list_size: server.http2_max_header_list_size.bytes() as u32,
@@ -295,19 +299,25 @@ impl http_body::Body for Tracked {
     }
 }
 
-/// Set on a request whose body stopped arriving for `server.body_idle_timeout`: its reads
-/// failed, and the answer becomes a 408 (`edge::Observe`).
+/// Set on a request whose body stopped arriving for `server.body_idle_timeout`, or arrived
+/// slower than `server.body_min_rate` over such a span: its reads failed, and the answer
+/// becomes a 408 (`edge::Observe`).
 #[derive(Clone)]
 pub struct BodyStall {
-    fired: Arc<AtomicBool>,
+    /// 0: not fired; 1: silent; 2: too slow.
+    fired: Arc<AtomicU8>,
     after: Duration,
 }
 
 impl BodyStall {
     pub fn fired(&self) -> bool {
-        self.fired.load(Ordering::Acquire)
+        self.fired.load(Ordering::Acquire) != 0
     }
-    /// How long the body had been silent.
+    /// Whether the body trickled (slower than the minimum rate) rather than went silent.
+    pub fn too_slow(&self) -> bool {
+        self.fired.load(Ordering::Acquire) == 2
+    }
+    /// How long the body had been silent (or the span its rate was measured over).
     pub fn after(&self) -> Duration {
         self.after
     }
@@ -315,18 +325,24 @@ impl BodyStall {
 
 /// The error a stalled body's reads end with.
 #[derive(Debug, thiserror::Error)]
-#[error("the request body sent nothing for {0:?}")]
+#[error("the request body sent nothing (or too little) for {0:?}")]
 pub struct BodyIdle(Duration);
 
 pin_project! {
     /// A request body whose reads fail once the client has sent nothing for the body idle
-    /// timeout while the handler waited for it. Time the handler spends not reading (a full
-    /// write buffer upstream) does not count.
+    /// timeout while the handler waited for it, or sent less than `min_rate` bytes a second
+    /// over that much waiting (a trickle that would hold the connection for the whole upload
+    /// deadline). Only time the handler spends waiting for bytes counts: not reading (a full
+    /// write buffer upstream) is not the client's doing.
     struct IdleBody {
         #[pin]
         inner: Incoming,
         timer: Option<Pin<Box<tokio::time::Sleep>>>,
         stall: BodyStall,
+        min_rate: u64,
+        waiting_since: Option<Instant>,
+        waited: Duration,
+        window_bytes: u64,
     }
 }
 
@@ -336,16 +352,34 @@ impl http_body::Body for IdleBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::BoxError>>> {
         let this = self.project();
+        let after = this.stall.after;
         match this.inner.poll_frame(cx) {
             Poll::Ready(frame) => {
                 *this.timer = None;
+                if let Some(since) = this.waiting_since.take() {
+                    *this.waited += since.elapsed();
+                }
+                if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(|f| f.data_ref().map_or(0, Bytes::len)))
+                {
+                    *this.window_bytes += data as u64;
+                }
+                if *this.min_rate > 0 && *this.waited >= after {
+                    if (*this.window_bytes as f64) < *this.min_rate as f64 * this.waited.as_secs_f64() {
+                        this.stall.fired.store(2, Ordering::Release);
+                        return Poll::Ready(Some(Err(Box::new(BodyIdle(after)))));
+                    }
+                    *this.waited = Duration::ZERO;
+                    *this.window_bytes = 0;
+                }
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending => {
-                let after = this.stall.after;
+                if this.waiting_since.is_none() {
+                    *this.waiting_since = Some(Instant::now());
+                }
                 let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
                 ready!(timer.as_mut().poll(cx));
-                this.stall.fired.store(true, Ordering::Release);
+                this.stall.fired.store(1, Ordering::Release);
                 Poll::Ready(Some(Err(Box::new(BodyIdle(after)))))
             }
         }
@@ -599,6 +633,7 @@ async fn serve_one<S>(
     S::Future: Send + 'static,
 {
     let body_idle = settings.body_idle_timeout;
+    let min_rate = settings.body_min_rate;
     let service = {
         let conn = conn.clone();
         hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
@@ -611,9 +646,17 @@ async fn serve_one<S>(
             let body = if body.is_end_stream() {
                 Body::new(body)
             } else {
-                let stall = BodyStall { fired: Arc::new(AtomicBool::new(false)), after: body_idle };
+                let stall = BodyStall { fired: Arc::new(AtomicU8::new(0)), after: body_idle };
                 parts.extensions.insert(stall.clone());
-                Body::new(IdleBody { inner: body, timer: None, stall })
+                Body::new(IdleBody {
+                    inner: body,
+                    timer: None,
+                    stall,
+                    min_rate,
+                    waiting_since: None,
+                    waited: Duration::ZERO,
+                    window_bytes: 0,
+                })
             };
             let call = tower::ServiceExt::oneshot(app.clone(), Request::from_parts(parts, body));
             async move {
@@ -668,6 +711,7 @@ mod tests {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             body_idle_timeout: Duration::from_secs(30),
+            body_min_rate: 500,
             max_connections: 10,
             http2_max_concurrent_streams: 100,
             http2_max_header_list_size: 16 << 10,

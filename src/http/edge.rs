@@ -311,7 +311,9 @@ where
         };
         // Whatever the handler made of its failed body reads, the client stopped sending.
         let response = match &watch.stall {
-            Some(stall) if stall.fired() => ApiError::BodyStalled { after: stall.after() }.into_response(),
+            Some(stall) if stall.fired() => {
+                ApiError::BodyStalled { after: stall.after(), too_slow: stall.too_slow() }.into_response()
+            }
             _ => response,
         };
         let elapsed = watch.started.elapsed();

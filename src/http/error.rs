@@ -22,9 +22,10 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("request timed out")]
     Timeout,
-    /// The request body sent nothing for `server.body_idle_timeout`.
+    /// The request body sent nothing for `server.body_idle_timeout` (or, `too_slow`, less than
+    /// `server.body_min_rate` a second over that long).
     #[error("request body stalled")]
-    BodyStalled { after: std::time::Duration },
+    BodyStalled { after: std::time::Duration, too_slow: bool },
     /// The body is not the JSON object the route takes.
     #[error("bad json: {0}")]
     BadJson(String),
@@ -101,11 +102,19 @@ impl ApiError {
                 ("Payload too large", "The request body exceeds the configured limit.", "payload_too_large")
             }
             ApiError::Timeout => ("Request timeout", "The request took longer than the server allows.", "timeout"),
-            ApiError::BodyStalled { after } => {
-                let message = format!(
-                    "The request body sent nothing for {} s; nothing of it was kept. Send it again.",
-                    after.as_secs()
-                );
+            ApiError::BodyStalled { after, too_slow } => {
+                let message = if *too_slow {
+                    format!(
+                        "The request body arrived too slowly (less than the server's minimum rate over {} s); \
+                         nothing of it was kept. Send it again.",
+                        after.as_secs()
+                    )
+                } else {
+                    format!(
+                        "The request body sent nothing for {} s; nothing of it was kept. Send it again.",
+                        after.as_secs()
+                    )
+                };
                 return Ok(ErrorBody::new("Request timeout", message, "body_timeout"));
             }
             ApiError::Unhealthy(report) => return Err(report.clone()),

@@ -407,3 +407,43 @@ async fn http2_is_served_and_an_oversized_header_list_is_refused() {
     // The connection (or a new one) still serves.
     assert_eq!(h2.get(server.url("/ping")).send().await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn a_trickling_body_is_cut_off_at_the_minimum_rate_and_a_slow_honest_one_is_not() {
+    // 500 B/s over each 2 s of waiting (the body idle timeout here).
+    let server = Server::start(&[("FERRY_SERVER__BODY_MIN_RATE", "500B")], None);
+    let send = |rate_bytes: usize, every: Duration, total: usize| {
+        let addr = server.proc.addr;
+        async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let head = format!("PUT /api/clips/t.bin HTTP/1.1\r\nHost: t\r\nContent-Length: {total}\r\n\r\n");
+            s.write_all(head.as_bytes()).await.unwrap();
+            let started = Instant::now();
+            let mut sent = 0;
+            while sent < total {
+                let n = rate_bytes.min(total - sent);
+                if s.write_all(&vec![b'x'; n]).await.is_err() {
+                    break;
+                }
+                sent += n;
+                tokio::time::sleep(every).await;
+                // Stop trickling once the server has answered.
+                let mut probe = [0u8; 1];
+                if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(1), s.peek(&mut probe)).await {
+                    break;
+                }
+            }
+            let mut answer = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut answer)).await;
+            (started.elapsed(), String::from_utf8_lossy(&answer).to_string())
+        }
+    };
+    // 10 bytes every 200 ms: 50 B/s, never silent for the idle timeout, far under the minimum.
+    let (took, answer) = send(10, Duration::from_millis(200), 100_000).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:.300}");
+    assert!(answer.contains("\"code\":\"body_timeout\"") && answer.contains("too slowly"), "{answer:.400}");
+    assert!(took < BODY_IDLE_TIMEOUT + Duration::from_secs(4), "cut off after {took:?}");
+    // 2 KiB every 200 ms (10 KiB/s) for 4 s: slow, but honest.
+    let (_, answer) = send(2048, Duration::from_millis(200), 40 * 1024).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:.300}");
+}
