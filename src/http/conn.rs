@@ -359,8 +359,7 @@ impl http_body::Body for IdleBody {
                 if let Some(since) = this.waiting_since.take() {
                     *this.waited += since.elapsed();
                 }
-                if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(|f| f.data_ref().map_or(0, Bytes::len)))
-                {
+                if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(|f| f.data_ref().map_or(0, Bytes::len))) {
                     *this.window_bytes += data as u64;
                 }
                 if *this.min_rate > 0 && *this.waited >= after {
