@@ -309,18 +309,36 @@ async fn recovery(http: &reqwest::Client, proc: &Proc) -> Duration {
     started.elapsed()
 }
 
-fn ferry_on(database_url: &str, data: &Path) -> Proc {
+/// The real binary on `data`, with `env` over the defaults every test here wants.
+fn ferry_with(data: &Path, env: &[(&str, String)]) -> Proc {
     let mut cmd = binary();
-    cmd.env("FERRY_DATA_DIR", data)
-        .env("FERRY_BIND", "127.0.0.1:0")
-        .env("FERRY_RATE_LIMITS", "off")
-        .env("FERRY_CACHE", "none")
-        .env("FERRY_DATABASE_URL", database_url)
-        .env("FERRY_STORE__QUERY_TIMEOUT", format!("{}ms", QUERY_TIMEOUT.as_millis()))
-        .env("FERRY_STORE__ACQUIRE_TIMEOUT", "1s")
-        .env("FERRY_STORE__CONNECT_TIMEOUT", "1s")
-        .env("FERRY_SERVER__HEALTH_CHECK_TIMEOUT", "500ms");
+    cmd.env("FERRY_DATA_DIR", data).env("FERRY_BIND", "127.0.0.1:0").env("FERRY_RATE_LIMITS", "off");
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
     spawn_binary(cmd)
+}
+
+fn ferry_on(database_url: &str, data: &Path) -> Proc {
+    ferry_with(
+        data,
+        &[
+            ("FERRY_CACHE", "none".into()),
+            ("FERRY_DATABASE_URL", database_url.into()),
+            ("FERRY_STORE__QUERY_TIMEOUT", format!("{}ms", QUERY_TIMEOUT.as_millis())),
+            ("FERRY_STORE__ACQUIRE_TIMEOUT", "1s".into()),
+            ("FERRY_STORE__CONNECT_TIMEOUT", "1s".into()),
+            ("FERRY_SERVER__HEALTH_CHECK_TIMEOUT", "500ms".into()),
+        ],
+    )
+}
+
+/// A small clip made while everything is up; its code.
+async fn a_clip(http: &reqwest::Client, proc: &Proc) -> String {
+    let res =
+        http.put(url(proc, "/api/clips/a.txt")).header("accept", "application/json").body("a").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.json::<Value>().await.unwrap()["clipId"].as_str().unwrap().to_string()
 }
 
 async fn every_acknowledged_clip_downloads(http: &reqwest::Client, proc: &Proc, record: &Record) {
@@ -406,10 +424,7 @@ async fn a_table_lock_held_on_postgres_fails_requests_within_the_query_timeout_a
     let data = tempfile::tempdir().unwrap();
     let proc = ferry_on(&db.url, data.path());
     let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
-    let res =
-        http.put(url(&proc, "/api/clips/a.txt")).header("accept", "application/json").body("a").send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    let code = res.json::<Value>().await.unwrap()["clipId"].as_str().unwrap().to_string();
+    let code = a_clip(&http, &proc).await;
 
     // Another session takes the clips table for 4 s.
     let locker = crate::helpers::pg_connect(&db.url).await;
@@ -439,19 +454,16 @@ async fn a_table_lock_held_on_postgres_fails_requests_within_the_query_timeout_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlites_write_lock_held_elsewhere_fails_writes_with_503_and_reads_go_on() {
     let data = tempfile::tempdir().unwrap();
-    let mut cmd = binary();
-    cmd.env("FERRY_DATA_DIR", data.path())
-        .env("FERRY_BIND", "127.0.0.1:0")
-        .env("FERRY_RATE_LIMITS", "off")
-        .env("FERRY_CACHE", "none")
-        .env("FERRY_STORE__SQLITE_BUSY_TIMEOUT", "500ms")
-        .env("FERRY_STORE__QUERY_TIMEOUT", "1s");
-    let proc = spawn_binary(cmd);
+    let proc = ferry_with(
+        data.path(),
+        &[
+            ("FERRY_CACHE", "none".into()),
+            ("FERRY_STORE__SQLITE_BUSY_TIMEOUT", "500ms".into()),
+            ("FERRY_STORE__QUERY_TIMEOUT", "1s".into()),
+        ],
+    );
     let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
-    let res =
-        http.put(url(&proc, "/api/clips/a.txt")).header("accept", "application/json").body("a").send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    let code = res.json::<Value>().await.unwrap()["clipId"].as_str().unwrap().to_string();
+    let code = a_clip(&http, &proc).await;
 
     let db = rusqlite::Connection::open(data.path().join("ferry.db")).unwrap();
     db.execute_batch("BEGIN IMMEDIATE").unwrap();
@@ -469,19 +481,18 @@ async fn sqlites_write_lock_held_elsewhere_fails_writes_with_503_and_reads_go_on
 async fn a_frozen_redis_slows_neither_lookups_nor_rate_limits_beyond_their_timeouts() {
     let Some(redis) = PrivateRedis::start() else { return };
     let data = tempfile::tempdir().unwrap();
-    let mut cmd = binary();
-    cmd.env("FERRY_DATA_DIR", data.path())
-        .env("FERRY_BIND", "127.0.0.1:0")
-        .env("FERRY_REDIS_URL", redis.url())
-        .env("FERRY_RATE__BACKEND", "redis")
-        .env("FERRY_RATE__READS_PER_MINUTE", "100000")
-        .env("FERRY_LOOKUP_CACHE__TTL", "100ms");
-    let proc = spawn_binary(cmd);
+    let proc = ferry_with(
+        data.path(),
+        &[
+            ("FERRY_RATE_LIMITS", "on".into()),
+            ("FERRY_REDIS_URL", redis.url()),
+            ("FERRY_RATE__BACKEND", "redis".into()),
+            ("FERRY_RATE__READS_PER_MINUTE", "100000".into()),
+            ("FERRY_LOOKUP_CACHE__TTL", "100ms".into()),
+        ],
+    );
     let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
-    let res =
-        http.put(url(&proc, "/api/clips/a.txt")).header("accept", "application/json").body("a").send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    let code = res.json::<Value>().await.unwrap()["clipId"].as_str().unwrap().to_string();
+    let code = a_clip(&http, &proc).await;
     let shared = poll_until(200, Duration::from_millis(25), || async {
         let (_, body, _) = status_and_body(&http, url(&proc, "/health")).await;
         body["rateLimits"] == "redis"
