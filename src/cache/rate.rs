@@ -1,8 +1,8 @@
 //! Rate-limit counters shared by every instance, in Redis: one Lua script per request (one
 //! round trip, atomic in Redis, on Redis's own clock so instances' clocks need not agree) runs
 //! the same GCRA the in-process limiter uses (a quota of `n` per minute with bursts of `n`),
-//! and for quick-share codes also reports the client's miss block; a second script counts a
-//! quick-share miss. Client keys are hashed before they reach Redis, so addresses do not show
+//! and for quick-share codes also honours the client's miss block and counts the lookup as a
+//! miss in advance; a second script confirms that miss or takes it back. Client keys are hashed before they reach Redis, so addresses do not show
 //! in `KEYS` or `MONITOR` output (an obfuscation, not anonymity: the address space is small).
 //!
 //! Every call has a short deadline. A failure is reported to the caller (which counts in memory
@@ -18,18 +18,21 @@ use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-/// KEYS[1] the GCRA key, KEYS[2] the quick-share block key ("" when not a quick-share code).
-/// ARGV[1] the limit n per minute. Returns {allowed (0/1), retry after ms, remaining, block ms}.
+/// KEYS[1] the GCRA key; for a quick-share code KEYS[2] its block key, KEYS[3] its miss count
+/// and KEYS[4] its lookups in flight ("" otherwise). ARGV[1] the limit n per minute; ARGV[2] misses allowed, ARGV[3] their
+/// window (and the block) in ms. A quick-share lookup is counted as a miss in advance, so that
+/// lookups in flight at once cannot pass the limit together (`SETTLE` confirms or takes it
+/// back). Returns {allowed (0/1), retry after ms, remaining, block ms}.
 const ACQUIRE: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = tonumber(ARGV[1])
 local period = 60000 / n
-local blocked = 0
 if KEYS[2] ~= '' then
-  blocked = redis.call('PTTL', KEYS[2])
+  local blocked = redis.call('PTTL', KEYS[2])
   if blocked > 0 then return {0, 0, 0, blocked} end
-  blocked = 0
+  local misses = tonumber(redis.call('GET', KEYS[3]) or '0') + tonumber(redis.call('GET', KEYS[4]) or '0')
+  if misses >= tonumber(ARGV[2]) then return {0, 0, 0, 1000} end
 end
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
@@ -39,16 +42,24 @@ if earliest > now then
   return {0, math.ceil(earliest - now), 0, 0}
 end
 redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now))
+if KEYS[2] ~= '' then
+  redis.call('INCR', KEYS[4])
+  redis.call('PEXPIRE', KEYS[4], ARGV[3])
+end
 return {1, 0, math.floor((now - earliest) / period), 0}
 "#;
 
-/// KEYS[1] the miss counter, KEYS[2] the block key; ARGV[1] misses allowed, ARGV[2] the window
-/// and block in ms. Returns 1 when this miss started a block.
-const MISS: &str = r#"
+/// Settle a lookup counted in advance. KEYS[1] the miss count, KEYS[2] the block key, KEYS[3]
+/// the lookups in flight; ARGV[1] 1 when the lookup missed (counted; at the limit the block
+/// starts) or 0 when it found its clip, ARGV[2] misses allowed, ARGV[3] the window and block in
+/// ms. Returns 1 when a block began.
+const SETTLE: &str = r#"
+if tonumber(redis.call('GET', KEYS[3]) or '0') > 0 then redis.call('DECR', KEYS[3]) end
+if ARGV[1] == '0' then return 0 end
 local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-if count >= tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+if count >= tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
   redis.call('DEL', KEYS[1])
   return 1
 end
@@ -79,7 +90,7 @@ pub struct SharedRate {
 struct Inner {
     conn: tokio::sync::RwLock<Option<ConnectionManager>>,
     acquire: redis::Script,
-    miss: redis::Script,
+    settle: redis::Script,
     timeout: Duration,
     /// Redis is not asked before this (ms since `epoch`), after a failure.
     resting_until: AtomicU64,
@@ -112,7 +123,7 @@ impl SharedRate {
             inner: Arc::new(Inner {
                 conn: tokio::sync::RwLock::new(None),
                 acquire: redis::Script::new(ACQUIRE),
-                miss: redis::Script::new(MISS),
+                settle: redis::Script::new(SETTLE),
                 timeout,
                 resting_until: AtomicU64::new(0),
                 epoch: Instant::now(),
@@ -194,17 +205,32 @@ impl SharedRate {
         }
     }
 
-    /// Take one request from `client`'s quota of `per_minute` in `group`; with `quick`, a
-    /// quick-share block is honoured first.
+    /// Take one request from `client`'s quota of `per_minute` in `group`; for a quick-share
+    /// code (`quick`: misses allowed and their window), its block is honoured first and, when
+    /// allowed, the lookup is counted as a miss until `settle` says otherwise.
     pub async fn acquire(
         &self,
         group: &str,
         client: IpAddr,
         per_minute: u32,
-        quick: bool,
+        quick: Option<(u32, Duration)>,
     ) -> Result<SharedDecision, Unavailable> {
         let mut call = self.inner.acquire.key(hashed("q", group, client));
-        call.key(if quick { hashed("block", "quick", client) } else { String::new() }).arg(per_minute.max(1));
+        let (block, misses, pending) = match quick {
+            Some(_) => (
+                hashed("block", "quick", client),
+                hashed("misses", "quick", client),
+                hashed("pending", "quick", client),
+            ),
+            None => (String::new(), String::new(), String::new()),
+        };
+        let (max, window) = quick.unwrap_or((1, Duration::from_secs(1)));
+        call.key(block)
+            .key(misses)
+            .key(pending)
+            .arg(per_minute.max(1))
+            .arg(max.max(1))
+            .arg(window.as_millis().max(1) as u64);
         let (allowed, retry_ms, remaining, blocked_ms): (i64, i64, i64, i64) = self.run(call).await?;
         let ms = |v: i64| Duration::from_millis(v.max(0) as u64);
         Ok(if blocked_ms > 0 {
@@ -216,11 +242,15 @@ impl SharedRate {
         })
     }
 
-    /// Count a failed quick-share lookup; `max` of them within `window` block the client for
-    /// `window`.
-    pub async fn missed(&self, client: IpAddr, max: u32, window: Duration) -> Result<(), Unavailable> {
-        let mut call = self.inner.miss.key(hashed("misses", "quick", client));
-        call.key(hashed("block", "quick", client)).arg(max.max(1)).arg(window.as_millis().max(1) as u64);
+    /// Settle a quick-share lookup counted in advance: `missed` confirms it (`max` misses
+    /// within `window` block the client for `window`), else the count is taken back.
+    pub async fn settle(&self, client: IpAddr, missed: bool, max: u32, window: Duration) -> Result<(), Unavailable> {
+        let mut call = self.inner.settle.key(hashed("misses", "quick", client));
+        call.key(hashed("block", "quick", client))
+            .key(hashed("pending", "quick", client))
+            .arg(if missed { 1 } else { 0 })
+            .arg(max.max(1))
+            .arg(window.as_millis().max(1) as u64);
         let _: i64 = self.run(call).await?;
         Ok(())
     }

@@ -66,6 +66,8 @@ impl Limiter {
 /// Failed quick-share lookups per client.
 #[derive(Default)]
 struct Misses {
+    /// Lookups in flight, counted in advance.
+    pending: u32,
     count: u32,
     window_start: i64,
     blocked_until: i64,
@@ -87,9 +89,25 @@ pub struct RateLimits {
 
 /// What the limits decided for one request.
 enum Decision {
-    Allowed { remaining: u32 },
-    Limited { retry_after: u64 },
-    Blocked { retry_after: u64 },
+    /// `charged`: where a quick-share lookup was counted as a miss in advance (taken back if it
+    /// finds its clip), so that lookups in flight at once cannot pass the miss limit together.
+    Allowed {
+        remaining: u32,
+        charged: Option<Charged>,
+    },
+    Limited {
+        retry_after: u64,
+    },
+    Blocked {
+        retry_after: u64,
+    },
+}
+
+/// Where a quick-share lookup's advance miss was counted.
+#[derive(Clone, Copy)]
+enum Charged {
+    Memory,
+    Shared,
 }
 
 /// Where the counts are kept right now, for /health and metrics.
@@ -149,22 +167,36 @@ impl RateLimits {
     /// Decide on one request: in Redis when shared and answering, else in memory.
     async fn decide(&self, group: Group, key: IpAddr, quick: bool, now: i64) -> Decision {
         let per_minute = self.limiter(group).per_minute;
-        if let Some(shared) = &self.shared
-            && let Ok(decision) = shared.acquire(group.name(), key, per_minute, quick).await
-        {
-            let secs = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
-            return match decision {
-                SharedDecision::Allowed { remaining } => Decision::Allowed { remaining },
-                SharedDecision::Limited { retry_after } => Decision::Limited { retry_after: secs(retry_after).max(1) },
-                SharedDecision::Blocked { retry_after } => Decision::Blocked { retry_after: secs(retry_after).max(1) },
-            };
+        let window = Duration::from_millis(self.quick_block_ms.max(1) as u64);
+        if let Some(shared) = &self.shared {
+            let quick = quick.then_some((self.quick_max_misses, window));
+            if let Ok(decision) = shared.acquire(group.name(), key, per_minute, quick).await {
+                let secs = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+                return match decision {
+                    SharedDecision::Allowed { remaining } => {
+                        Decision::Allowed { remaining, charged: quick.map(|_| Charged::Shared) }
+                    }
+                    SharedDecision::Limited { retry_after } => {
+                        Decision::Limited { retry_after: secs(retry_after).max(1) }
+                    }
+                    SharedDecision::Blocked { retry_after } => {
+                        Decision::Blocked { retry_after: secs(retry_after).max(1) }
+                    }
+                };
+            }
         }
-        if quick && let Some(left) = self.quick_blocked(key, now) {
+        if quick && let Some(left) = self.quick_charge(key, now) {
             return Decision::Blocked { retry_after: seconds(left) };
         }
         match self.limiter(group).keyed.check_key(&key) {
-            Ok(snapshot) => Decision::Allowed { remaining: snapshot.remaining_burst_capacity() },
+            Ok(snapshot) => Decision::Allowed {
+                remaining: snapshot.remaining_burst_capacity(),
+                charged: quick.then_some(Charged::Memory),
+            },
             Err(not_until) => {
+                if quick {
+                    self.quick_refund(key);
+                }
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
                 let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 Decision::Limited { retry_after: retry_after.max(1) }
@@ -172,15 +204,19 @@ impl RateLimits {
         }
     }
 
-    /// Count a failed quick-share lookup where the decision was made.
-    async fn record_miss(&self, key: IpAddr, now: i64) {
-        if let Some(shared) = &self.shared {
-            let window = Duration::from_millis(self.quick_block_ms.max(1) as u64);
-            if shared.missed(key, self.quick_max_misses, window).await.is_ok() {
-                return;
+    /// A quick-share lookup counted in advance as a miss: confirm it (`missed`, which may start
+    /// the block) or take it back, where it was counted.
+    async fn settle(&self, key: IpAddr, charged: Charged, missed: bool, now: i64) {
+        match charged {
+            Charged::Shared => {
+                let shared = self.shared.as_ref().expect("charged in Redis only when shared");
+                let window = Duration::from_millis(self.quick_block_ms.max(1) as u64);
+                // A Redis that stopped answering meanwhile: its count expires with the window.
+                let _ = shared.settle(key, missed, self.quick_max_misses, window).await;
             }
+            Charged::Memory if missed => self.quick_confirm(key, now),
+            Charged::Memory => self.quick_refund(key),
         }
-        self.quick_missed(key, now);
     }
 
     fn limiter(&self, group: Group) -> &Limiter {
@@ -228,27 +264,47 @@ impl RateLimits {
         self.misses
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, m| m.blocked_until > now_ms || m.window_start + window > now_ms);
+            .retain(|_, m| m.pending > 0 || m.blocked_until > now_ms || m.window_start + window > now_ms);
     }
 
-    fn quick_blocked(&self, key: IpAddr, now: i64) -> Option<i64> {
-        let map = self.misses.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&key).filter(|m| m.blocked_until > now).map(|m| m.blocked_until - now)
-    }
-
-    fn quick_missed(&self, key: IpAddr, now: i64) {
+    /// Count a quick-share lookup as a miss in advance; `Some(ms to wait)` when the client is
+    /// blocked, or when the lookups it has in flight already fill its misses.
+    fn quick_charge(&self, key: IpAddr, now: i64) -> Option<i64> {
         let mut map = self.misses.lock().unwrap_or_else(|p| p.into_inner());
         let m = map.entry(key).or_default();
+        if m.blocked_until > now {
+            return Some(m.blocked_until - now);
+        }
         if now - m.window_start >= self.quick_block_ms {
             // The window decays: old misses stop counting.
             m.count = 0;
             m.window_start = now;
         }
+        if m.count + m.pending >= self.quick_max_misses {
+            return Some(1000);
+        }
+        m.pending += 1;
+        None
+    }
+
+    /// The lookup counted in advance missed: at the limit, the block starts.
+    fn quick_confirm(&self, key: IpAddr, now: i64) {
+        let mut map = self.misses.lock().unwrap_or_else(|p| p.into_inner());
+        let m = map.entry(key).or_default();
+        m.pending = m.pending.saturating_sub(1);
         m.count += 1;
         if m.count >= self.quick_max_misses {
             m.blocked_until = now + self.quick_block_ms;
             m.count = 0;
             m.window_start = now;
+        }
+    }
+
+    /// The lookup counted in advance found its clip (or was not made): take the count back.
+    fn quick_refund(&self, key: IpAddr) {
+        let mut map = self.misses.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = map.get_mut(&key) {
+            m.pending = m.pending.saturating_sub(1);
         }
     }
 }
@@ -299,8 +355,8 @@ where
     let now = state.now_ms();
     let quick = matches!(group, Group::Reads | Group::Downloads) && quick_code(req.uri().path());
     let limiter = limits.limiter(group);
-    let remaining = match limits.decide(group, key, quick, now).await {
-        Decision::Allowed { remaining } => remaining,
+    let (remaining, charged) = match limits.decide(group, key, quick, now).await {
+        Decision::Allowed { remaining, charged } => (remaining, charged),
         Decision::Limited { retry_after } => {
             return ApiError::RateLimited { retry_after, limit: limiter.per_minute }.into_response();
         }
@@ -309,8 +365,9 @@ where
         }
     };
     let mut response = next(req).await;
-    if quick && response.status() == axum::http::StatusCode::NOT_FOUND {
-        limits.record_miss(key, now).await;
+    if let Some(charged) = charged {
+        let missed = response.status() == axum::http::StatusCode::NOT_FOUND;
+        limits.settle(key, charged, missed, now).await;
     }
     let h = response.headers_mut();
     h.insert("ratelimit-limit", HeaderValue::from(limiter.per_minute));

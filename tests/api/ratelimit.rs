@@ -132,6 +132,20 @@ all_backends! {
             assert!(init["uploadId"].is_string());
         }
     }
+
+    async fn quick_share_lookups_in_flight_at_once_cannot_pass_the_miss_limit_and_hits_do_not_count(app, |c: &mut ferry::Config| {
+        limits_on(c);
+        c.rate.quick_share_misses = 5;
+    }) {
+        // Finding clips is not guessing: hits never count.
+        let code = quick_clip(&app).await;
+        for _ in 0..10 {
+            assert_eq!(app.get(&format!("/api/clip/{code}/info")).await.status(), 200);
+        }
+        let misses = concurrent_misses(&[&app]).await;
+        assert!((1..=5).contains(&misses), "{misses} misses got through a limit of 5");
+        assert_eq!(app.get("/api/clip/ZZZ999/info").await.status(), 429, "blocked once the misses are in");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -232,4 +246,38 @@ async fn when_redis_goes_away_limits_count_per_instance_and_say_so_until_it_is_b
     })
     .await;
     assert!(back, "shared again once Redis is back");
+}
+
+/// A quick-share clip (6-character code) of a few bytes; its code.
+async fn quick_clip(app: &TestApp) -> String {
+    let init = initiate(app, file_initiate("q.bin", 5, json!({ "quickShare": true }))).await;
+    let upload = upload_id_of(&init);
+    assert_eq!(send_chunk(app, &upload, 0, b"quick").await.status(), 200);
+    let res =
+        app.client.post(app.url(&format!("/api/upload/complete/{upload}"))).json(&json!({})).send().await.unwrap();
+    json_with(res, 200).await["clipId"].as_str().unwrap().to_string()
+}
+
+/// 40 lookups of unknown quick-share codes at once, alternating between `apps`; how many were
+/// answered 404 (the rest must be 429).
+async fn concurrent_misses(apps: &[&TestApp]) -> usize {
+    let lookups = (0..40).map(|i| {
+        let app = apps[i % apps.len()];
+        async move { app.get(&format!("/api/clip/ZZZ{i:03}/info")).await.status().as_u16() }
+    });
+    let statuses = futures_util::future::join_all(lookups).await;
+    assert!(statuses.iter().all(|s| *s == 404 || *s == 429), "{statuses:?}");
+    statuses.iter().filter(|s| **s == 404).count()
+}
+
+#[tokio::test]
+async fn with_redis_lookups_in_flight_at_once_on_two_instances_cannot_pass_the_miss_limit() {
+    let Some(redis) = PrivateRedis::start() else { return };
+    let Some((a, b)) = two_instances(RateBackend::Redis, &redis, 1000).await else { return };
+    // two_instances allows 4 misses.
+    let misses = concurrent_misses(&[&a, &b]).await;
+    assert!((1..=4).contains(&misses), "{misses} misses got through a limit of 4 shared by two instances");
+    for app in [&a, &b] {
+        assert_eq!(app.get("/api/clip/ZZZ999/info").await.status(), 429);
+    }
 }
