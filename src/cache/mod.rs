@@ -9,6 +9,34 @@
 pub mod rate;
 mod redis_l2;
 
+/// After a failed Redis call, Redis is left alone for a second, so a Redis that hangs costs one
+/// deadline a second rather than one per request. Shared by the lookup cache and the limiter.
+#[derive(Clone)]
+pub(crate) struct Rest {
+    until_ms: Arc<std::sync::atomic::AtomicU64>,
+    epoch: std::time::Instant,
+}
+
+impl Rest {
+    pub(crate) fn new() -> Rest {
+        Rest { until_ms: Default::default(), epoch: std::time::Instant::now() }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Whether Redis is being left alone right now.
+    pub(crate) fn resting(&self) -> bool {
+        self.now_ms() < self.until_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A call failed: leave Redis alone for a second.
+    pub(crate) fn failed(&self) {
+        self.until_ms.store(self.now_ms() + 1000, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -11,8 +11,8 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
@@ -92,9 +92,7 @@ struct Inner {
     acquire: redis::Script,
     settle: redis::Script,
     timeout: Duration,
-    /// Redis is not asked before this (ms since `epoch`), after a failure.
-    resting_until: AtomicU64,
-    epoch: Instant,
+    rest: super::Rest,
     /// Whether the last call worked (for /health and metrics).
     working: AtomicBool,
 }
@@ -125,8 +123,7 @@ impl SharedRate {
                 acquire: redis::Script::new(ACQUIRE),
                 settle: redis::Script::new(SETTLE),
                 timeout,
-                resting_until: AtomicU64::new(0),
-                epoch: Instant::now(),
+                rest: super::Rest::new(),
                 working: AtomicBool::new(false),
             }),
         };
@@ -162,13 +159,9 @@ impl SharedRate {
         self.inner.working.load(Ordering::Relaxed)
     }
 
-    fn now_ms(&self) -> u64 {
-        self.inner.epoch.elapsed().as_millis() as u64
-    }
-
     /// A connection, unless Redis failed within the last second.
     async fn ready(&self) -> Result<ConnectionManager, Unavailable> {
-        if self.now_ms() < self.inner.resting_until.load(Ordering::Relaxed) {
+        if self.inner.rest.resting() {
             return Err(Unavailable);
         }
         self.inner.conn.read().await.clone().ok_or(Unavailable)
@@ -178,7 +171,7 @@ impl SharedRate {
         if self.inner.working.swap(false, Ordering::Relaxed) {
             tracing::warn!(error = %why, "rate limits: Redis is not answering; counting per instance until it does");
         }
-        self.inner.resting_until.store(self.now_ms() + 1000, Ordering::Relaxed);
+        self.inner.rest.failed();
     }
 
     fn succeeded(&self) {

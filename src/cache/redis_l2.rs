@@ -36,10 +36,7 @@ pub struct RedisL2 {
     ttl: Duration,
     timeout: Duration,
     healthy: Arc<AtomicBool>,
-    /// After a failed call Redis is left alone until then (ms since `epoch`), so a Redis that
-    /// hangs costs one deadline a second instead of one per lookup.
-    resting_until: Arc<std::sync::atomic::AtomicU64>,
-    epoch: std::time::Instant,
+    rest: super::Rest,
 }
 
 impl RedisL2 {
@@ -55,8 +52,7 @@ impl RedisL2 {
             ttl,
             timeout,
             healthy: Arc::new(AtomicBool::new(false)),
-            resting_until: Arc::new(std::sync::atomic::AtomicU64::new(0)),
-            epoch: std::time::Instant::now(),
+            rest: super::Rest::new(),
         };
         match redis::Client::open(url) {
             Ok(client) => {
@@ -95,12 +91,8 @@ impl RedisL2 {
         }
     }
 
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
     async fn manager(&self) -> Option<ConnectionManager> {
-        if self.now_ms() < self.resting_until.load(Ordering::Relaxed) {
+        if self.rest.resting() {
             return None;
         }
         self.conn.read().await.clone()
@@ -113,7 +105,7 @@ impl RedisL2 {
             Err(_) => "timed out".to_string(),
         };
         tracing::debug!(error = %failed, "redis call failed; resting it for a second");
-        self.resting_until.store(self.now_ms() + 1000, Ordering::Relaxed);
+        self.rest.failed();
         None
     }
 
