@@ -168,3 +168,36 @@ async function serve(job) {
     },
   });
 }
+
+// Share target (manifest.webmanifest): "Share → ferry" on a phone POSTs the shared files (or a
+// title, text or link) to /share-target. The worker keeps them here, in memory, for the page
+// it sends the browser to (`/?shared=1`), which asks for them once; nothing is written to disk
+// and nothing is sent anywhere. What no page collects within a minute is dropped.
+const SHARE_PATH = '/share-target';
+let shared = null;
+
+self.addEventListener('fetch', (event) => {
+  const url = new URL(event.request.url);
+  if (event.request.method !== 'POST' || url.origin !== self.location.origin || url.pathname !== SHARE_PATH) return;
+  event.respondWith(
+    (async () => {
+      try {
+        const form = await event.request.formData();
+        const files = form.getAll('files').filter((f) => typeof f === 'object' && typeof f.size === 'number');
+        const text = ['title', 'text', 'url'].map((k) => form.get(k)).filter((v) => typeof v === 'string' && v).join('\n');
+        const at = Date.now();
+        shared = { files, text, at };
+        setTimeout(() => shared?.at === at && (shared = null), 60000);
+        return Response.redirect('/?shared=1', 303);
+      } catch {
+        return Response.redirect('/?shared=lost', 303);
+      }
+    })(),
+  );
+});
+
+self.addEventListener('message', (event) => {
+  if (event.data?.type !== 'take-shared' || !event.ports[0]) return;
+  event.ports[0].postMessage(shared ? { files: shared.files, text: shared.text } : null);
+  shared = null;
+});

@@ -129,6 +129,7 @@ pub fn router(state: AppState) -> Router {
         .route("/file/{id}", get(pages::shell_file))
         .route("/sw.js", get(pages::service_worker))
         .route("/robots.txt", get(pages::robots))
+        .route("/share-target", post(pages::share_target))
         .route("/assets/{version}/{*path}", get(pages::asset));
 
     let r = Router::new().merge(probes).merge(json).merge(streams).merge(ui).fallback(error::not_found);

@@ -30,7 +30,7 @@ use super::{admin, clips, download, health, metrics, oneshot, pages, thumbnails,
         admin::retry_job,
         health::health, health::api_health, health::ping, health::livez, health::readyz, metrics::render,
         openapi_json,
-        pages::shell, pages::shell_clip, pages::shell_file, pages::service_worker, pages::robots, pages::asset,
+        pages::shell, pages::shell_clip, pages::shell_file, pages::service_worker, pages::robots, pages::share_target, pages::asset,
     ),
     tags(
         (name = "uploads", description = "Three-step chunked uploads (Qopy's) and one-request uploads"),

@@ -134,6 +134,21 @@ pub async fn service_worker(headers: HeaderMap) -> Response {
     serve(file("sw.js").expect("static/sw.js is embedded"), &headers, REVALIDATE)
 }
 
+/// `POST /share-target`: where the web app manifest's share target posts what a phone shares
+/// to ferry. The service worker takes that request in the browser; one that reaches the server
+/// found no worker to take it, so the files are not here. The answer sends the page to say so
+/// (`/?shared=lost`) without reading the body, and closes the connection rather than drain it.
+#[utoipa::path(post, path = "/share-target", tag = "ui",
+    responses((status = 303, description = "To the page, which asks for the files again")))]
+pub async fn share_target() -> Response {
+    let mut res = StatusCode::SEE_OTHER.into_response();
+    let h = res.headers_mut();
+    h.insert(header::LOCATION, HeaderValue::from_static("/?shared=lost"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
 /// `/robots.txt`: shared links are capabilities; nothing here is for indexing.
 #[utoipa::path(get, path = "/robots.txt", tag = "ui", responses((status = 200, description = "Disallow everything", content_type = "text/plain", body = String), (status = 304, description = "Not modified")))]
 pub async fn robots(headers: HeaderMap) -> Response {

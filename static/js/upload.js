@@ -14,6 +14,8 @@ import * as v4 from './crypto/v4.js';
 import { forgetUpload, saveUpload } from './resume-store.js';
 import { startWorker } from './workers.js';
 import { newQuickSecret, newTextSecret } from './secret.js';
+import { exactBytes, formatBytes } from './units.js';
+import { ZipArchive } from './zip.js';
 
 /** A refusal the person can act on (too large, a different file, ...). */
 export class UserError extends Error {
@@ -273,9 +275,37 @@ async function undoOnCancel(work, undo) {
   }
 }
 
-function sizeError(limit, what) {
-  const mib = (limit / 1048576).toFixed(limit < 10485760 ? 1 : 0);
-  return new UserError('too_large', `${what} is larger than this server takes (${mib} MiB at most).`);
+/** A refusal naming the limit as the page advertised it, with the exact counts beside it. */
+function sizeError(limit, size, what) {
+  return new UserError(
+    'too_large',
+    `${what} (${exactBytes(size)} bytes) is larger than this server takes: ${formatBytes(limit)} (${exactBytes(limit)} bytes) at most.`,
+  );
+}
+
+/** The refusal for a file (or set of files) over the server's maximum, or null. */
+export const fileTooLarge = (size, config) => (size > config.maxUploadSize ? sizeError(config.maxUploadSize, size, 'This file') : null);
+
+/** The refusal for a text over the server's maximum (its UTF-8 bytes), or null. */
+export const textTooLarge = (bytes, config) => (bytes > config.maxTextSize ? sizeError(config.maxTextSize, bytes, 'This text') : null);
+
+/**
+ * Several files (or a folder) as one ZIP made on the fly (zip.js), shaped like a File for
+ * `shareFile`: `name`, `size`, `type`, `lastModified`, `slice(a, b).arrayBuffer()`, and
+ * `entries` (path and size of each file) for the encrypted metadata. Its chunks are made on the
+ * page (a worker cannot be handed the archive), one at a time like any file's.
+ */
+export function archiveOf(entries, name) {
+  const zip = new ZipArchive(entries, { name });
+  return {
+    name: zip.name,
+    size: zip.size,
+    type: zip.type,
+    lastModified: zip.lastModified,
+    entries: zip.entries,
+    onPageOnly: true,
+    slice: (a, b) => ({ arrayBuffer: async () => (await zip.read(a, b)).buffer }),
+  };
 }
 
 /** The options every initiate carries, from the form. */
@@ -298,8 +328,9 @@ export async function shareFile(file, options, config, hooks) {
   const secret = randomBytes(v4.SECRET_LENGTH);
   const pwKey = password ? await v4.passwordKey(password, header.salt) : null;
   const accessCode = password ? await accessCodeHash(password, config.pbkdf2Salt) : null;
+  const tooLarge = fileTooLarge(file.size, config);
+  if (tooLarge) throw tooLarge;
   const plan = v4.chunkPlan(file.size, header.recordSize, config.chunkSize);
-  if (plan.streamLength > config.maxUploadSize) throw sizeError(config.maxUploadSize, 'This file');
   hooks.check();
   const init = await initiate({
     filename: 'file',
@@ -331,7 +362,8 @@ export async function shareFile(file, options, config, hooks) {
   return undoOnCancel(
     async () => {
       hooks.check();
-      await saveUpload(record);
+      // An archive cannot be chosen again after a reload, so only a single file is kept for resuming.
+      if (!file.entries) await saveUpload(record);
       const keys = await v4.deriveKeys(secret, header, pwKey);
       return sendFile(record, file, keys, plan, [], hooks);
     },
@@ -353,6 +385,7 @@ function fileChunks(file, keys, plan, recycleAfter = 2) {
     return { bytes, sha256: await sha256Hex(bytes) };
   };
   const make = async (c) => {
+    if (file.onPageOnly) return onPage(c);
     if (!worker || used >= recycleAfter) {
       worker?.terminate();
       worker = typeof Worker === 'function' ? await startWorker(new URL('./seal-worker.js', import.meta.url)) : null;
@@ -406,6 +439,7 @@ async function sendFile(record, file, keys, plan, acknowledged, hooks, { chunksD
     size: file.size,
     type: file.type || 'application/octet-stream',
     mtime: file.lastModified,
+    ...(file.entries ? { files: file.entries.map((e) => [e.path, e.size]) } : {}),
   });
   const body = { format: 4, meta, contentType: 'file' };
   if (record.accessCode) Object.assign(body, { accessCodeHash: record.accessCode, requiresAccessCode: true });
@@ -472,14 +506,15 @@ export async function discardUpload(record) {
 
 /** Share a text as one V3 blob (quick shares too: a 6-character secret and code). */
 export async function shareText(text, options, config, hooks) {
-  const trimmed = text.trim();
-  if (!trimmed) throw new UserError('empty', 'Type or paste some text first.');
+  // Sent exactly as typed: leading and trailing whitespace and a final newline are the text's.
+  if (!text) throw new UserError('empty', 'Type or paste some text first.');
+  const tooLarge = textTooLarge(utf8(text).length, config);
+  if (tooLarge) throw tooLarge;
   hooks.phase('deriving');
   const quick = !!options.quick;
   const password = quick ? '' : (options.password ?? '').trim();
-  if (v3.blobLength(utf8(trimmed).length) > config.maxTextSize) throw sizeError(config.maxTextSize, 'This text');
   const secret = quick ? newQuickSecret() : newTextSecret();
-  const blob = await v3.encryptText(secret, password, trimmed);
+  const blob = await v3.encryptText(secret, password, text);
   const accessCode = password ? await accessCodeHash(password, config.pbkdf2Salt) : null;
   hooks.check();
   const chunkSize = config.chunkSize;

@@ -9,7 +9,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 
-import { makeFile, openPage, readLink, shareFile, shareText, SHOTS, startBoth, stopBoth } from './harness.mjs';
+import { makeFile, openOptions, openPage, readLink, setOptions, shareFile, shareText, SHOTS, startBoth, stopBoth } from './harness.mjs';
 
 const require = createRequire(import.meta.url);
 const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
@@ -42,7 +42,42 @@ const screens = {
     await page.goto(`${server.url}/`);
     await page.getByRole('tab', { name: 'File' }).click();
     await page.locator('#file').setInputFiles(file.path);
-    await page.getByLabel('Password (optional)').fill('x');
+    await setOptions(page, { password: 'x' });
+  },
+  async 'create-options'(page) {
+    await page.goto(`${server.url}/`);
+    await openOptions(page);
+    await page.getByLabel('Download limit').fill('3');
+  },
+  async 'create-folder'(page, file) {
+    await page.goto(`${server.url}/`);
+    await page.getByRole('tab', { name: 'File' }).click();
+    await page.locator('#file').setInputFiles([file.path, file.second]);
+  },
+  async 'result-deleted'(page) {
+    await shareText(page, server, 'to be deleted');
+    await page.getByRole('button', { name: 'Delete it now' }).click();
+    await page.getByRole('button', { name: 'Click again to delete' }).click();
+    await page.getByRole('heading', { name: 'Deleted' }).waitFor();
+  },
+  async 'open-incomplete'(page) {
+    await page.goto(`${server.url}/file/ZZZZZZZZZZ#AAAAAAAAAA`);
+    await page.getByRole('heading', { name: 'This link is incomplete' }).waitFor();
+  },
+  async 'open-consumed'(page) {
+    const link = await shareText(page, server, 'once', { oneTime: true });
+    await fetch(`${server.url}/api/file/${new URL(link).pathname.split('/')[2]}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    await page.goto(link);
+    await page.getByRole('heading', { name: 'This link was already opened' }).waitFor();
+  },
+  async 'open-zip'(page, file) {
+    await page.goto(`${server.url}/`);
+    await page.getByRole('tab', { name: 'File' }).click();
+    await page.locator('#file').setInputFiles([file.path, file.second]);
+    await page.getByRole('button', { name: 'Encrypt and upload' }).click();
+    const link = await readLink(page);
+    await page.goto(link);
+    await page.getByRole('button', { name: /^Download/ }).waitFor();
   },
   async result(page) {
     await shareText(page, server, 'for the result screen', { oneTime: true });
@@ -80,11 +115,12 @@ const screens = {
   },
 };
 
-const SCREENSHOTS = new Set(['create', 'create-file', 'result', 'result-quick', 'open-file', 'open-text', 'progress']);
+const SCREENSHOTS = new Set(Object.keys(screens));
 
 for (const colorScheme of ['light', 'dark']) {
   test(`no serious or critical axe violation on any screen (${colorScheme}), screenshots at 375 and 1280 px`, async () => {
     const file = await makeFile('holiday photos.zip', 300000);
+    file.second = (await makeFile('notes – März.txt', 2000, { dir: file.dir })).path;
     const found = [];
     for (const [name, reach] of Object.entries(screens)) {
       for (const width of [375, 1280]) {
@@ -140,6 +176,9 @@ test('keyboard only: choose a file, share it, copy the link, open it and downloa
   await page.keyboard.press('Enter');
   await (await chooser).setFiles(file.path);
   await page.locator('#chosen').waitFor();
+  // The options are folded; Enter on the disclosure unfolds them.
+  await tabTo(page, 'options-toggle');
+  await page.keyboard.press('Enter');
   await tabTo(page, 'once');
   await page.keyboard.press('Space');
   await tabTo(page, 'share');

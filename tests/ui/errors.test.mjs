@@ -72,14 +72,26 @@ test('plain HTTP away from localhost is refused in words, before any crypto runs
   }
 });
 
-test('the creator deletes a clip early with its delete token', async () => {
+test('the creator deletes a clip early with its delete token, and the screen offers the link no more', async () => {
   const writer = await openPage(browser);
   const link = await shareText(writer, server, 'regret');
   const id = linkId(link);
   await writer.getByRole('button', { name: 'Delete it now' }).click();
   await writer.getByRole('button', { name: 'Click again to delete' }).click();
-  await writer.locator('#res-status').getByText('Deleted.').waitFor();
-  assert.equal((await fetch(`${server.url}/api/clip/${id}/info`)).status, 404);
+  await writer.getByRole('heading', { name: 'Deleted' }).waitFor();
+  assert.match(await writer.locator('#res-status').textContent(), /no longer opens anything/);
+  // No link, no copy button, no QR code, no second delete: nothing that looks ready.
+  assert.equal(await writer.getByLabel('Link', { exact: true }).isVisible(), false);
+  assert.equal(await writer.getByRole('button', { name: 'Copy link' }).isVisible(), false);
+  assert.equal(await writer.getByRole('img', { name: /QR code/ }).isVisible(), false);
+  assert.equal(await writer.getByRole('button', { name: /Delete it now|Click again/ }).isVisible(), false);
+  assert.equal(await writer.getByLabel('Link', { exact: true }).inputValue(), '', 'the link is gone from the page too');
+  const info = await fetch(`${server.url}/api/clip/${id}/info`);
+  assert.equal(info.status, 404);
+  assert.equal((await info.json()).code, 'clip_deleted');
+  const reader = await openPage(browser);
+  await reader.goto(link);
+  await reader.getByRole('heading', { name: 'This link was deleted' }).waitFor();
   const del = writer.requests.find((r) => r.method === 'DELETE');
   assert.match(del.headers['x-delete-token'], /^[0-9a-f]{64}$/);
   await writer.getByRole('button', { name: 'Share something else' }).click();

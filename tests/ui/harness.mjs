@@ -190,9 +190,16 @@ export async function until(fn, ms = 10000, what = 'condition') {
   }
 }
 
+/** Unfold the create form's options (a disclosure, folded at first), as a person clicks it. */
+export async function openOptions(page) {
+  const disclosure = page.locator('#options-more');
+  if (!(await disclosure.evaluate((d) => d.open))) await page.getByText('Options', { exact: true }).click();
+}
+
 /** Fill the create form's options. */
 export async function setOptions(page, { oneTime, limit, password, expiry, quick } = {}) {
   if (quick) await page.getByLabel('Quick share').check();
+  if (expiry || oneTime || limit || password) await openOptions(page);
   if (expiry) await page.getByLabel('Expires after').selectOption(expiry);
   if (oneTime) await page.getByLabel('One-time').check();
   if (limit) await page.getByLabel('Download limit').fill(String(limit));

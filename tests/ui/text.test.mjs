@@ -95,8 +95,8 @@ test('a one-time text waits behind a click, then is gone for the next reader', a
 
   const second = await openPage(browser);
   await second.goto(link);
-  await error(second).waitFor();
-  assert.match(await error(second).textContent(), /expired or was already opened/);
+  await second.getByRole('heading', { name: 'This link was already opened' }).waitFor();
+  assert.match(await error(second).textContent(), /has been, so its content is deleted/);
 });
 
 test('a link without its fragment is called incomplete and asks the server nothing', async () => {
@@ -104,8 +104,8 @@ test('a link without its fragment is called incomplete and asks the server nothi
   const link = await shareText(writer, server, 'needs its key');
   const reader = await openPage(browser);
   await reader.goto(link.split('#')[0]);
-  await error(reader).waitFor();
-  assert.match(await error(reader).textContent(), /incomplete/);
+  await reader.getByRole('heading', { name: 'This link is incomplete' }).waitFor();
+  assert.match(await error(reader).textContent(), /lost when it was copied/);
   assert.equal(reader.requests.filter((r) => r.url.includes('/api/clip/')).length, 0);
   // Tracking junk after '&' is cut off.
   const junk = await openPage(browser);
@@ -113,20 +113,20 @@ test('a link without its fragment is called incomplete and asks the server nothi
   assert.equal(await shown(junk), 'needs its key');
 });
 
-test('a changed key, a malformed id and a gone clip each get their own sentence', async () => {
+test('a changed key, a malformed id and a gone clip each get their own heading and sentence', async () => {
   const writer = await openPage(browser);
   const link = await shareText(writer, server, 'original');
   const [base, secret] = link.split('#');
   const other = secret[0] === 'A' ? `B${secret.slice(1)}` : `A${secret.slice(1)}`;
   const cases = [
-    [`${base}#${other}`, /does not open this clip/],
-    [`${server.url}/clip/not-an-id#x`, /not a valid ferry link/],
-    [`${server.url}/clip/ZZZZZZZZZZ#${secret}`, /expired or was already opened/],
+    [`${base}#${other}`, 'The key does not fit', /does not open this clip/],
+    [`${server.url}/clip/not-an-id#x`, 'This is not a ferry link', /shape of a ferry link/],
+    [`${server.url}/clip/ZZZZZZZZZZ#${secret}`, 'No such link', /nothing under this link/],
   ];
-  for (const [url, message] of cases) {
+  for (const [url, heading, message] of cases) {
     const page = await openPage(browser);
     await page.goto(url);
-    await error(page).waitFor();
+    await page.getByRole('heading', { name: heading }).waitFor();
     assert.match(await error(page).textContent(), message, url);
     await page.context().close();
   }

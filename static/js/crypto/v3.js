@@ -58,15 +58,23 @@ export async function decrypt(source, blob) {
   }
 }
 
-/** `data ‖ random filler ‖ u32be(len)` up to 10 244 bytes for data under 10 240 bytes. */
+/**
+ * `data ‖ random filler ‖ u32be(len)` up to 10 244 bytes for data under 10 240 bytes. Longer
+ * data is sent as it is, unless its own last four bytes would be read back as a length by
+ * Qopy's rule (`unpad`); then one filler byte and the length follow, so the reader gets back
+ * exactly the bytes written.
+ */
 export function pad(data) {
-  if (data.length >= PAD_THRESHOLD) return data;
-  const filler = randomBytes(PADDED_LENGTH - 4 - data.length);
-  return concat(data, filler, u32be(data.length));
+  if (data.length < PAD_THRESHOLD) return concat(data, randomBytes(PADDED_LENGTH - 4 - data.length), u32be(data.length));
+  if (unpad(data).length === data.length) return data;
+  return concat(data, randomBytes(1), u32be(data.length));
 }
 
-/** Bytes of the blob a text of `n` UTF-8 bytes becomes (padding included). */
-export const blobLength = (n) => HEADER_LENGTH + (n < PAD_THRESHOLD ? PADDED_LENGTH : n) + 16;
+/** Most bytes padding adds to a text of PAD_THRESHOLD bytes or more (one filler byte + the length). */
+export const TRAILER = 5;
+
+/** Bytes of the blob a text of `n` UTF-8 bytes becomes at most (padding included). */
+export const blobLength = (n) => HEADER_LENGTH + (n < PAD_THRESHOLD ? PADDED_LENGTH : n + TRAILER) + 16;
 
 /** Qopy's rule: the last 4 bytes as big-endian n; if 0 < n < len − 4 keep n bytes. */
 export function unpad(bytes) {
@@ -75,8 +83,9 @@ export function unpad(bytes) {
   return n > 0 && n < bytes.length - 4 ? bytes.subarray(0, n) : bytes;
 }
 
+/** The text exactly as given (no trimming: what was pasted is what the recipient gets). */
 export async function encryptText(secret, password, text) {
-  return encrypt(textKeySource(secret, password), pad(utf8(text.trim())));
+  return encrypt(textKeySource(secret, password), pad(utf8(text)));
 }
 
 export async function decryptText(secret, password, blob) {

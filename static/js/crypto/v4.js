@@ -16,6 +16,8 @@ export const DEFAULT_LOG2 = 16;
 export const SECRET_LENGTH = 32;
 export const META_BLOCK = 256;
 export const META_MAX = 4096;
+/** The most padded JSON the metadata of a ZIP with its list of entries may take. */
+export const LIST_META_MAX = 65536;
 const FLAG_PASSWORD = 1;
 
 /** A fresh header: `0x04 ‖ flags ‖ log2 ‖ 0 ‖ salt[16] ‖ noncePrefix[7] ‖ 0`. */
@@ -167,12 +169,18 @@ export async function sealChunk(keys, plan, c, slice) {
   return out;
 }
 
-/** Encrypt `{name,size,type,mtime}`: JSON zero-padded to a multiple of 256 bytes (≤ 4096). */
+/**
+ * Encrypt `{name,size,type,mtime}`: JSON zero-padded to a multiple of 256 bytes (≤ 4096). A ZIP
+ * of several files also carries `files`, its entries as `[path, size]`, and `count`, how many
+ * there are; that metadata may grow to LIST_META_MAX, and when the list does not fit, it holds
+ * the first entries that do while `count` still says how many the ZIP has.
+ */
 export async function sealMeta(keys, meta, nonceBytes = randomBytes(12)) {
   let name = String(meta.name ?? '');
+  const base = { size: meta.size, type: meta.type, mtime: meta.mtime };
   let json;
   for (;;) {
-    json = utf8(JSON.stringify({ name, size: meta.size, type: meta.type, mtime: meta.mtime }));
+    json = utf8(JSON.stringify({ name, ...base }));
     if (json.length <= META_MAX) break;
     // Writers shorten a very long name (by code points, keeping the extension when short).
     const chars = Array.from(name);
@@ -180,10 +188,31 @@ export async function sealMeta(keys, meta, nonceBytes = randomBytes(12)) {
     const ext = dot > 0 && name.length - dot <= 16 ? name.slice(dot) : '';
     name = chars.slice(0, Math.max(1, Math.floor(chars.length * 0.9) - Array.from(ext).length)).join('') + ext;
   }
+  if (Array.isArray(meta.files)) {
+    const files = meta.files.map(([path, size]) => [String(path), Number(size)]);
+    // The longest prefix of the list that fits, found by halving (each try is one stringify).
+    let lo = 0;
+    let hi = files.length;
+    const encode = (n) => utf8(JSON.stringify({ name, ...base, count: files.length, files: files.slice(0, n) }));
+    while (lo < hi) {
+      const mid = Math.ceil((lo + hi) / 2);
+      if (encode(mid).length <= LIST_META_MAX) lo = mid;
+      else hi = mid - 1;
+    }
+    json = encode(lo);
+  }
   const padded = new Uint8Array(Math.ceil(Math.max(1, json.length) / META_BLOCK) * META_BLOCK);
   padded.set(json);
   const sealed = await crypto.subtle.encrypt({ name: 'AES-GCM', iv: nonceBytes, additionalData: keys.header.bytes }, keys.meta, padded);
   return toBase64Url(concat(new Uint8Array([VERSION]), nonceBytes, new Uint8Array(sealed)));
+}
+
+/** The entries of a ZIP's metadata as `{ path, size }`, dropping anything malformed. */
+function metaFiles(list) {
+  if (!Array.isArray(list)) return null;
+  return list
+    .filter((e) => Array.isArray(e) && typeof e[0] === 'string' && Number.isSafeInteger(e[1]) && e[1] >= 0)
+    .map(([path, size]) => ({ path, size }));
 }
 
 export async function openMeta(keys, metaB64) {
@@ -206,10 +235,21 @@ export async function openMeta(keys, metaB64) {
   while (end > 0 && plain[end - 1] === 0) end--;
   try {
     const m = JSON.parse(fromUtf8(plain.subarray(0, end)));
-    return { name: String(m.name ?? ''), size: Number(m.size), type: String(m.type || 'application/octet-stream'), mtime: Number(m.mtime) || 0 };
+    const files = metaFiles(m.files);
+    const out = { name: String(m.name ?? ''), size: Number(m.size), type: String(m.type || 'application/octet-stream'), mtime: Number(m.mtime) || 0 };
+    if (files) Object.assign(out, { files, count: Number.isSafeInteger(m.count) && m.count >= files.length ? m.count : files.length });
+    return out;
   } catch {
     throw new FormatError('tampered', 'The file details are not JSON.');
   }
+}
+
+/** The values of `promises` in order; the first rejection in that order if any rejects. */
+export async function inOrder(promises) {
+  const settled = await Promise.allSettled(promises);
+  const failed = settled.find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((r) => r.value);
 }
 
 /**

@@ -40,18 +40,7 @@ export function announce(text) {
   while (region.childElementCount > 3) region.firstElementChild.remove();
 }
 
-const UNITS = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
-export function formatBytes(n) {
-  if (!Number.isFinite(n)) return '';
-  if (n < 1024) return n === 1 ? '1 byte' : `${n} bytes`;
-  let u = 0;
-  let v = n;
-  while (v >= 1024 && u < UNITS.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} ${UNITS[u]}`;
-}
+export { formatBytes } from '../units.js';
 
 export function formatDuration(seconds) {
   if (!Number.isFinite(seconds) || seconds < 0) return '';

@@ -1,9 +1,12 @@
-// The open screen for `/clip/<id>#secret` and `/file/<id>#secret`: reads the clip's info
-// (which never consumes it), asks for the password when there is one (checked by the server
-// against the access-code hash, then mixed into the key), shows name, size and expiry of a V4
-// file before any download, and requests nothing that spends a one-time or limited clip until
-// the person clicks. Texts are shown with textContent; files are saved through the streaming
-// service worker. Every failure ends in one plain sentence.
+// The open screen for `/clip/<id>#secret` and `/file/<id>#secret`: a key missing or cut short
+// is told before anything else; then it reads the clip's info (which never consumes it) and
+// shows what the server knows — kind, size, expiry, one-time or downloads left, that the sender
+// set a password — before asking for that password (checked by the server against the
+// access-code hash, then mixed into the key); a V4 file's name (and a ZIP's list of files)
+// follows from its encrypted metadata before any download, and nothing that spends a one-time
+// or limited clip is requested until the person clicks. Texts are shown with textContent;
+// files are saved through the streaming service worker. A link that cannot be opened gets a
+// heading of its own saying which case it is (expired, opened, deleted, no such link, ...).
 
 import { ApiError, getJson, postJson, serverConfig } from '../api.js';
 import { fromBase64Url } from '../crypto/bytes.js';
@@ -13,25 +16,46 @@ import { DownloadError, IN_MEMORY_WARN, downloadV3File, downloadV4, fetchText, s
 import { CLIP_ID, QUICK_ID, fragmentSecret, v4SecretBytes } from '../secret.js';
 import { $, announce, copyText, formatBytes, formatExpiry, saveBlob, screen, setText, show } from './dom.js';
 
-const MESSAGES = {
-  invalid: 'This is not a valid ferry link. Check that it was copied whole.',
-  incomplete: 'This link is incomplete: the key after “#” is missing. Copy the whole link and open it again.',
-  badkey: 'The key in this link does not open this clip. The link may be cut short or changed.',
-  gone: 'This link has expired or was already opened. Ask the sender to share it again.',
-  password: 'That password is not right.',
-  tampered: 'This content does not match its key: it was changed after it was shared. Nothing was saved.',
-  truncated: 'The download ended before the end of the file. Nothing usable was saved.',
-  network: 'The network failed. Check your connection and try again.',
-  rate: 'Too many attempts from here. Wait a minute and try again.',
-  server: 'The server could not answer. Try again in a moment.',
-  insecure: 'This page is not on a secure connection, so the browser does not let it decrypt. Open the link over https:// (or on localhost).',
-  cancelled: 'The download was stopped.',
-  unsupported: 'This clip was made in a format this page does not know.',
+/**
+ * Each way a link can fail: a heading of its own when the link cannot be opened at all
+ * (`title`), and the sentence under it. Kinds without a title are told inline, and the page
+ * stays as it was (a wrong password, a network hiccup during a download).
+ */
+const FAILURES = {
+  invalid: ['This is not a ferry link', 'The address does not have the shape of a ferry link. Check that it was copied whole.'],
+  incomplete: [
+    'This link is incomplete',
+    'Part of it was lost when it was copied: the key after “#” is missing or cut short, so nothing can be decrypted. Ask the sender for the whole link, or copy it again.',
+  ],
+  badkey: ['The key does not fit', 'The key in this link does not open this clip. The link may have been cut short or changed when it was copied.'],
+  expired: ['This link has expired', 'The sender chose how long it would last, and that time is over. Ask them to share it again.'],
+  consumed: ['This link was already opened', 'It could be opened a set number of times and has been, so its content is deleted. Ask the sender to share it again.'],
+  deleted: ['This link was deleted', 'The sender deleted it before it expired. Ask them if they meant to.'],
+  notfound: [
+    'No such link',
+    'ferry has nothing under this link. It may be mistyped, or it expired or was used up so long ago that ferry no longer remembers it.',
+  ],
+  gone: ['This link no longer opens', 'It has expired, was used up or was deleted. Ask the sender to share it again.'],
+  tampered: ['The content was changed', 'This content does not match its key: it was changed after it was shared. Nothing was saved.'],
+  unsupported: ['A format this page does not know', 'This clip was made in a format this page does not know.'],
+  insecure: [
+    'Not a secure connection',
+    'This page is not on a secure connection, so the browser does not let it decrypt. Open the link over https:// (or on localhost).',
+  ],
+  password: [null, 'That password is not right.'],
+  truncated: [null, 'The download ended before the end of the file. Nothing usable was saved.'],
+  network: [null, 'The network failed. Check your connection and try again.'],
+  rate: [null, 'Too many attempts from here. Wait a minute and try again.'],
+  server: [null, 'The server could not answer. Try again in a moment.'],
+  cancelled: [null, 'The download was stopped.'],
 };
+
+/** The server's reason for a 404 (a tombstone it keeps for a while), as a failure kind. */
+const GONE_CODES = { clip_expired: 'expired', clip_consumed: 'consumed', clip_deleted: 'deleted', clip_not_found: 'notfound' };
 
 class OpenError extends Error {
   constructor(kind) {
-    super(MESSAGES[kind] ?? MESSAGES.server);
+    super((FAILURES[kind] ?? FAILURES.server)[1]);
     this.kind = kind;
   }
 }
@@ -43,26 +67,51 @@ function apiKind(e) {
     if (e.status === 0) return 'network';
     if (e.status === 400) return 'invalid';
     if (e.status === 401) return 'password';
-    if (e.status === 404 || e.status === 410) return 'gone';
+    if (e.status === 404) return GONE_CODES[e.code] ?? 'gone';
+    if (e.status === 410) return 'gone';
     if (e.status === 429) return 'rate';
   }
   if (e instanceof v4.FormatError) return e.kind;
   return 'server';
 }
 
+const GONE_KINDS = new Set(['expired', 'consumed', 'deleted', 'notfound', 'gone']);
+
+/** Everything on the card that belongs to a link that still opens. */
+const LIVE_PARTS = ['open-loading', 'open-details', 'open-files-view', 'open-once', 'open-password-form', 'open-secret-form', 'open-go', 'open-dl', 'open-warning'];
+
 function fail(e, extra = '') {
   const kind = apiKind(e);
+  const [title, sentence] = FAILURES[kind] ?? FAILURES.server;
   show('open-loading', false);
   show('open-once', false);
-  const el = $('open-error');
-  el.textContent = `${MESSAGES[kind] ?? MESSAGES.server}${extra ? ` ${extra}` : ''}`;
-  el.dataset.kind = kind;
-  show(el);
-  el.focus();
-  if (kind === 'gone') {
-    show('open-details', false);
-    show('open-go', false);
+  if (title) {
+    // The link cannot be opened: its own heading, the card holds nothing else.
+    for (const id of LIVE_PARTS) show(id, false);
+    setText('open-title', title);
+    document.title = `${title} · ferry`;
   }
+  const el = $('open-error');
+  el.textContent = `${sentence}${extra ? ` ${extra}` : ''}`;
+  el.dataset.kind = kind;
+  el.classList.toggle('final', !!title);
+  show(el);
+  (title ? $('open-title') : el).focus();
+}
+
+/**
+ * After a download answered "gone": ask the info route why (it never consumes anything), so
+ * the screen says expired, opened or deleted rather than a guess.
+ */
+async function failGone(id, e, extra = '') {
+  if (apiKind(e) === 'gone') {
+    try {
+      await getJson(`/api/clip/${id}/info`);
+    } catch (why) {
+      if (why instanceof ApiError && why.status === 404) return fail(why);
+    }
+  }
+  return fail(e, extra);
 }
 
 /** What a failed fetch of a one-time clip adds: it was spent all the same. */
@@ -76,7 +125,10 @@ async function recount(id, info) {
     info.downloadsLeft = now.downloadsLeft;
     setText('open-left', String(now.downloadsLeft));
   } catch (e) {
-    if (apiKind(e) === 'gone') fail(e);
+    if (GONE_KINDS.has(apiKind(e))) {
+      info.downloadsLeft = 0;
+      fail(e);
+    }
   }
 }
 
@@ -144,13 +196,64 @@ function askPassword(id) {
   });
 }
 
-function details({ name, size, expiresAt, left }) {
+/** V3 overhead: version, salt, IV and tag around the (padded) text. */
+const V3_OVERHEAD = 1 + 32 + 12 + 16;
+/** A V3 text under 10 240 bytes is padded to this, so its size shows only "short". */
+const V3_PADDED = 10244;
+
+/** The size the server's byte count allows us to state before anything is decrypted. */
+function knownSize(info) {
+  const stored = info.size;
+  if (!Number.isSafeInteger(stored)) return null;
+  if (info.format === 4 && info.header) {
+    try {
+      const plain = v4.plainSize(stored, v4.parseHeader(fromBase64Url(info.header)).recordSize);
+      if (plain != null) return formatBytes(plain);
+    } catch {
+      // A header that does not parse fails later, with its own words.
+    }
+  }
+  if (info.contentType === 'text') return stored - V3_OVERHEAD <= V3_PADDED ? 'Short (under 10 KiB)' : `About ${formatBytes(stored - V3_OVERHEAD)}`;
+  return `About ${formatBytes(stored)}`;
+}
+
+/** What the server knows, shown before any password or download: kind, size, expiry, rules. */
+function details(info, { kind, name = null, size = knownSize(info) }) {
   show('open-details');
-  setText('open-name', name);
-  setText('open-size', size);
-  setText('open-expiry', formatExpiry(expiresAt));
+  setText('open-kind', kind);
+  show('open-name-row', !!name);
+  if (name) setText('open-name', name);
+  show('open-size-row', !!size);
+  if (size) setText('open-size', size);
+  setText('open-expiry', formatExpiry(info.expiresAt));
+  const left = info.downloadsLeft;
   show('open-left-row', left != null);
   if (left != null) setText('open-left', String(left));
+  show('open-rule-row', !!info.oneTime);
+  if (info.oneTime) setText('open-rule', 'Once: it is deleted when it is opened');
+  show('open-protected-row', !!info.hasPassword);
+}
+
+/** The entries of a ZIP of several files, from its encrypted metadata. */
+function fileList(meta) {
+  show('open-files-view', true);
+  setText('open-files-title', `${meta.count} ${meta.count === 1 ? 'file' : 'files'} in this ZIP`);
+  const ul = $('open-files');
+  ul.replaceChildren();
+  for (const f of meta.files) {
+    const li = document.createElement('li');
+    const path = document.createElement('span');
+    path.className = 'path';
+    path.textContent = f.path;
+    const size = document.createElement('span');
+    size.className = 'hint';
+    size.textContent = formatBytes(f.size);
+    li.append(path, ' ', size);
+    ul.append(li);
+  }
+  const more = meta.count - meta.files.length;
+  show('open-files-more', more > 0);
+  if (more > 0) setText('open-files-more', `and ${more} more (the list is cut short to keep it small; the ZIP has them all)`);
 }
 
 function spendingNote(info, what) {
@@ -182,11 +285,8 @@ function click(label) {
 
 async function openText(id, info, secret, access) {
   setText('open-title', 'A shared text');
-  // A cut-short key is caught before anything is fetched (and a one-time text spent).
-  if (id.length === 10 ? secret.length !== 44 : !QUICK_ID.test(secret)) return fail(new OpenError('incomplete'));
-  details({ name: '', size: '', expiresAt: info.expiresAt, left: info.downloadsLeft });
-  show($('open-name').parentElement, false);
-  show($('open-size').parentElement, false);
+  if (id.length === 6 && !QUICK_ID.test(secret)) return fail(new OpenError('incomplete'));
+  details(info, { kind: 'Text' });
   const note = spendingNote(info, 'text');
   if (note) {
     setText('open-once', note);
@@ -200,7 +300,7 @@ async function openText(id, info, secret, access) {
     text = await fetchText(id, access.accessCode, secret, access.password);
   } catch (e) {
     const kind = apiKind(e);
-    return fail(new OpenError(kind === 'tampered' ? 'badkey' : kind), kind === 'gone' ? '' : spentNote(info));
+    return failGone(id, kind === 'tampered' ? new OpenError('badkey') : e, GONE_KINDS.has(kind) ? '' : spentNote(info));
   }
   show('open-loading', false);
   const pre = $('open-text');
@@ -242,14 +342,16 @@ async function openV4File(id, info, secret, access) {
   } catch (e) {
     return fail(e instanceof v4.FormatError && e.kind !== 'unsupported' ? new OpenError('badkey') : e);
   }
-  setText('open-title', 'A shared file');
-  details({ name: meta.name || 'Unnamed file', size: formatBytes(meta.size), expiresAt: info.expiresAt, left: info.downloadsLeft });
+  const several = Array.isArray(meta.files);
+  setText('open-title', several ? 'Shared files' : 'A shared file');
+  details(info, { kind: several ? 'Several files, downloaded as one ZIP' : 'File', name: meta.name || 'Unnamed file', size: formatBytes(meta.size) });
+  if (several) fileList(meta);
   const worker = await streamingWorker();
   if (!worker && meta.size > IN_MEMORY_WARN) {
     setText('open-warning', `This browser cannot stream downloads to disk here, so the file (${formatBytes(meta.size)}) is decrypted in memory first. That may be slow or fail on this device.`);
     show('open-warning');
   }
-  const note = spendingNote(info, 'file');
+  const note = spendingNote(info, several ? 'ZIP' : 'file');
   if (note) {
     setText('open-once', note);
     show('open-once');
@@ -264,8 +366,10 @@ async function openV4File(id, info, secret, access) {
       await downloadV4(file, progress);
     } catch (e) {
       show('open-dl', false);
-      fail(e, apiKind(e) === 'gone' ? '' : spentNote(info));
-      if (info.oneTime || apiKind(e) === 'gone') return;
+      const gone = GONE_KINDS.has(apiKind(e));
+      if (gone) return failGone(id, e);
+      fail(e, spentNote(info));
+      if (info.oneTime) return;
       await recount(id, info);
       if (info.downloadsLeft === 0) return;
       continue;
@@ -284,20 +388,12 @@ async function openV4File(id, info, secret, access) {
 
 async function openV3File(id, info, secret, access) {
   setText('open-title', 'A shared file');
-  let size = '';
-  try {
-    const read = await postJson(`/api/clip/${id}`, accessBody(access.accessCode));
-    size = `about ${formatBytes(read.filesize)}`;
-  } catch {
-    // The size is only a courtesy.
-  }
-  details({ name: 'Shown after the download (it is inside the encryption)', size, expiresAt: info.expiresAt, left: info.downloadsLeft });
+  details(info, { kind: 'File', name: 'Shown after the download (it is inside the encryption)' });
   const note = spendingNote(info, 'file');
   if (note) {
     setText('open-once', note);
     show('open-once');
   }
-  if (secret.length !== 44) return fail(new OpenError('incomplete'));
   await click('Download');
   show('open-loading');
   setText('open-loading', 'Downloading and decrypting…');
@@ -306,12 +402,33 @@ async function openV3File(id, info, secret, access) {
     show('open-loading', false);
     setText('open-name', file.name ?? 'Unnamed file');
     setText('open-size', formatBytes(file.data.length));
+    show('open-size-row');
     setText('open-done', `Saved “${file.name ?? `ferry-${id}`}”.${info.oneTime ? ' This one-time link is now used up.' : ''}`);
     show('open-done');
   } catch (e) {
     const kind = apiKind(e);
-    fail(new OpenError(kind === 'tampered' ? 'badkey' : kind), kind === 'gone' ? '' : spentNote(info));
+    failGone(id, kind === 'tampered' ? new OpenError('badkey') : e, GONE_KINDS.has(kind) ? '' : spentNote(info));
   }
+}
+
+const V3_SECRET_LENGTH = 44;
+const V4_SECRET_LENGTH = 43;
+
+/**
+ * What is wrong with the fragment of a 10-character link, judged before anything is fetched:
+ * absent, or shorter than any key (a V4 key has 43 characters, a V3 one 44), is "incomplete"
+ * (lost in copying); longer than any key is a key that does not fit.
+ */
+function fragmentProblem(secret) {
+  if (!secret || secret.length < V4_SECRET_LENGTH) return 'incomplete';
+  if (secret.length > V3_SECRET_LENGTH) return 'badkey';
+  return null;
+}
+
+/** The key against the format the server names: texts and Qopy files need all 44 characters of a V3 key. */
+function keyProblem(info, secret) {
+  if (info.contentType !== 'text' && info.format === 4) return v4SecretBytes(secret) ? null : 'badkey';
+  return secret.length === V3_SECRET_LENGTH ? null : 'incomplete';
 }
 
 export async function startOpen(kind, rawId) {
@@ -322,8 +439,11 @@ export async function startOpen(kind, rawId) {
   if (!CLIP_ID.test(id) && !QUICK_ID.test(id)) return fail(new OpenError('invalid'));
   window.addEventListener('hashchange', () => location.reload());
   let secret = fragmentSecret(location.hash);
-  if (!secret) {
-    if (id.length !== 6) return fail(new OpenError('incomplete'));
+  // A link cut short is told as such before anything else (before any password is asked).
+  if (id.length === 10) {
+    const problem = fragmentProblem(secret);
+    if (problem) return fail(new OpenError(problem));
+  } else if (!secret) {
     secret = await askSecret();
   }
   if (id.length === 6) secret = secret.toUpperCase();
@@ -335,6 +455,13 @@ export async function startOpen(kind, rawId) {
   } catch (e) {
     return fail(e);
   }
+  if (id.length === 10) {
+    const problem = keyProblem(info, secret);
+    if (problem) return fail(new OpenError(problem));
+  }
+  // What the server knows comes first; the password box follows it.
+  setText('open-title', info.contentType === 'text' ? 'A shared text' : 'A shared file');
+  details(info, { kind: info.contentType === 'text' ? 'Text' : 'File' });
   let access = { password: '', accessCode: null };
   if (info.hasPassword) {
     try {

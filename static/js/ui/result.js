@@ -1,6 +1,7 @@
-// The result screen: the link (built from this page's origin, FORMAT.md), a copy button, the
-// quick-share code in its spoken form, the QR code of the whole link drawn here, what the link
-// allows and when it expires, and deleting the clip early with its delete token.
+// The result screen: the link (built from this page's origin), a copy button, the system share
+// sheet where the browser has one, the quick-share code in its spoken form, the QR code of the
+// whole link drawn here, what the link allows and when it expires, and deleting the clip early
+// with its delete token — after which the screen offers the link no more.
 
 import { deleteClip } from '../api.js';
 import { svgPath, encode } from '../qr.js';
@@ -27,10 +28,23 @@ function rules(done) {
   return 'Anyone with the link can open it until it expires.';
 }
 
+/** After a delete: no link, no copy, no QR — only what happened and the way on. */
+function deletedState() {
+  $('res-link').value = '';
+  $('res-qr').replaceChildren();
+  show('res-live', false);
+  setText('result-title', 'Deleted');
+  setText('res-status', 'The link no longer opens anything, for anyone. None of its content is kept on the server.');
+  $('result-title').focus();
+  announce('Deleted. The link no longer opens anything.');
+}
+
 /** Show the link for a finished share (`done` is complete's answer plus kind and secret). */
 export function resultScreen(done, { onNew }) {
   const url = link(location.origin, done.kind, done.clipId, done.secret);
   screen('result');
+  setText('result-title', 'Your link is ready');
+  show('res-live');
   $('res-link').value = url;
   setText('res-copied', '');
   setText('res-status', '');
@@ -46,6 +60,17 @@ export function resultScreen(done, { onNew }) {
     setText('res-copied', ok ? 'Link copied.' : 'Select the link and copy it.');
   };
   $('res-link').onfocus = (e) => e.target.select();
+  const share = $('res-share');
+  const shareData = { title: 'ferry', url };
+  show(share, typeof navigator.share === 'function' && (navigator.canShare?.(shareData) ?? true));
+  share.onclick = async () => {
+    try {
+      await navigator.share(shareData);
+    } catch (e) {
+      // Closing the share sheet is not an error worth a word; anything else is.
+      if (e?.name !== 'AbortError') setText('res-copied', 'This browser could not open its share sheet; copy the link instead.');
+    }
+  };
   $('res-new').onclick = onNew;
 
   const del = $('res-delete');
@@ -62,8 +87,10 @@ export function resultScreen(done, { onNew }) {
     del.disabled = true;
     try {
       await deleteClip(done.clipId, done.deleteToken);
-      setText('res-status', 'Deleted. The link no longer opens anything.');
+      deletedState();
     } catch (e) {
+      // Gone already (expired or used up meanwhile): the link offers nothing either way.
+      if (e?.status === 404) return deletedState();
       del.disabled = false;
       setText('res-status', `Could not delete it: ${e.message}`);
     }
