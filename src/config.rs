@@ -283,6 +283,10 @@ pub struct SweepConfig {
     pub finished_retention: Duration,
     #[serde(with = "humantime_serde")]
     pub retired_grace: Duration,
+    /// How long a clip that stopped being live is remembered (its code, why and when), so its
+    /// link can say expired, consumed or deleted rather than unknown. 0 keeps no tombstones.
+    #[serde(with = "humantime_serde")]
+    pub tombstone_retention: Duration,
     pub reconcile_every: u32,
     #[serde(with = "humantime_serde")]
     pub orphan_grace: Duration,

@@ -139,9 +139,10 @@ async fn sweep(config: Config, reconcile: bool) -> anyhow::Result<()> {
     let report = ferry::jobs::sweeper::sweep_once(&deps, &settings, now).await?;
     let orphans = if reconcile { ferry::jobs::sweeper::reconcile_once(&deps, &settings, now).await? } else { 0 };
     println!(
-        "{{\"expiredClips\":{},\"retiredClips\":{},\"abandonedUploads\":{},\"finishedUploads\":{},\"blobsDeleted\":{},\"orphansDeleted\":{},\"batches\":{},\"seconds\":{:.3}}}",
+        "{{\"expiredClips\":{},\"retiredClips\":{},\"tombstonesDeleted\":{},\"abandonedUploads\":{},\"finishedUploads\":{},\"blobsDeleted\":{},\"orphansDeleted\":{},\"batches\":{},\"seconds\":{:.3}}}",
         report.expired_clips,
         report.retired_clips,
+        report.tombstones,
         report.abandoned_uploads,
         report.finished_uploads,
         report.blobs_deleted,

@@ -2,8 +2,10 @@
 //! process (bounded by entries, per-entry TTL, never past the clip's own expiry); level two is
 //! Redis when configured, shared by every instance, which also carries invalidations over
 //! pub/sub. Redis is a helper, never a dependency: when it is down, lookups fall through to the
-//! store and nothing fails. Unknown codes are cached negatively in level one for a short time.
-//! Claims (one-time, download limits) never read from here.
+//! store and nothing fails. Codes that open no clip are cached negatively in level one for a
+//! short time, each with the tombstone (why and when the clip ended) the store had for it, so a
+//! negative answer never loses its reason; the same invalidation that drops a consumed or
+//! deleted clip drops them. Claims (one-time, download limits) never read from here.
 
 /// Rate-limit counters shared by every instance (Redis).
 pub mod rate;
@@ -44,7 +46,7 @@ use moka::sync::Cache as Moka;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::store::ClipRecord;
+use crate::store::{ClipRecord, Tombstone};
 
 pub use redis_l2::RedisState;
 
@@ -52,8 +54,8 @@ pub use redis_l2::RedisState;
 #[derive(Debug, Clone)]
 pub enum Cached {
     Found(Arc<ClipRecord>),
-    /// Recently looked up and not found.
-    Missing,
+    /// Recently looked up and not live; with its tombstone when the store remembered why.
+    Missing(Option<Tombstone>),
 }
 
 #[derive(Clone)]
@@ -76,7 +78,7 @@ struct EntryExpiry {
 impl moka::Expiry<String, Cached> for EntryExpiry {
     fn expire_after_create(&self, _key: &String, value: &Cached, _at: std::time::Instant) -> Option<Duration> {
         Some(match value {
-            Cached::Missing => self.negative_ttl,
+            Cached::Missing(_) => self.negative_ttl,
             Cached::Found(clip) => {
                 let left = clip.expires_at - crate::domain::clock::system_now_ms();
                 self.ttl.min(Duration::from_millis(left.max(0) as u64))
@@ -104,7 +106,7 @@ fn level_one(max_entries: u64, max_bytes: u64, expiry: EntryExpiry) -> Moka<Stri
 fn estimated_size(code: &str, value: &Cached) -> u32 {
     const PER_ENTRY: usize = 160;
     let record = match value {
-        Cached::Missing => 0,
+        Cached::Missing(_) => 0,
         Cached::Found(clip) => {
             let strings = [&clip.code, &clip.kind, &clip.blob_key, &clip.sha256, &clip.delete_token_hash]
                 .iter()
@@ -193,18 +195,14 @@ impl Cache {
         }
     }
 
-    /// Remember what the store said.
-    pub async fn fill(&self, code: &str, found: Option<Arc<ClipRecord>>) {
+    /// Remember what the store said: a live clip in both levels, a negative answer (with its
+    /// reason) in level one only.
+    pub async fn fill(&self, code: &str, answer: Cached) {
         let Some(inner) = &self.inner else { return };
-        match found {
-            Some(clip) => {
-                if let Some(l2) = &inner.l2 {
-                    l2.set(&clip).await;
-                }
-                inner.l1.insert(code.to_string(), Cached::Found(clip));
-            }
-            None => inner.l1.insert(code.to_string(), Cached::Missing),
+        if let (Cached::Found(clip), Some(l2)) = (&answer, &inner.l2) {
+            l2.set(clip).await;
         }
+        inner.l1.insert(code.to_string(), answer);
     }
 
     /// Forget `code` here at once and, through Redis, in every other instance.
@@ -256,7 +254,7 @@ mod tests {
         let l1 = level_one(100, 64 * 1024 * 1024, expiry());
         for i in 0..2000 {
             l1.insert(format!("CODE{i:06}"), record("C", 10));
-            l1.insert(format!("MISS{i:06}"), Cached::Missing);
+            l1.insert(format!("MISS{i:06}"), Cached::Missing(None));
         }
         l1.run_pending_tasks();
         assert!(l1.entry_count() <= 100, "{} entries", l1.entry_count());

@@ -1,6 +1,8 @@
 //! Clips once they exist: lookup of live clips (expired, consumed and deleted ones are
-//! invisible), access-code checks, downloads with the atomic claim for one-time and
-//! download-limited clips, early deletion with the delete token, and one-request uploads.
+//! invisible, and answered with why while their tombstone is remembered), access-code checks,
+//! downloads with the atomic claim for one-time and download-limited clips, early deletion with
+//! the delete token, and one-request uploads. A clip that stops being live here (its last
+//! download claimed, its sender's delete) leaves its tombstone in the same store write.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use super::types::{AccessCode, ClipId, ClipKind, Expiry, Filename, MaxDownloads,
 use super::uploads::clip_blob_key;
 use crate::blob::{BlobError, BlobStore, Content, Durability};
 use crate::cache::Cached;
-use crate::store::{ClipRecord, NewClip};
+use crate::store::{ClipRecord, GoneReason, NewClip, Tombstone};
 
 /// A committed clip plus the delete token its creator gets back.
 #[derive(Debug, Clone)]
@@ -27,20 +29,48 @@ pub struct Completed {
     pub delete_token: String,
 }
 
-/// The live clip with this id, or `ClipNotFound`: from the cache when it knows, else the
-/// store (filling the cache either way). Expiry is checked against the service clock on every
-/// read, so a cached entry is never served past its clip's expiry.
+/// The live clip with this id; else `ClipEnded` with the reason while the clip's tombstone is
+/// remembered, or `ClipNotFound`. From the cache when it knows, else the store (filling the
+/// cache either way). Expiry is checked against the service clock on every read, so a cached
+/// entry is never served past its clip's expiry, and a clip that expired but is not yet swept
+/// answers `expired` from its own row. A live clip always wins over a tombstone of its code.
 pub async fn lookup(deps: &Deps, id: &ClipId) -> Result<Arc<ClipRecord>, DomainError> {
     let now = deps.now();
+    let since = deps.limits.remembered_since(now);
     match deps.cache.get(id.as_str()).await {
         Some(Cached::Found(clip)) if clip.expires_at > now => return Ok(clip),
-        Some(_) => return Err(DomainError::ClipNotFound),
+        Some(Cached::Found(clip)) => return Err(not_live(Some(expired(&clip)), since)),
+        Some(Cached::Missing(gone)) => return Err(not_live(gone, since)),
         None => {}
     }
-    let found = deps.store.live_clip(id.as_str(), now).await?.map(Arc::new);
+    let answer = match deps.store.unretired_clip(id.as_str()).await? {
+        Some(clip) if clip.expires_at > now => Cached::Found(Arc::new(clip)),
+        Some(clip) => Cached::Missing(Some(expired(&clip))),
+        None => match since {
+            Some(since) => Cached::Missing(deps.store.tombstone(id.as_str(), since).await?),
+            None => Cached::Missing(None),
+        },
+    };
     metrics::counter!("ferry_cache_lookups_total", "level" => "store", "result" => "read").increment(1);
-    deps.cache.fill(id.as_str(), found.clone()).await;
-    found.ok_or(DomainError::ClipNotFound)
+    deps.cache.fill(id.as_str(), answer.clone()).await;
+    match answer {
+        Cached::Found(clip) => Ok(clip),
+        Cached::Missing(gone) => Err(not_live(gone, since)),
+    }
+}
+
+/// What an expired clip's tombstone says (or will, once the sweep removes it).
+fn expired(clip: &ClipRecord) -> Tombstone {
+    Tombstone { reason: GoneReason::Expired, at: clip.expires_at }
+}
+
+/// The answer for a code that opens nothing: why, if that is remembered (the tombstone is
+/// younger than the retention), else plain not found.
+fn not_live(gone: Option<Tombstone>, since: Option<i64>) -> DomainError {
+    match (gone, since) {
+        (Some(t), Some(since)) if t.at > since => DomainError::ClipEnded(t.reason),
+        _ => DomainError::ClipNotFound,
+    }
 }
 
 /// Refuse unless the clip is unprotected or `code` matches.
@@ -150,7 +180,8 @@ pub async fn open_download(deps: &Deps, id: &ClipId, req: DownloadRequest) -> Re
     if claims(&clip) {
         // One statement decides who gets it, before any byte is sent.
         let now = deps.now();
-        let claimed = deps.store.claim_download(clip.id, now, deps.followups.claimed(now)).await?;
+        let remember = deps.limits.tombstones();
+        let claimed = deps.store.claim_download(clip.id, now, remember, deps.followups.claimed(now)).await?;
         let Some(claimed) = claimed else {
             deps.cache.invalidate(&clip.code).await;
             return Err(DomainError::ClipGone);
@@ -226,7 +257,8 @@ pub async fn delete(deps: &Deps, id: &ClipId, token: Option<&str>) -> Result<(),
         return Err(DomainError::DeleteTokenInvalid);
     }
     let now = deps.now();
-    let retired = deps.store.mark_clip_deleted(clip.id, now, deps.followups.deleted(&clip, now)).await?;
+    let remember = deps.limits.tombstones();
+    let retired = deps.store.mark_clip_deleted(clip.id, now, remember, deps.followups.deleted(&clip, now)).await?;
     deps.cache.invalidate(&clip.code).await;
     if retired {
         if deps.followups.webhooks() {

@@ -56,6 +56,10 @@ pub enum DomainError {
     TooLarge { limit: u64 },
     #[error("clip not found")]
     ClipNotFound,
+    /// The clip existed and stopped being live for this reason, recently enough that its
+    /// tombstone remembers it. Answered like `ClipNotFound` (404), saying why.
+    #[error("clip {}", .0.as_str())]
+    ClipEnded(crate::store::GoneReason),
     #[error("clip already downloaded")]
     ClipGone,
     #[error("access code required")]

@@ -38,6 +38,9 @@ pub struct Limits {
     /// A recorded multipart upload older than this belongs to no running write or assembly
     /// (twice the longest an upload request or an assembly may take).
     pub stale_multipart_ms: i64,
+    /// How long a clip that stopped being live is remembered (`sweep.tombstone_retention`);
+    /// 0: not at all.
+    pub tombstone_retention_ms: i64,
 }
 
 impl Limits {
@@ -55,7 +58,19 @@ impl Limits {
             stale_assembly_ms: (c.server.request_timeout.as_millis() as i64).saturating_mul(2),
             assembly_deadline,
             stale_multipart_ms: (assembly_deadline.as_millis() as i64).saturating_mul(2),
+            tombstone_retention_ms: i64::try_from(c.sweep.tombstone_retention.as_millis()).unwrap_or(i64::MAX),
         }
+    }
+
+    /// Whether clips that stop being live leave tombstones.
+    pub fn tombstones(&self) -> bool {
+        self.tombstone_retention_ms > 0
+    }
+
+    /// The oldest moment (exclusive) a tombstone read at `now` may be from; `None` when no
+    /// tombstones are kept.
+    pub fn remembered_since(&self, now: i64) -> Option<i64> {
+        self.tombstones().then(|| now.saturating_sub(self.tombstone_retention_ms))
     }
 
     /// The lifetime a clip gets: what was asked, capped at the configured maximum.

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::wire::{ErrorBody, FieldProblem};
 use crate::blob::BlobError;
 use crate::domain::DomainError;
-use crate::store::StoreError;
+use crate::store::{GoneReason, StoreError};
 
 /// Errors a handler can return.
 #[derive(Debug, thiserror::Error)]
@@ -191,9 +191,12 @@ fn domain_status(e: &DomainError) -> StatusCode {
         | DomainError::SizeMismatch { .. }
         | DomainError::ChecksumMismatch
         | DomainError::BadBody(_) => StatusCode::BAD_REQUEST,
-        DomainError::UploadNotFound | DomainError::ClipNotFound | DomainError::ThumbnailNotFound => {
-            StatusCode::NOT_FOUND
-        }
+        // A clip that ended answers as an unknown one (Qopy's clients rely on the 404); only
+        // the body's code says why.
+        DomainError::UploadNotFound
+        | DomainError::ClipNotFound
+        | DomainError::ClipEnded(_)
+        | DomainError::ThumbnailNotFound => StatusCode::NOT_FOUND,
         DomainError::UploadCompleted => StatusCode::CONFLICT,
         DomainError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         DomainError::ClipGone => StatusCode::GONE,
@@ -258,8 +261,21 @@ fn domain_body(e: &DomainError) -> ErrorBody {
         DomainError::TooLarge { limit } => {
             simple("Payload too large", &format!("The body exceeds the limit of {limit} bytes."), "payload_too_large")
         }
-        DomainError::ClipNotFound => {
-            simple("Clip not found", "No such clip, or it expired or was already used.", "clip_not_found")
+        DomainError::ClipNotFound => simple(
+            "Clip not found",
+            "No such clip, or it ended longer ago than this server remembers.",
+            "clip_not_found",
+        ),
+        DomainError::ClipEnded(GoneReason::Expired) => {
+            simple("Clip not found", "This clip expired; its content has been deleted.", "clip_expired")
+        }
+        DomainError::ClipEnded(GoneReason::Consumed) => simple(
+            "Clip not found",
+            "This clip was already opened as many times as its sender allowed; its content has been deleted.",
+            "clip_consumed",
+        ),
+        DomainError::ClipEnded(GoneReason::Deleted) => {
+            simple("Clip not found", "The sender deleted this clip.", "clip_deleted")
         }
         DomainError::ClipGone => simple("Clip gone", "This clip has no downloads left.", "clip_gone"),
         DomainError::AccessCodeRequired => ErrorBody {

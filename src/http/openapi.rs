@@ -133,6 +133,26 @@ mod tests {
     }
 
     #[test]
+    fn the_clip_read_routes_document_every_code_a_missing_clip_answers() {
+        let doc: serde_json::Value = serde_json::from_slice(document()).unwrap();
+        for (method, path) in [
+            ("get", "/api/clip/{id}/info"),
+            ("get", "/api/clip/{id}"),
+            ("post", "/api/clip/{id}"),
+            ("get", "/api/file/{id}/info"),
+            ("post", "/api/file/{id}"),
+            ("get", "/raw/{id}"),
+        ] {
+            let not_found = doc["paths"][path][method]["responses"]["404"]["description"].as_str().unwrap_or_default();
+            for code in ["clip_expired", "clip_consumed", "clip_deleted", "clip_not_found"] {
+                assert!(not_found.contains(code), "{method} {path}: 404 does not name {code}: {not_found:?}");
+            }
+        }
+        let code = doc["components"]["schemas"]["ErrorBody"]["properties"]["code"]["description"].to_string();
+        assert!(code.contains("clip_consumed"), "{code}");
+    }
+
+    #[test]
     fn every_operation_documents_its_answers_and_errors_share_one_schema() {
         let doc: serde_json::Value = serde_json::from_slice(document()).unwrap();
         for (path, item) in doc["paths"].as_object().unwrap() {

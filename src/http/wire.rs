@@ -15,7 +15,10 @@ pub struct ErrorBody {
     pub error: String,
     pub message: String,
     /// Stable machine-readable code, e.g. `validation`, `clip_not_found`, `rate_limited`,
-    /// `database_unavailable`, `body_timeout`.
+    /// `database_unavailable`, `body_timeout`. A clip that no longer opens answers 404 with
+    /// `clip_expired`, `clip_consumed` (its one-time or last permitted download was taken) or
+    /// `clip_deleted` (by its sender) while the server remembers it
+    /// (`sweep.tombstone_retention`), else `clip_not_found`.
     pub code: String,
     /// `validation`: one entry per refused field.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -507,7 +510,10 @@ pub enum CommonErrors {
     /// Input refused: `validation` (with `details`), `invalid_json`, `bad_request`, `bad_body`.
     #[response(status = 400)]
     BadRequest(ErrorBody),
-    /// No such route, clip, upload or job (or it expired or was used).
+    /// No such route, clip, upload or job. For a clip id the `code` says why it does not open,
+    /// as far as the server remembers: `clip_expired`, `clip_consumed`, `clip_deleted`, else
+    /// `clip_not_found` (never seen, or ended longer ago than `sweep.tombstone_retention`).
+    /// The status stays 404 in every case, as Qopy's clients expect.
     #[response(status = 404)]
     NotFound(ErrorBody),
     /// `timeout`: the request took longer than the server allows; `body_timeout`: its body

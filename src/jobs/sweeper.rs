@@ -1,5 +1,6 @@
-//! The scheduled sweep: deletes, in bounded batches driven by partial indexes, expired clips,
-//! consumed and deleted clips, abandoned and finished upload sessions with their chunks, and (on
+//! The scheduled sweep: deletes, in bounded batches driven by partial indexes, expired clips
+//! (each leaving its tombstone, written with the delete), consumed and deleted clips, tombstones
+//! past `sweep.tombstone_retention`, abandoned and finished upload sessions with their chunks, and (on
 //! a slower cadence) blobs that no row owns. A completed upload's chunk directory belongs to
 //! its clip (the chunks are the clip's parts) and goes with the clip, not with the session. Rows go first, in one statement per batch (SKIP
 //! LOCKED on PostgreSQL, so instances share the work); blobs after, so a crash in between only
@@ -37,6 +38,8 @@ pub struct SweepSettings {
 pub struct SweepReport {
     pub expired_clips: u64,
     pub retired_clips: u64,
+    /// Tombstones past the retention removed.
+    pub tombstones: u64,
     pub abandoned_uploads: u64,
     pub finished_uploads: u64,
     pub blobs_deleted: u64,
@@ -65,7 +68,8 @@ pub async fn sweep_once(deps: &Deps, settings: &SweepSettings, now: i64) -> Resu
     let limit = settings.batch_size;
     loop {
         // Each batch's clip.expired notifications commit with its delete.
-        let gone = deps.store.sweep_expired_clips(now, limit, deps.followups.expired(now)).await?;
+        let remember = deps.limits.tombstones();
+        let gone = deps.store.sweep_expired_clips(now, limit, remember, deps.followups.expired(now)).await?;
         if gone.is_empty() {
             break;
         }
@@ -84,6 +88,19 @@ pub async fn sweep_once(deps: &Deps, settings: &SweepSettings, now: i64) -> Resu
         report.batches += 1;
         report.retired_clips += gone.len() as u64;
         report.blobs_deleted += deps.blobs.delete_contents(contents(&gone)).await?;
+    }
+    // With no retention (tombstones off) every tombstone left from before goes.
+    let forget_before = now.saturating_sub(deps.limits.tombstone_retention_ms);
+    loop {
+        let removed = deps.store.sweep_tombstones(forget_before, limit).await?;
+        if removed == 0 {
+            break;
+        }
+        report.batches += 1;
+        report.tombstones += removed;
+        if removed < limit as u64 {
+            break;
+        }
     }
     for finished in [false, true] {
         loop {
@@ -128,6 +145,7 @@ pub async fn sweep_once(deps: &Deps, settings: &SweepSettings, now: i64) -> Resu
     for (kind, n) in [
         ("expired_clips", report.expired_clips),
         ("retired_clips", report.retired_clips),
+        ("tombstones", report.tombstones),
         ("abandoned_uploads", report.abandoned_uploads),
         ("finished_uploads", report.finished_uploads),
         ("multiparts_aborted", report.multiparts_aborted),

@@ -15,7 +15,10 @@ use crate::config::Config;
 
 pub use jobs::{Claim, JobCount, JobRecord, NewJob, UsageRow};
 pub use migrate::{Migration, MigrationReport};
-pub use records::{ChunkRecord, ClientFormat, ClipRecord, ClipStats, GoneClip, NewClip, ThumbnailRef, UploadRecord};
+pub use records::{
+    ChunkRecord, ClientFormat, ClipRecord, ClipStats, GoneClip, GoneReason, NewClip, ThumbnailRef, Tombstone,
+    UploadRecord,
+};
 
 use records::{Decode, P};
 
@@ -363,6 +366,48 @@ impl Store {
     }
 }
 
+/// A statement to run in the same transaction as a write (see `Store::write_with`).
+type Beside = Option<(&'static str, Vec<P>)>;
+
+impl Store {
+    /// Run one write with statements beside it in one transaction: `before` it, and `after`
+    /// it only when it returned rows; then enqueue what `follow` makes of those rows. With
+    /// nothing beside it, this is `query_then`.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_with<T: Send + 'static>(
+        &self,
+        before: Beside,
+        sql: &'static str,
+        params: Vec<P>,
+        decode: Decode<T>,
+        after: Beside,
+        now: i64,
+        follow: FollowUp<'_, T>,
+    ) -> Result<Vec<T>, StoreError> {
+        if before.is_none() && after.is_none() {
+            return self.query_then(sql, params, decode, now, follow).await;
+        }
+        let mut tx = self.begin().await?;
+        if let Some((sql, params)) = before {
+            tx.execute(sql, params).await?;
+        }
+        let rows = tx.query(sql, params, decode).await?;
+        if !rows.is_empty()
+            && let Some((sql, params)) = after
+        {
+            tx.execute(sql, params).await?;
+        }
+        if let Some(follow) = follow {
+            let jobs = follow(&rows);
+            if !jobs.is_empty() {
+                tx.enqueue(&jobs, now).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(rows)
+    }
+}
+
 fn text(s: &str) -> P {
     P::Text(s.to_string())
 }
@@ -509,7 +554,7 @@ impl Store {
 impl Store {
     /// Insert a clip; `None` when its code collides with a live clip or its upload already
     /// produced one. The jobs `follow` makes of the inserted clip (given no row when it was
-    /// not inserted) commit with it.
+    /// not inserted) commit with it, and so does the removal of a tombstone its code had.
     pub async fn insert_clip(
         &self,
         c: &NewClip,
@@ -537,7 +582,14 @@ impl Store {
             P::OptText(c.client.as_ref().and_then(|f| f.stream_header.clone())),
             P::OptText(c.parts.clone()),
         ];
-        Ok(self.query_then(sql::INSERT_CLIP, params, ClipRecord::decode, now, follow).await?.into_iter().next())
+        let inserted = match self {
+            Store::Postgres(_) => self.query_then(sql::INSERT_CLIP_PG, params, ClipRecord::decode, now, follow).await?,
+            Store::Embedded(_) => {
+                let forget = Some((sql::FORGET_TOMBSTONE, vec![text(&c.code)]));
+                self.write_with(None, sql::INSERT_CLIP, params, ClipRecord::decode, forget, now, follow).await?
+            }
+        };
+        Ok(inserted.into_iter().next())
     }
 
     pub async fn clip_by_upload(&self, upload_id: &str) -> Result<Option<ClipRecord>, StoreError> {
@@ -549,32 +601,69 @@ impl Store {
         self.query_opt(sql::CLIP_BY_ID, vec![P::I64(id)], ClipRecord::decode).await
     }
 
-    /// The clip with this code if it is live at `now` (not expired, consumed or deleted).
-    pub async fn live_clip(&self, code: &str, now: i64) -> Result<Option<ClipRecord>, StoreError> {
-        self.query_opt(sql::LIVE_CLIP_BY_CODE, vec![text(code), P::I64(now)], ClipRecord::decode).await
+    /// The clip with this code unless it was consumed or deleted: live, or expired and not yet
+    /// swept (the caller compares its expiry with the time).
+    pub async fn unretired_clip(&self, code: &str) -> Result<Option<ClipRecord>, StoreError> {
+        self.query_opt(sql::UNRETIRED_CLIP_BY_CODE, vec![text(code)], ClipRecord::decode).await
+    }
+
+    /// Why `code` no longer opens, if its tombstone is younger than `since` (exclusive).
+    pub async fn tombstone(&self, code: &str, since: i64) -> Result<Option<Tombstone>, StoreError> {
+        self.query_opt(sql::TOMBSTONE_BY_CODE, vec![text(code), P::I64(since)], Tombstone::decode).await
     }
 
     /// Atomically take one download of a one-time or limited clip; `None` when none is left.
-    /// The jobs `follow` makes of the clip as claimed commit with the claim.
+    /// With `remember`, a claim that consumes the clip writes its tombstone with it (one
+    /// statement on PostgreSQL, one transaction on SQLite). The jobs `follow` makes of the clip
+    /// as claimed commit with the claim.
     pub async fn claim_download(
         &self,
         id: i64,
         now: i64,
+        remember: bool,
         follow: FollowUp<'_, ClipRecord>,
     ) -> Result<Option<ClipRecord>, StoreError> {
         let params = vec![P::I64(id), P::I64(now)];
-        Ok(self.query_then(sql::CLAIM_DOWNLOAD, params, ClipRecord::decode, now, follow).await?.into_iter().next())
+        let claimed = match (self, remember) {
+            (_, false) => self.query_then(sql::CLAIM_DOWNLOAD, params, ClipRecord::decode, now, follow).await?,
+            (Store::Postgres(_), true) => {
+                self.query_then(sql::CLAIM_DOWNLOAD_REMEMBERED_PG, params, ClipRecord::decode, now, follow).await?
+            }
+            (Store::Embedded(_), true) => {
+                let mark = Some((sql::REMEMBER_CONSUMED, params.clone()));
+                self.write_with(None, sql::CLAIM_DOWNLOAD, params, ClipRecord::decode, mark, now, follow).await?
+            }
+        };
+        Ok(claimed.into_iter().next())
     }
 
-    /// Retire a live clip; `false` when it was not live. `jobs` commit with it (only if it was).
-    pub async fn mark_clip_deleted(&self, id: i64, now: i64, jobs: Vec<NewJob>) -> Result<bool, StoreError> {
+    /// Retire a live clip; `false` when it was not live. With `remember` its tombstone is
+    /// written with it. `jobs` commit with it (only if it was live).
+    pub async fn mark_clip_deleted(
+        &self,
+        id: i64,
+        now: i64,
+        remember: bool,
+        jobs: Vec<NewJob>,
+    ) -> Result<bool, StoreError> {
         let follow: FollowUp<'_, i64> = if jobs.is_empty() {
             None
         } else {
             Some(Box::new(move |rows: &[i64]| if rows.is_empty() { Vec::new() } else { jobs }))
         };
         let params = vec![P::I64(id), P::I64(now)];
-        Ok(!self.query_then(sql::MARK_CLIP_DELETED, params, |r| r.i64("id"), now, follow).await?.is_empty())
+        let decode: Decode<i64> = |r| r.i64("id");
+        let retired = match (self, remember) {
+            (_, false) => self.query_then(sql::MARK_CLIP_DELETED, params, decode, now, follow).await?,
+            (Store::Postgres(_), true) => {
+                self.query_then(sql::MARK_CLIP_DELETED_REMEMBERED_PG, params, decode, now, follow).await?
+            }
+            (Store::Embedded(_), true) => {
+                let mark = Some((sql::REMEMBER_DELETED, params.clone()));
+                self.write_with(None, sql::MARK_CLIP_DELETED, params, decode, mark, now, follow).await?
+            }
+        };
+        Ok(!retired.is_empty())
     }
 
     /// Attach a thumbnail to a live clip; `false` when the clip is gone (or has one).
@@ -599,16 +688,38 @@ impl Store {
         }
     }
 
-    /// Delete up to `limit` expired live clips; what they were. The jobs `follow` makes of
-    /// them commit with the delete.
+    /// Delete up to `limit` expired live clips; what they were. With `remember` each leaves
+    /// its tombstone (reason expired, at its expiry), written with the delete. The jobs
+    /// `follow` makes of them commit with the delete.
     pub async fn sweep_expired_clips(
         &self,
         now: i64,
         limit: i64,
+        remember: bool,
         follow: FollowUp<'_, GoneClip>,
     ) -> Result<Vec<GoneClip>, StoreError> {
-        let sql = self.pick(sql::SWEEP_EXPIRED_CLIPS, sql::SWEEP_EXPIRED_CLIPS_PG);
-        self.query_then(sql, vec![P::I64(now), P::I64(limit)], GoneClip::decode, now, follow).await
+        let params = vec![P::I64(now), P::I64(limit)];
+        match (self, remember) {
+            (Store::Postgres(_), false) => {
+                self.query_then(sql::SWEEP_EXPIRED_CLIPS_PG, params, GoneClip::decode, now, follow).await
+            }
+            (Store::Postgres(_), true) => {
+                self.query_then(sql::SWEEP_EXPIRED_CLIPS_REMEMBERED_PG, params, GoneClip::decode, now, follow).await
+            }
+            (Store::Embedded(_), false) => {
+                self.query_then(sql::SWEEP_EXPIRED_CLIPS, params, GoneClip::decode, now, follow).await
+            }
+            (Store::Embedded(_), true) => {
+                let mark = Some((sql::REMEMBER_EXPIRED, params.clone()));
+                self.write_with(mark, sql::SWEEP_EXPIRED_CLIPS, params, GoneClip::decode, None, now, follow).await
+            }
+        }
+    }
+
+    /// Delete up to `limit` tombstones from `cutoff` or before; how many went.
+    pub async fn sweep_tombstones(&self, cutoff: i64, limit: i64) -> Result<u64, StoreError> {
+        let sql = self.pick(sql::SWEEP_TOMBSTONES, sql::SWEEP_TOMBSTONES_PG);
+        self.execute(sql, vec![P::I64(cutoff), P::I64(limit)]).await
     }
 
     /// Delete up to `limit` clips consumed or deleted before `cutoff`; what they were.

@@ -168,6 +168,50 @@ impl GoneClip {
     }
 }
 
+/// Why a clip stopped being live, as its tombstone remembers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GoneReason {
+    /// Its lifetime ran out.
+    Expired,
+    /// Its one-time download, or the last of its permitted downloads, was taken.
+    Consumed,
+    /// Its sender deleted it with the delete token.
+    Deleted,
+}
+
+impl GoneReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GoneReason::Expired => "expired",
+            GoneReason::Consumed => "consumed",
+            GoneReason::Deleted => "deleted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<GoneReason, StoreError> {
+        match s {
+            "expired" => Ok(GoneReason::Expired),
+            "consumed" => Ok(GoneReason::Consumed),
+            "deleted" => Ok(GoneReason::Deleted),
+            other => Err(StoreError::Task(format!("tombstone reason {other:?}"))),
+        }
+    }
+}
+
+/// What is remembered of a clip that stopped being live: why and when (ms since the epoch),
+/// and nothing of what it held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tombstone {
+    pub reason: GoneReason,
+    pub at: i64,
+}
+
+impl Tombstone {
+    pub fn decode(r: &dyn RowLike) -> Result<Tombstone, StoreError> {
+        Ok(Tombstone { reason: GoneReason::parse(&r.text("reason")?)?, at: r.i64("gone_at")? })
+    }
+}
+
 /// What a browser client declared about its encryption at complete (FORMAT.md): format 3 or
 /// 4, the encrypted metadata and, for V4, the stream's 28-byte header (base64url). `None` for
 /// Qopy clients and curl, which means format 3 and nothing else.

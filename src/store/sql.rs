@@ -32,42 +32,116 @@ macro_rules! upload_cols {
     };
 }
 
-/// A live clip by code (uses `clips_live_code_idx`). $1 code, $2 now.
-pub const LIVE_CLIP_BY_CODE: &str = concat!(
-    "SELECT ",
-    clip_cols!(),
-    " FROM clips WHERE code = $1 AND consumed_at IS NULL AND deleted_at IS NULL AND expires_at > $2"
-);
+/// The clip with this code that is neither consumed nor deleted, expired or not (uses
+/// `clips_live_code_idx`, which holds at most one such row per code): the lookup tells a live
+/// clip from one that expired and awaits the sweep. $1 code.
+pub const UNRETIRED_CLIP_BY_CODE: &str =
+    concat!("SELECT ", clip_cols!(), " FROM clips WHERE code = $1 AND consumed_at IS NULL AND deleted_at IS NULL");
 
 /// The clip an upload session produced (uses `clips_upload_idx`). $1 upload id.
 pub const CLIP_BY_UPLOAD: &str = concat!("SELECT ", clip_cols!(), " FROM clips WHERE upload_id = $1");
 
+macro_rules! insert_clip {
+    () => {
+        "INSERT INTO clips (code, kind, blob_key, filename, mime_type, size, sha256, created_at, \
+         expires_at, one_time, max_downloads, access_code_hash, quick_share, delete_token_hash, upload_id, \
+         format, meta, stream_header, parts) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
+         ON CONFLICT DO NOTHING RETURNING "
+    };
+}
+
 /// Insert a clip unless its code collides with a live one or its upload already has a clip.
-pub const INSERT_CLIP: &str = concat!(
-    "INSERT INTO clips (code, kind, blob_key, filename, mime_type, size, sha256, created_at, \
-     expires_at, one_time, max_downloads, access_code_hash, quick_share, delete_token_hash, upload_id, \
-     format, meta, stream_header, parts) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
-     ON CONFLICT DO NOTHING RETURNING ",
-    clip_cols!()
+/// On SQLite `FORGET_TOMBSTONE` follows in the same transaction.
+pub const INSERT_CLIP: &str = concat!(insert_clip!(), clip_cols!());
+/// PostgreSQL: the same, and in the same statement the tombstone of an earlier clip with this
+/// code goes: a tombstone never outlives the start of a new clip with its code.
+pub const INSERT_CLIP_PG: &str = concat!(
+    "WITH added AS (",
+    insert_clip!(),
+    clip_cols!(),
+    "), forgotten AS (DELETE FROM clip_tombstones WHERE code IN (SELECT code FROM added)) SELECT ",
+    clip_cols!(),
+    " FROM added"
 );
+
+macro_rules! claim_download {
+    () => {
+        "UPDATE clips SET download_count = download_count + 1, \
+         consumed_at = CASE WHEN one_time OR (max_downloads IS NOT NULL AND download_count + 1 >= max_downloads) \
+                       THEN $2 ELSE NULL END \
+         WHERE id = $1 AND consumed_at IS NULL AND deleted_at IS NULL AND expires_at > $2 \
+           AND (max_downloads IS NULL OR download_count < max_downloads) \
+         RETURNING "
+    };
+}
+
+/// Write (or replace: the latest event of a code wins) tombstones from the rows of `$from`,
+/// which names `code` and `gone_at`.
+macro_rules! remember {
+    ($reason:literal, $from:literal) => {
+        concat!(
+            "INSERT INTO clip_tombstones (code, reason, gone_at) SELECT code, '",
+            $reason,
+            "', gone_at FROM ",
+            $from,
+            // SQLite reads `ON` after a FROM as a join's unless a WHERE comes between.
+            " WHERE true ON CONFLICT (code) DO UPDATE SET reason = excluded.reason, gone_at = excluded.gone_at"
+        )
+    };
+}
 
 /// The atomic download claim for one-time and download-limited clips: one statement, so
 /// concurrent callers (in any number of processes) cannot both take the last download.
-/// $1 id, $2 now. Returns the row as it is after the claim.
-pub const CLAIM_DOWNLOAD: &str = concat!(
-    "UPDATE clips SET download_count = download_count + 1, \
-     consumed_at = CASE WHEN one_time OR (max_downloads IS NOT NULL AND download_count + 1 >= max_downloads) \
-                   THEN $2 ELSE NULL END \
-     WHERE id = $1 AND consumed_at IS NULL AND deleted_at IS NULL AND expires_at > $2 \
-       AND (max_downloads IS NULL OR download_count < max_downloads) \
-     RETURNING ",
-    clip_cols!()
+/// $1 id, $2 now. Returns the row as it is after the claim. On SQLite, when tombstones are
+/// kept, `REMEMBER_CONSUMED` follows in the same transaction.
+pub const CLAIM_DOWNLOAD: &str = concat!(claim_download!(), clip_cols!());
+/// PostgreSQL, tombstones kept: the claim, and in the same statement the tombstone of a clip
+/// the claim consumed (its last permitted download).
+pub const CLAIM_DOWNLOAD_REMEMBERED_PG: &str = concat!(
+    "WITH claimed AS (",
+    claim_download!(),
+    clip_cols!(),
+    "), remembered AS (",
+    remember!("consumed", "(SELECT code, consumed_at AS gone_at FROM claimed WHERE consumed_at IS NOT NULL) c"),
+    ") SELECT ",
+    clip_cols!(),
+    " FROM claimed"
 );
+/// SQLite, after `CLAIM_DOWNLOAD` in its transaction: the tombstone of the clip if that claim
+/// consumed it. $1 id, $2 now.
+pub const REMEMBER_CONSUMED: &str =
+    remember!("consumed", "(SELECT code, consumed_at AS gone_at FROM clips WHERE id = $1 AND consumed_at = $2) c");
 
-/// Retire a live clip early. $1 id, $2 now.
+/// Retire a live clip early. $1 id, $2 now. On SQLite, when tombstones are kept,
+/// `REMEMBER_DELETED` follows in the same transaction.
 pub const MARK_CLIP_DELETED: &str =
     "UPDATE clips SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL AND consumed_at IS NULL RETURNING id";
+/// PostgreSQL, tombstones kept: the delete and its tombstone in one statement.
+pub const MARK_CLIP_DELETED_REMEMBERED_PG: &str = concat!(
+    "WITH retired AS (UPDATE clips SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL AND consumed_at IS NULL \
+     RETURNING id, code, deleted_at), remembered AS (",
+    remember!("deleted", "(SELECT code, deleted_at AS gone_at FROM retired) r"),
+    ") SELECT id FROM retired"
+);
+/// SQLite, after `MARK_CLIP_DELETED` in its transaction. $1 id, $2 now.
+pub const REMEMBER_DELETED: &str =
+    remember!("deleted", "(SELECT code, deleted_at AS gone_at FROM clips WHERE id = $1 AND deleted_at = $2) d");
+
+/// Why a code no longer opens, while its tombstone is younger than the retention. $1 code,
+/// $2 the oldest time still remembered (exclusive).
+pub const TOMBSTONE_BY_CODE: &str = "SELECT reason, gone_at FROM clip_tombstones WHERE code = $1 AND gone_at > $2";
+
+/// SQLite, after `INSERT_CLIP` in its transaction: a new clip's code has no tombstone. $1 code.
+pub const FORGET_TOMBSTONE: &str = "DELETE FROM clip_tombstones WHERE code = $1";
+
+/// Sweep: tombstones from $1 or before (uses `clip_tombstones_gone_idx`). $2 limit.
+pub const SWEEP_TOMBSTONES: &str = "DELETE FROM clip_tombstones WHERE code IN (SELECT code FROM clip_tombstones \
+     WHERE gone_at <= $1 ORDER BY gone_at LIMIT $2)";
+pub const SWEEP_TOMBSTONES_PG: &str = "DELETE FROM clip_tombstones WHERE code IN (SELECT code FROM clip_tombstones \
+     WHERE gone_at <= $1 ORDER BY gone_at LIMIT $2 FOR UPDATE SKIP LOCKED)";
+/// The sweep's batch of tombstones past the retention, for reading its plan. $1 cutoff, $2 limit.
+pub const TOMBSTONES_BATCH: &str = "SELECT code FROM clip_tombstones WHERE gone_at <= $1 ORDER BY gone_at LIMIT $2";
 
 /// The sweep's batch of expired live clips (uses `clips_live_expiry_idx`). $1 now, $2 limit.
 pub const EXPIRED_CLIPS_BATCH: &str = "SELECT id, blob_key FROM clips \
@@ -172,19 +246,47 @@ pub const MARK_UPLOAD_COMPLETE: &str =
 /// Cancel: chunks go with the session (ON DELETE CASCADE).
 pub const DELETE_UPLOAD: &str = "DELETE FROM upload_sessions WHERE id = $1";
 
+/// The ids of one batch of expired live clips: in full order (`id` breaks ties), so the two
+/// SQLite statements of one transaction that name it name the same rows.
+macro_rules! expired_batch {
+    () => {
+        "SELECT id FROM clips WHERE expires_at <= $1 AND consumed_at IS NULL AND deleted_at IS NULL \
+         ORDER BY expires_at, id LIMIT $2"
+    };
+}
+
 /// Sweep: remove one batch of expired live clips, returning what `gone_cols` names. $1 now,
-/// $2 limit.
-pub const SWEEP_EXPIRED_CLIPS: &str = concat!(
-    "DELETE FROM clips WHERE id IN (SELECT id FROM clips \
-     WHERE expires_at <= $1 AND consumed_at IS NULL AND deleted_at IS NULL ORDER BY expires_at LIMIT $2) \
-     RETURNING ",
-    gone_cols!()
+/// $2 limit. When tombstones are kept, `REMEMBER_EXPIRED` runs first in the same transaction.
+pub const SWEEP_EXPIRED_CLIPS: &str =
+    concat!("DELETE FROM clips WHERE id IN (", expired_batch!(), ") RETURNING ", gone_cols!());
+/// SQLite, before `SWEEP_EXPIRED_CLIPS` in its transaction: the batch's tombstones, each at
+/// its clip's expiry. Same parameters.
+pub const REMEMBER_EXPIRED: &str = concat!(
+    "INSERT INTO clip_tombstones (code, reason, gone_at) SELECT code, 'expired', expires_at FROM clips \
+     WHERE id IN (",
+    expired_batch!(),
+    ") ON CONFLICT (code) DO UPDATE SET reason = excluded.reason, gone_at = excluded.gone_at"
 );
-pub const SWEEP_EXPIRED_CLIPS_PG: &str = concat!(
-    "DELETE FROM clips WHERE id IN (SELECT id FROM clips \
-     WHERE expires_at <= $1 AND consumed_at IS NULL AND deleted_at IS NULL ORDER BY expires_at LIMIT $2 \
-     FOR UPDATE SKIP LOCKED) RETURNING ",
-    gone_cols!()
+macro_rules! sweep_expired_pg {
+    () => {
+        concat!(
+            "DELETE FROM clips WHERE id IN (",
+            expired_batch!(),
+            " FOR UPDATE SKIP LOCKED) RETURNING ",
+            gone_cols!()
+        )
+    };
+}
+pub const SWEEP_EXPIRED_CLIPS_PG: &str = sweep_expired_pg!();
+/// PostgreSQL, tombstones kept: the batch's delete and its tombstones in one statement.
+pub const SWEEP_EXPIRED_CLIPS_REMEMBERED_PG: &str = concat!(
+    "WITH gone AS (",
+    sweep_expired_pg!(),
+    "), remembered AS (",
+    remember!("expired", "(SELECT code, expires_at AS gone_at FROM gone) g"),
+    ") SELECT ",
+    gone_cols!(),
+    " FROM gone"
 );
 
 /// Sweep: consumed or deleted clips retired before $1. $2 limit.

@@ -304,7 +304,8 @@ mod tests {
         let (_dir, store) = fresh().await;
         use crate::store::sql;
         for (sql, index) in [
-            (sql::LIVE_CLIP_BY_CODE, "clips_live_code_idx"),
+            (sql::UNRETIRED_CLIP_BY_CODE, "clips_live_code_idx"),
+            (sql::TOMBSTONES_BATCH, "clip_tombstones_gone_idx"),
             (sql::CLIP_BY_UPLOAD, "clips_upload_idx"),
             (sql::EXPIRED_CLIPS_BATCH, "clips_live_expiry_idx"),
             (sql::ABANDONED_UPLOADS_BATCH, "upload_sessions_abandoned_idx"),

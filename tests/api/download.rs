@@ -285,7 +285,7 @@ all_backends! {
         assert_same_bytes(&download_ok(&app, &id).await, &data);
         let again = download(&app, &id).await.status();
         assert!(is_gone(again), "second download of a one-time clip: {again}");
-        error_with(app.get(&format!("/api/clip/{id}/info")).await, 404, "clip_not_found").await;
+        error_with(app.get(&format!("/api/clip/{id}/info")).await, 404, "clip_consumed").await;
     }
 
     async fn concurrent_downloads_of_a_one_time_clip_succeed_exactly_once(app, small_chunks) {
@@ -377,8 +377,8 @@ all_backends! {
         json_with(app.get(&format!("/api/clip/{id}/info")).await, 200).await;
         assert_same_bytes(&download_ok(&app, &id).await, &data);
         app.clock.set(expires);
-        error_with(app.get(&format!("/api/clip/{id}/info")).await, 404, "clip_not_found").await;
-        error_with(app.get(&format!("/api/clip/{id}")).await, 404, "clip_not_found").await;
+        error_with(app.get(&format!("/api/clip/{id}/info")).await, 404, "clip_expired").await;
+        error_with(app.get(&format!("/api/clip/{id}")).await, 404, "clip_expired").await;
         let status = download(&app, &id).await.status();
         assert!(is_gone(status), "download of an expired clip: {status}");
         assert_eq!(app.get(&format!("/raw/{id}")).await.status(), 404);

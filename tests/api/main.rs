@@ -28,5 +28,6 @@ mod slow_clients;
 mod storage;
 mod store;
 mod thumbnails;
+mod tombstones;
 mod upload;
 mod webhooks;

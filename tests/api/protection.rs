@@ -43,9 +43,9 @@ all_backends! {
         json_with(app.get(&format!("/api/clip/{id}/info")).await, 200).await;
         app.clock.set(expires_at);
         for path in [format!("/api/clip/{id}/info"), format!("/api/clip/{id}"), format!("/api/file/{id}/info"), format!("/raw/{id}")] {
-            error_with(app.get(&path).await, 404, "clip_not_found").await;
+            error_with(app.get(&path).await, 404, "clip_expired").await;
         }
-        error_with(download(&app, &id).await, 404, "clip_not_found").await;
+        error_with(download(&app, &id).await, 404, "clip_expired").await;
         assert_eq!(clip_blobs(&app).await, 1, "the blob waits for the sweep");
         let report = sweep(&app).await;
         assert_eq!(report.expired_clips, 1, "{report:?}");
@@ -128,7 +128,7 @@ all_backends! {
         }
         assert_eq!(clip_blobs(&app).await, 0);
         error_with(app.get(&format!("/api/upload/{upload}/status")).await, 404, "upload_not_found").await;
-        error_with(app.get(&format!("/api/clip/{kept}/info")).await, 404, "clip_not_found").await;
+        error_with(app.get(&format!("/api/clip/{kept}/info")).await, 404, "clip_expired").await;
     }
 
     async fn an_upload_that_keeps_receiving_chunks_is_not_swept_as_abandoned(app, small_chunks) {

@@ -103,6 +103,9 @@ async fn postgres_lookup_and_sweep_queries_use_their_partial_indexes() {
                     CASE WHEN g % 50 = 0 THEN {now} END,
                     CASE WHEN g % 77 = 0 THEN {now} END, 'x'
              FROM generate_series(1, 50000) AS g;
+             INSERT INTO clip_tombstones (code, reason, gone_at)
+             SELECT lpad(upper(to_hex(g)), 10, 'T'), 'expired', {now} - g * 1000
+             FROM generate_series(1, 20000) AS g;
              INSERT INTO upload_sessions (id, filename, total_chunks, chunk_size, kind, expiry_ms,
                                           status, created_at, last_activity, delete_token)
              SELECT lpad(upper(to_hex(g)), 16, '0'), 'f', 1, 1, 'file', 1,
@@ -124,8 +127,9 @@ async fn postgres_lookup_and_sweep_queries_use_their_partial_indexes() {
     let code = "00000000FF".to_string();
     let limit: i64 = 500;
     let (worker, kinds) = ("w".to_string(), ",thumbnail,webhook,".to_string());
-    let cases: [(String, Vec<&(dyn tokio_postgres::types::ToSql + Sync)>, &str); 8] = [
-        (explain(queries::LIVE_CLIP_BY_CODE), vec![&code, &now], "clips_live_code_idx"),
+    let cases: [(String, Vec<&(dyn tokio_postgres::types::ToSql + Sync)>, &str); 9] = [
+        (explain(queries::UNRETIRED_CLIP_BY_CODE), vec![&code], "clips_live_code_idx"),
+        (explain(queries::TOMBSTONES_BATCH), vec![&now, &limit], "clip_tombstones_gone_idx"),
         (explain(queries::EXPIRED_CLIPS_BATCH), vec![&now, &limit], "clips_live_expiry_idx"),
         (explain(queries::ABANDONED_UPLOADS_BATCH), vec![&now, &limit], "upload_sessions_abandoned_idx"),
         (explain(queries::CLAIM_JOBS_PG), vec![&now, &now, &worker, &limit, &kinds], "jobs_runnable_idx"),

@@ -988,7 +988,7 @@ all_backends! {
             .await
             .unwrap();
         assert_eq!(res.status(), 204);
-        error_with(app.get(&format!("/api/clip/{id}/info")).await, 404, "clip_not_found").await;
+        error_with(app.get(&format!("/api/clip/{id}/info")).await, 404, "clip_deleted").await;
         assert_eq!(download(&app, &id).await.status(), 404);
         assert_eq!(app.get(&format!("/raw/{id}")).await.status(), 404);
     }
