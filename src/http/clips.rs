@@ -22,7 +22,8 @@ fn clip_id(raw: &str) -> Result<ClipId, ApiError> {
 
 /// The info answer, written straight into its buffer: the lookup is the hottest route and
 /// this runs on every hit. Same bytes as serializing the fields with serde_json (tested).
-/// ferry's own fields follow Qopy's: `format` (3 unless a client said 4), the client's
+/// ferry's own fields follow Qopy's: `format` (3 unless a client said 4), `size` (the bytes
+/// stored, so a page can state a V4 file's exact size before any password), the client's
 /// encrypted `meta` and V4 stream `header` when it gave them, `downloadsLeft` for limited clips.
 fn info_body(clip: &ClipRecord) -> Bytes {
     let client = clip.client.as_ref();
@@ -40,6 +41,8 @@ fn info_body(clip: &ClipRecord) -> Bytes {
     let protected = clip.access_code_hash.is_some();
     out.extend_from_slice(if protected { b",\"hasPassword\":true" } else { b",\"hasPassword\":false" });
     out.extend_from_slice(if client.is_some_and(|f| f.format == 4) { b",\"format\":4" } else { b",\"format\":3" });
+    out.extend_from_slice(b",\"size\":");
+    serde_json::to_writer(&mut out, &clip.size).expect("writing to a Vec cannot fail");
     if let Some(meta) = client.and_then(|f| f.meta.as_deref()) {
         out.extend_from_slice(b",\"meta\":");
         json_str(&mut out, meta);
@@ -257,8 +260,9 @@ mod tests {
                 "oneTime": clip.one_time,
                 "hasPassword": clip.access_code_hash.is_some(),
                 "format": clip.client.as_ref().map_or(3, |f| f.format),
+                "size": clip.size,
             });
-            let mut keys = vec!["success", "clipId", "contentType", "expiresAt", "oneTime", "hasPassword", "format"];
+            let mut keys = vec!["success", "clipId", "contentType", "expiresAt", "oneTime", "hasPassword", "format", "size"];
             if let Some(f) = &clip.client {
                 if let Some(meta) = &f.meta {
                     expected["meta"] = meta.clone().into();
@@ -285,6 +289,7 @@ mod tests {
                 one_time: clip.one_time,
                 has_password: clip.access_code_hash.is_some(),
                 format: clip.client.as_ref().map_or(3, |f| f.format),
+                size: clip.size,
                 meta: clip.client.as_ref().and_then(|f| f.meta.clone()),
                 header: clip.client.as_ref().and_then(|f| f.stream_header.clone()),
                 downloads_left: clip.max_downloads.map(|m| (m - clip.download_count).max(0)),

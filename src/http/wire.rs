@@ -261,6 +261,9 @@ pub struct ClipInfo {
     pub has_password: bool,
     /// 3, or 4 for clients that said so.
     pub format: u8,
+    /// Bytes stored: the ciphertext's length for browser clips, from which a V4 file's
+    /// plaintext size follows exactly.
+    pub size: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub meta: Option<String>,
     /// The V4 stream header.

@@ -416,11 +416,12 @@ const V4_SECRET_LENGTH = 43;
 
 /**
  * What is wrong with the fragment of a 10-character link, judged before anything is fetched:
- * absent, or shorter than any key (a V4 key has 43 characters, a V3 one 44), is "incomplete"
- * (lost in copying); longer than any key is a key that does not fit.
+ * absent, or shorter than any key its link can carry, is "incomplete" (lost in copying): a
+ * `/clip/` link carries a V3 key (44 characters), a `/file/` link a V4 (43) or a Qopy V3 one
+ * (44), told apart once the server names the format. Longer than any key does not fit.
  */
-function fragmentProblem(secret) {
-  if (!secret || secret.length < V4_SECRET_LENGTH) return 'incomplete';
+function fragmentProblem(pathKind, secret) {
+  if (!secret || secret.length < (pathKind === 'clip' ? V3_SECRET_LENGTH : V4_SECRET_LENGTH)) return 'incomplete';
   if (secret.length > V3_SECRET_LENGTH) return 'badkey';
   return null;
 }
@@ -441,7 +442,7 @@ export async function startOpen(kind, rawId) {
   let secret = fragmentSecret(location.hash);
   // A link cut short is told as such before anything else (before any password is asked).
   if (id.length === 10) {
-    const problem = fragmentProblem(secret);
+    const problem = fragmentProblem(kind, secret);
     if (problem) return fail(new OpenError(problem));
   } else if (!secret) {
     secret = await askSecret();
