@@ -288,17 +288,19 @@ impl StreamHeader {
 }
 
 /// A V4 file's encrypted metadata as the client sends it: base64url without padding of
-/// `0x04 ‖ nonce[12] ‖ AES-GCM(padded JSON)`, the JSON at most 4096 bytes (FORMAT.md), so at
-/// most 4125 bytes decoded. Opaque otherwise.
+/// `0x04 ‖ nonce[12] ‖ AES-GCM(padded JSON)`. The JSON of one file is at most 4096 bytes; a ZIP
+/// of several files carries the list of its entries and may take up to 64 KiB (docs/format.md),
+/// so at most 65 565 bytes decoded. Opaque otherwise. (The lookup cache weighs entries by
+/// their bytes, so large metadata costs cache room, never more memory than configured.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EncryptedMeta(String);
 
 impl EncryptedMeta {
-    /// 1 version byte + 12 nonce bytes + 4096 of padded JSON + 16 tag bytes.
-    pub const MAX_DECODED: usize = 1 + 12 + 4096 + 16;
+    /// 1 version byte + 12 nonce bytes + 64 KiB of padded JSON + 16 tag bytes.
+    pub const MAX_DECODED: usize = 1 + 12 + 65536 + 16;
 
     pub fn parse(raw: &str) -> Result<EncryptedMeta, &'static str> {
-        const SHAPE: &str = "must be base64url (no padding) of a V4 metadata block, at most 4125 bytes";
+        const SHAPE: &str = "must be base64url (no padding) of a V4 metadata block, at most 65565 bytes";
         if raw.len() > Self::MAX_DECODED.div_ceil(3) * 4 {
             return Err(SHAPE);
         }
