@@ -134,18 +134,38 @@ pub async fn service_worker(headers: HeaderMap) -> Response {
     serve(file("sw.js").expect("static/sw.js is embedded"), &headers, REVALIDATE)
 }
 
+/// Bytes of a share that reached the server read and dropped before it answers; past this, it
+/// answers at once and closes the connection (a browser may then show a reset, not the page).
+const SHARE_DRAIN: usize = 32 << 20;
+
 /// `POST /share-target`: where the web app manifest's share target posts what a phone shares
 /// to ferry. The service worker takes that request in the browser; one that reaches the server
 /// found no worker to take it, so the files are not here. The answer sends the page to say so
-/// (`/?shared=lost`) without reading the body, and closes the connection rather than drain it.
+/// (`/?shared=lost`). The body is read and dropped (never kept) up to SHARE_DRAIN, so the
+/// browser gets to read the answer; a larger one is cut off.
 #[utoipa::path(post, path = "/share-target", tag = "ui",
     responses((status = 303, description = "To the page, which asks for the files again")))]
-pub async fn share_target() -> Response {
+pub async fn share_target(body: Body) -> Response {
+    use futures_util::StreamExt as _;
+    let mut stream = body.into_data_stream();
+    let mut seen = 0usize;
+    let mut whole = false;
+    while let Some(piece) = stream.next().await {
+        match piece {
+            Ok(bytes) if seen + bytes.len() <= SHARE_DRAIN => seen += bytes.len(),
+            _ => break,
+        }
+    }
+    if seen <= SHARE_DRAIN && stream.next().await.is_none() {
+        whole = true;
+    }
     let mut res = StatusCode::SEE_OTHER.into_response();
     let h = res.headers_mut();
     h.insert(header::LOCATION, HeaderValue::from_static("/?shared=lost"));
-    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if !whole {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     res
 }
 
