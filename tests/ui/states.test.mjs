@@ -117,12 +117,14 @@ test('one-time and a download limit exclude each other, visibly', async () => {
   const limit = page.getByLabel('Download limit');
   await once.check();
   assert.ok(await limit.isDisabled());
-  assert.equal(await page.locator('#limit-field').evaluate((el) => getComputedStyle(el).opacity), '0.55');
+  const faded = (selector) => page.locator(selector).evaluate((el) => getComputedStyle(el).opacity);
+  assert.equal(await faded('#limit-field > label'), '0.55');
   assert.match(await page.locator('#limit-hint').textContent(), /untick One-time/);
   await once.uncheck();
   await limit.fill('4');
   assert.ok(await once.isDisabled());
-  assert.equal(await page.locator('#once-field').evaluate((el) => getComputedStyle(el).opacity), '0.55');
+  assert.equal(await faded('#once-field > label'), '0.55');
+  assert.equal(await faded('#limit-field > label'), '1');
   assert.ok(await page.getByText('Clear the download limit to choose one-time.').isVisible());
   assert.match(await page.locator('#options-summary').textContent(), /4 downloads/);
   await limit.fill('');

@@ -88,6 +88,7 @@ function fail(e, extra = '') {
   if (title) {
     // The link cannot be opened: its own heading, the card holds nothing else.
     for (const id of LIVE_PARTS) show(id, false);
+    show($('open-go').parentElement, false);
     setText('open-title', title);
     document.title = `${title} · ferry`;
   }
