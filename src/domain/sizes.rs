@@ -1,9 +1,10 @@
 //! What the configured maximums mean for encrypted clips: `limits.max_upload_size` and
 //! `limits.max_text_size` (advertised as `maxUploadSize` / `maxTextSize`) count the plaintext
 //! a browser encrypts, not the ciphertext it sends. Owns the arithmetic between the two for
-//! the client formats (docs/format.md): the plaintext length of a V4 stream, the largest V3
-//! text blob, and the largest ciphertext a plaintext of the maximum can become, which is what
-//! initiate allows before it knows the format. Pure functions; no I/O, no configuration.
+//! the client formats (each layout restated on its constants below; `static/js/crypto/` writes
+//! them): the plaintext length of a V4 stream, the largest V3 text blob, and the largest
+//! ciphertext a plaintext of the maximum can become, which is what initiate allows before it
+//! knows the format. Pure functions; no I/O, no configuration.
 
 use super::types::ClipKind;
 
