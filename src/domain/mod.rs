@@ -11,6 +11,7 @@ pub mod frontier;
 pub mod journal;
 pub mod locks;
 pub mod range;
+pub mod sizes;
 pub mod thumbnails;
 pub mod types;
 pub mod uploads;

@@ -282,6 +282,11 @@ impl StreamHeader {
         Ok(StreamHeader(header))
     }
 
+    /// The stream's record size as log2 (12..=24).
+    pub fn record_log2(&self) -> u8 {
+        self.0[2]
+    }
+
     pub fn to_base64url(self) -> String {
         base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, self.0)
     }

@@ -6,7 +6,9 @@
 //! fsync it (in parallel under `assembly_concurrency`), fsync the chunk directory, and finish
 //! the whole-file SHA-256, most of which the hash frontier computed while chunks arrived.
 //! Completion is locked per upload (in process) and claimed in the store (across processes),
-//! so it is idempotent.
+//! so it is idempotent. Sizes: the maximums are plaintext bytes for browser clips (`sizes`), so
+//! initiate allows what a plaintext of the maximum can become once encrypted, and complete
+//! holds the stored bytes to the exact rule of the format the client declares.
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -15,6 +17,7 @@ use sha2::Digest as _;
 use super::Deps;
 use super::clips::{self, Completed};
 use super::error::{DomainError, Location};
+use super::sizes;
 use super::types::{
     AccessCode, ChunkIndex, ClipKind, EncryptedMeta, Expiry, Filename, FormatVersion, MaxDownloads, MimeType,
     StreamHeader, UploadId,
@@ -91,13 +94,20 @@ fn div_ceil(a: u64, b: u64) -> u64 {
 
 pub async fn initiate(deps: &Deps, req: InitiateRequest) -> Result<Initiated, DomainError> {
     let limits = deps.limits;
-    let max = limits.max_for(req.kind);
+    let plain_max = limits.max_for(req.kind);
+    // The format is declared only at complete: until then, allow what a plaintext of the
+    // maximum can become once encrypted; complete applies the exact rule.
+    let max = sizes::ciphertext_ceiling(req.kind, plain_max);
     if let Some(size) = req.filesize
         && size > max
     {
         return Err(DomainError::invalid(
             "filesize",
-            &format!("exceeds the maximum {} size of {max} bytes", req.kind.as_str()),
+            &format!(
+                "exceeds the largest {} upload this server takes: {max} bytes (a maximum of {plain_max} bytes \
+                 of content, plus what encrypting it adds)",
+                req.kind.as_str()
+            ),
             Location::Body,
         ));
     }
@@ -441,11 +451,8 @@ async fn assemble(deps: &Deps, s: &UploadRecord, req: &CompleteRequest) -> Resul
     {
         return Err(DomainError::SizeMismatch { declared: declared as u64, actual: total });
     }
-    let max = deps.limits.max_for(kind);
-    if total > max {
-        return Err(DomainError::TooLarge { limit: max });
-    }
-    let client = client_format(deps, s, req, &chunks).await?;
+    let (client, header) = client_format(deps, s, req, &chunks).await?;
+    within_limit(kind, req.format, header.as_ref(), total, deps.limits.max_for(kind))?;
 
     let assembly_started = std::time::Instant::now();
     let prefix = chunk_prefix(&s.id);
@@ -560,21 +567,50 @@ async fn remove_strays(deps: &Deps, content: &Content) {
     }
 }
 
+/// Refuse (413) stored bytes beyond the maximum `max`, which counts plaintext where the client
+/// declared how it encrypted: a V4 stream's plaintext follows exactly from its length and
+/// record size; a V3 text may be as long as the longest blob a text of `max` bytes makes.
+/// Anything else (Qopy's clients, curl, plain uploads) is held to `max` stored bytes.
+fn within_limit(
+    kind: ClipKind,
+    format: Option<FormatVersion>,
+    header: Option<&StreamHeader>,
+    total: u64,
+    max: u64,
+) -> Result<(), DomainError> {
+    let fits = match (format, header, kind) {
+        (Some(FormatVersion::V4), Some(header), _) => match sizes::v4_plaintext_len(total, header.record_log2()) {
+            Some(plain) => plain <= max,
+            None => {
+                return Err(DomainError::invalid(
+                    "format",
+                    &format!("{total} bytes is not the length of any V4 stream with this record size"),
+                    Location::Body,
+                ));
+            }
+        },
+        (Some(FormatVersion::V3), _, ClipKind::Text) => total <= sizes::v3_text_max_blob(max),
+        _ => total <= max,
+    };
+    if fits { Ok(()) } else { Err(DomainError::TooLarge { limit: max }) }
+}
+
 /// What the client declared about its encryption, checked against the stored bytes: a V4
 /// stream must start with a V4 header, which is kept (it is public: salt and nonce prefix) so
-/// a reader can open the metadata before the download that may spend the clip.
+/// a reader can open the metadata before the download that may spend the clip. Also the
+/// parsed header, whose record size the size rule needs.
 async fn client_format(
     deps: &Deps,
     s: &UploadRecord,
     req: &CompleteRequest,
     chunks: &[ChunkRecord],
-) -> Result<Option<ClientFormat>, DomainError> {
+) -> Result<(Option<ClientFormat>, Option<StreamHeader>), DomainError> {
     let meta = req.meta.clone().map(EncryptedMeta::into_string);
-    let stream_header = match req.format {
+    let header = match req.format {
         None | Some(FormatVersion::V3) if meta.is_some() => {
             return Err(DomainError::invalid("meta", "is only taken with format 4", Location::Body));
         }
-        None => return Ok(None),
+        None => return Ok((None, None)),
         Some(FormatVersion::V3) => None,
         Some(FormatVersion::V4) => {
             let range = Some(0..StreamHeader::LEN as u64);
@@ -584,9 +620,9 @@ async fn client_format(
             while let Some(piece) = first.next().await {
                 bytes.extend_from_slice(&piece.map_err(|e| DomainError::Internal(e.to_string()))?);
             }
-            let header = StreamHeader::parse(&bytes).map_err(|m| DomainError::invalid("format", m, Location::Body))?;
-            Some(header.to_base64url())
+            Some(StreamHeader::parse(&bytes).map_err(|m| DomainError::invalid("format", m, Location::Body))?)
         }
     };
-    Ok(Some(ClientFormat { format: req.format.map_or(3, |f| f as u8), meta, stream_header }))
+    let stream_header = header.map(StreamHeader::to_base64url);
+    Ok((Some(ClientFormat { format: req.format.map_or(3, |f| f as u8), meta, stream_header }), header))
 }

@@ -798,16 +798,18 @@ fn json_cases(upload: &str, clip: &str, finishing: &Finishing) -> Vec<Case> {
         bad("totalChunks", "1000001"),
         bad("totalChunks", "4294967296"),
         bad("totalChunks", r#""lots""#),
-        // 1 MiB at 64 KiB chunks: 16 full chunks, or up to 32 of at least half a chunk.
-        bad("totalChunks", "33"),
+        // 1 MiB of text is at most 1 MiB + 66 bytes as a V3 blob: at 64 KiB chunks, 17 chunks,
+        // or up to 33 of at least half a chunk.
+        bad("totalChunks", "34"),
         case(
             "filesize 1 MiB in one 64 KiB chunk",
             post(INIT).json(r#"{"filename":"a.bin","contentType":"file","filesize":1048576,"totalChunks":1}"#),
             Invalid("totalChunks"),
         ),
         case(
+            // 1 MiB of plaintext as V4 at the smallest record size: 1 MiB + 28 + 16 · 256 bytes.
             "filesize over the maximum",
-            post(INIT).json(r#"{"filename":"a.bin","contentType":"file","filesize":1048577}"#),
+            post(INIT).json(r#"{"filename":"a.bin","contentType":"file","filesize":1052701}"#),
             Invalid("filesize"),
         ),
         bad("maxDownloads", "0"),

@@ -19,6 +19,7 @@ mod intake;
 mod jobs;
 mod kill_mixed;
 mod logging;
+mod maximums;
 mod outage;
 mod pages;
 mod protection;
