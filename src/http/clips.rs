@@ -262,7 +262,8 @@ mod tests {
                 "format": clip.client.as_ref().map_or(3, |f| f.format),
                 "size": clip.size,
             });
-            let mut keys = vec!["success", "clipId", "contentType", "expiresAt", "oneTime", "hasPassword", "format", "size"];
+            let mut keys =
+                vec!["success", "clipId", "contentType", "expiresAt", "oneTime", "hasPassword", "format", "size"];
             if let Some(f) = &clip.client {
                 if let Some(meta) = &f.meta {
                     expected["meta"] = meta.clone().into();
