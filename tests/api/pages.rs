@@ -101,6 +101,10 @@ all_backends! {
                 "text/javascript; charset=utf-8"
             } else if path.ends_with(".css") {
                 "text/css; charset=utf-8"
+            } else if path.ends_with(".png") {
+                "image/png"
+            } else if path.ends_with(".webmanifest") {
+                "application/manifest+json"
             } else {
                 "image/svg+xml"
             };
@@ -235,7 +239,8 @@ all_backends! {
             (json!({ "format": 3, "meta": meta }), "meta"),
             (json!({ "format": 4, "meta": "not base64!" }), "meta"),
             (json!({ "format": 4, "meta": b64url(&[3u8; 40]) }), "meta"),
-            (json!({ "format": 4, "meta": b64url(&[4u8; 4126]) }), "meta"),
+            // One byte over the largest metadata (a ZIP's list of entries: 64 KiB of padded JSON).
+            (json!({ "format": 4, "meta": b64url(&[4u8; 1 + 12 + 65536 + 16 + 1]) }), "meta"),
             (json!({ "format": 4, "meta": 7 }), "meta"),
         ];
         for (body, field) in cases {
