@@ -31,14 +31,36 @@ function fromApi(e) {
 }
 
 let registration = null;
-/** Register the service worker (once); resolves to its registration or null. */
+
+/** `reg` once it has an active worker, or null after `ms`. */
+function activeOf(reg, ms = 10000) {
+  if (reg.active) return Promise.resolve(reg);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(null), ms);
+    const worker = reg.installing ?? reg.waiting;
+    worker?.addEventListener('statechange', () => {
+      if (reg.active) {
+        clearTimeout(timer);
+        resolve(reg);
+      }
+    });
+  });
+}
+
+/**
+ * Register the service worker (once) under its three scopes (see sw.js): /_download/ and
+ * /share-target first, then / (so a page's `navigator.serviceWorker.ready` means all three
+ * are active). Resolves to the /_download/ registration, or null where none can run.
+ */
 export function streamingWorker() {
   registration ??= (async () => {
     if (!('serviceWorker' in navigator)) return null;
     try {
-      await navigator.serviceWorker.register('/sw.js', { type: 'module', scope: '/' });
-      const ready = await Promise.race([navigator.serviceWorker.ready, new Promise((r) => setTimeout(() => r(null), 10000))]);
-      return ready?.active ? ready : null;
+      const register = (scope) => navigator.serviceWorker.register('/sw.js', { type: 'module', scope });
+      const [download, share] = await Promise.all([register('/_download/'), register('/share-target')]);
+      const [ready] = await Promise.all([activeOf(download), activeOf(share)]);
+      await register('/');
+      return ready;
     } catch {
       return null;
     }

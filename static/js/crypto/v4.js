@@ -272,7 +272,15 @@ export class Decryptor {
     this.done = false;
   }
 
+  /** The next `n` pending bytes: a view when one piece holds them all, else a copy. */
   take(n) {
+    this.pendingLength -= n;
+    const first = this.pending[0];
+    if (first.length >= n) {
+      if (first.length === n) this.pending.shift();
+      else this.pending[0] = first.subarray(n);
+      return first.subarray(0, n);
+    }
     const out = new Uint8Array(n);
     let at = 0;
     while (at < n) {
@@ -288,7 +296,6 @@ export class Decryptor {
         at += need;
       }
     }
-    this.pendingLength -= n;
     return out;
   }
 
@@ -298,25 +305,27 @@ export class Decryptor {
     this.pendingLength += bytes.length;
     this.received += bytes.length;
     if (this.expected !== null && this.received > this.expected) throw new FormatError('tampered', 'The file is longer than announced.');
-    const out = [];
     if (!this.headerChecked) {
-      if (this.pendingLength < HEADER_LENGTH) return out;
+      if (this.pendingLength < HEADER_LENGTH) return [];
       const header = this.take(HEADER_LENGTH);
       if (!header.every((b, i) => b === this.keys.header.bytes[i])) throw new FormatError('tampered', 'The file header was changed.');
       this.headerChecked = true;
     }
     const full = this.rs + TAG_LENGTH;
-    // Keep the newest record back until we know whether more follows.
+    // Keep the newest record back until we know whether more follows. Every record that is
+    // complete goes to WebCrypto at once; they come back in order, or the first one (in stream
+    // order) that does not authenticate is the error.
+    const opening = [];
     while (this.pendingLength > full || (this.expected !== null && this.received === this.expected && this.pendingLength === full)) {
       const isLast = this.expected !== null && this.received === this.expected && this.pendingLength === full;
-      out.push(await openRecord(this.keys, this.index, isLast, this.take(full)));
+      opening.push(openRecord(this.keys, this.index, isLast, this.take(full)));
       this.index++;
       if (isLast) {
         this.done = true;
         break;
       }
     }
-    return out;
+    return inOrder(opening);
   }
 
   async finish() {
