@@ -130,6 +130,9 @@ export async function withRetries(fn, { attempts = 6, onRetry = () => {}, retryO
   }
 }
 
+/** Chunks a sending worker posts before it is replaced (see send-worker.js for why). */
+export const SEND_RECYCLE = 1;
+
 /** How long a chunk upload may go without progress before it counts as a dropped connection. */
 export const STALL_MS = 60000;
 
@@ -139,35 +142,62 @@ export const STALL_MS = 60000;
  * from the page. `send` returns `{ done, abort }`: `done` resolves with the server's answer or
  * rejects with an ApiError (status 0 for the network; code 'aborted' when aborted, 'stalled'
  * after `stallMs` without progress). `onProgress(bytesSent)` follows the upload. The body's
- * buffer is handed over to the worker: the caller must not use `bytes` afterwards.
+ * buffer is handed over to the worker: the caller must not use `bytes` afterwards. A view
+ * that does not span its buffer is copied first, unless `ownBuffer` says the whole buffer is
+ * this chunk's to give. With `onSpent`, the body comes back as soon as the request has taken
+ * its copy, for the caller to fill again: `onSpent(bytes)`.
  */
 export class ChunkSender {
-  constructor({ recycleAfter = 1, stallMs = STALL_MS } = {}) {
+  constructor({ recycleAfter = SEND_RECYCLE, stallMs = STALL_MS, onSpent = null } = {}) {
     this.recycleAfter = recycleAfter;
     this.stallMs = stallMs;
+    this.onSpent = onSpent;
     this.used = 0;
     this.worker = null;
+    this.spare = null;
+    this.closed = false;
   }
 
-  /** A channel to post one chunk: `start(message, transfer)` and `abort()`. */
+  start() {
+    if (typeof Worker !== 'function') return Promise.resolve(null);
+    return startWorker(new URL('./send-worker.js', import.meta.url)).then((w) => {
+      if (this.closed) w?.terminate();
+      return this.closed ? null : w;
+    });
+  }
+
+  /**
+   * A channel to post one chunk: `start(message, transfer)` and `abort()`. The worker that
+   * will follow the current one is started while it posts its last chunk, so no chunk waits
+   * for a worker to start.
+   */
   async channel(report) {
     if (!this.worker || this.used >= this.recycleAfter) {
       this.worker?.terminate();
-      this.worker = typeof Worker === 'function' ? await startWorker(new URL('./send-worker.js', import.meta.url)) : null;
+      const spare = this.spare;
+      this.spare = null;
+      this.worker = await (spare ?? this.start());
       this.used = 0;
     }
     const worker = this.worker;
     if (worker) {
       this.used++;
+      if (this.used >= this.recycleAfter && !this.spare) this.spare = this.start();
       worker.onmessage = ({ data }) => report(data);
       worker.onerror = () => report({ type: 'failed' });
       return { start: (msg, transfer) => worker.postMessage(msg, transfer), abort: () => worker.postMessage({ type: 'abort' }) };
     }
     let abort = () => {};
-    return { start: (msg) => (abort = postChunk(msg.url, msg.body, msg.sha256, report)), abort: () => abort() };
+    return {
+      start: (msg) => {
+        abort = postChunk(msg.url, msg.body, msg.sha256, report);
+        if (msg.giveBack) report({ type: 'spent', body: msg.body });
+      },
+      abort: () => abort(),
+    };
   }
 
-  send(uploadId, index, bytes, sha256, onProgress) {
+  send(uploadId, index, bytes, sha256, onProgress, { ownBuffer = false } = {}) {
     let last = Date.now();
     let stalled = false;
     let stopped = false;
@@ -175,6 +205,7 @@ export class ChunkSender {
     let watchdog = null;
     const answered = new Promise((resolve, reject) => {
       this.channel((msg) => {
+        if (msg.type === 'spent') return this.onSpent?.(msg.body);
         last = Date.now();
         if (msg.type === 'progress') return onProgress(msg.loaded);
         if (msg.type === 'sent') return undefined;
@@ -206,9 +237,9 @@ export class ChunkSender {
             channel.abort();
           }
         }, Math.min(5000, this.stallMs / 2));
-        const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+        const whole = ownBuffer || (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength);
         const body = whole ? bytes : bytes.slice();
-        channel.start({ url: `/api/upload/chunk/${uploadId}/${index}`, body, sha256 }, [body.buffer]);
+        channel.start({ url: `/api/upload/chunk/${uploadId}/${index}`, body, sha256, giveBack: !!this.onSpent }, [body.buffer]);
         return undefined;
       }, reject);
     });
@@ -222,7 +253,10 @@ export class ChunkSender {
   }
 
   close() {
+    this.closed = true;
     this.worker?.terminate();
     this.worker = null;
+    this.spare?.then((w) => w?.terminate());
+    this.spare = null;
   }
 }

@@ -59,7 +59,8 @@ export class ChunkUploader extends EventTarget {
       this.total += chunkLength(c);
       if (this.acked.has(c)) this.ackedBytes += chunkLength(c);
     }
-    this.encrypting = Promise.resolve();
+    this.making = 0;
+    this.makeWaiters = [];
     this.samples = [];
     this.onOnline = () => this.state === 'offline' && this.setState('running');
     this.onOffline = () => {
@@ -126,14 +127,22 @@ export class ChunkUploader extends EventTarget {
     }
   }
 
-  /** Chunks are made one at a time, so only one plaintext slice is ever being encrypted. */
-  made(index) {
-    const result = this.encrypting.then(() => this.makeChunk(index));
-    this.encrypting = result.then(
-      () => {},
-      () => {},
-    );
-    return result;
+  /**
+   * Chunk `index` from `makeChunk`. At most `makeChunk.parallel` chunks (1 unless it says more:
+   * fileChunks runs a small pool of workers) are made at once, in the order asked, so only a
+   * few plaintext slices are being encrypted at any time.
+   */
+  async made(index) {
+    if (this.making < (this.makeChunk.parallel ?? 1)) this.making++;
+    else await new Promise((resolve) => this.makeWaiters.push(resolve));
+    try {
+      return await this.makeChunk(index);
+    } finally {
+      // Hand the turn straight to the next waiter, or give it back.
+      const next = this.makeWaiters.shift();
+      if (next) next();
+      else this.making--;
+    }
   }
 
   tick() {
@@ -178,7 +187,7 @@ export class ChunkUploader extends EventTarget {
    * one was answered and handed to its ChunkSender, so memory stays at about a chunk per sender.
    */
   async sender() {
-    const channel = new ChunkSender();
+    const channel = new ChunkSender({ onSpent: this.makeChunk.reuse ?? null });
     try {
       for (;;) {
         await this.gate();
@@ -196,10 +205,10 @@ export class ChunkUploader extends EventTarget {
     for (;;) {
       await this.gate();
       // Made again for every try: the bytes are handed over with each request.
-      const { bytes, sha256: sha } = await this.made(index);
+      const { bytes, sha256: sha, ownBuffer = false } = await this.made(index);
       const length = bytes.length;
       await this.gate();
-      const flight = channel.send(this.uploadId, index, bytes, sha, (loaded) => (flight.loaded = loaded));
+      const flight = channel.send(this.uploadId, index, bytes, sha, (loaded) => (flight.loaded = loaded), { ownBuffer });
       flight.loaded = 0;
       this.inflight.set(index, flight);
       this.dispatchEvent(new CustomEvent('sending', { detail: { index } }));
@@ -371,32 +380,77 @@ export async function shareFile(file, options, config, hooks) {
   );
 }
 
+/** Sealing workers per upload, side by side; each holds about one chunk (plaintext and sealed). */
+const SEAL_WORKERS = 2;
+/** Chunks a sealing worker makes before it is replaced (see seal-worker.js for why). */
+const SEAL_RECYCLE = 2;
+
 /**
- * `makeChunk(c)` for a V4 file: chunk `c` sealed, with its SHA-256, made in a worker
- * (seal-worker.js) that is replaced every `recycleAfter` chunks, or on the page when no worker
- * starts (workers.js). One chunk at a time: the scheduler asks for the next when this is done.
+ * `makeChunk(c)` for a V4 file: chunk `c` sealed, with its SHA-256, made by a pool of `workers`
+ * sealing workers (seal-worker.js), each replaced after `recycleAfter` chunks by one started
+ * while it makes its last (so no chunk waits for a worker to start); on the page, one chunk at
+ * a time, when no worker starts (workers.js) or the file can only be read on the page.
+ * `make.parallel` tells ChunkUploader how many chunks may be asked for at once, `make.reuse`
+ * takes back a posted chunk's buffer to seal into again, `make.close()` ends the workers.
  */
-function fileChunks(file, keys, plan, recycleAfter = 2) {
-  let worker = null;
-  let used = 0;
+function fileChunks(file, keys, plan, { workers = SEAL_WORKERS, recycleAfter = SEAL_RECYCLE } = {}) {
+  const url = new URL('./seal-worker.js', import.meta.url);
+  const pageOnly = !!file.onPageOnly || typeof Worker !== 'function';
+  let closed = false;
   const onPage = async (c) => {
     const [start, end] = plan.plainRange(c);
     const bytes = await v4.sealChunk(keys, plan, c, new Uint8Array(await file.slice(start, end).arrayBuffer()));
     return { bytes, sha256: await sha256Hex(bytes) };
   };
-  const make = async (c) => {
-    if (file.onPageOnly) return onPage(c);
-    if (!worker || used >= recycleAfter) {
-      worker?.terminate();
-      worker = typeof Worker === 'function' ? await startWorker(new URL('./seal-worker.js', import.meta.url)) : null;
-      used = 0;
+  let pageTurn = Promise.resolve();
+  const onPageInTurn = (c) => {
+    const result = pageTurn.then(() => onPage(c));
+    pageTurn = result.then(
+      () => {},
+      () => {},
+    );
+    return result;
+  };
+
+  const start = () =>
+    startWorker(url).then((w) => {
+      if (closed) w?.terminate();
+      return closed ? null : w;
+    });
+  const slots = Array.from({ length: pageOnly ? 1 : Math.max(1, workers) }, () => ({ worker: null, used: 0, spare: null }));
+  const idle = [...slots];
+  const waiting = [];
+  const acquire = () => (idle.length ? Promise.resolve(idle.pop()) : new Promise((resolve) => waiting.push(resolve)));
+  const release = (slot) => {
+    const next = waiting.shift();
+    if (next) next(slot);
+    else idle.push(slot);
+  };
+  /** The slot's worker for one more chunk (null: none started); its last one starts the spare. */
+  const workerFor = async (slot) => {
+    if (slot.worker && slot.used >= recycleAfter) {
+      slot.worker.terminate();
+      slot.worker = null;
     }
-    if (!worker) return onPage(c);
-    used++;
-    const w = worker;
-    return new Promise((resolve, reject) => {
+    if (!slot.worker) {
+      const spare = slot.spare;
+      slot.spare = null;
+      slot.worker = await (spare ?? start());
+      slot.used = 0;
+      if (!slot.worker) return null;
+    }
+    slot.used++;
+    if (slot.used >= recycleAfter && !slot.spare) slot.spare = start();
+    return slot.worker;
+  };
+  // Sealed chunks are written into buffers that come back once posted (make.reuse), so that
+  // no chunk needs a fresh one (see seal-worker.js); chunk 0 is the longest.
+  const capacity = plan.chunkLength(0);
+  const buffers = [];
+  const inWorker = (w, c) =>
+    new Promise((resolve, reject) => {
       w.onmessage = ({ data }) => {
-        if (!data.error) return resolve({ bytes: data.bytes, sha256: data.sha256 });
+        if (!data.error) return resolve({ bytes: data.bytes, sha256: data.sha256, ownBuffer: true });
         // A file edited or removed on disk cannot be read any more.
         if (data.name === 'NotReadableError' || data.name === 'NotFoundError') {
           return reject(new UserError('file_changed', 'The file changed on disk while it was being sent; share it again.'));
@@ -404,12 +458,41 @@ function fileChunks(file, keys, plan, recycleAfter = 2) {
         return reject(new Error(data.error));
       };
       w.onerror = (e) => reject(new Error(e.message || 'the sealing worker failed'));
-      w.postMessage({ id: c, file, keys, size: plan.size, recordSize: plan.recordSize, chunkSize: plan.chunkSize, index: c });
+      const buffer = buffers.pop() ?? new ArrayBuffer(capacity);
+      w.postMessage({ id: c, file, keys, size: plan.size, recordSize: plan.recordSize, chunkSize: plan.chunkSize, index: c, buffer }, [buffer]);
     });
+
+  const make = async (c) => {
+    if (pageOnly) return onPageInTurn(c);
+    const slot = await acquire();
+    try {
+      const w = await workerFor(slot);
+      if (!w) return await onPageInTurn(c);
+      try {
+        return await inWorker(w, c);
+      } catch (e) {
+        // A worker that failed is not given more work.
+        w.terminate();
+        if (slot.worker === w) slot.worker = null;
+        throw e;
+      }
+    } finally {
+      release(slot);
+    }
+  };
+  make.parallel = slots.length;
+  make.reuse = (bytes) => {
+    if (!closed && bytes.buffer.byteLength === capacity && buffers.length < slots.length + 4) buffers.push(bytes.buffer);
   };
   make.close = () => {
-    worker?.terminate();
-    worker = null;
+    closed = true;
+    buffers.length = 0;
+    for (const slot of slots) {
+      slot.worker?.terminate();
+      slot.worker = null;
+      slot.spare?.then((w) => w?.terminate());
+      slot.spare = null;
+    }
   };
   return make;
 }

@@ -148,24 +148,26 @@ export function chunkPlan(size, recordSize, chunkSize) {
   };
 }
 
-/** Chunk `c` of the stream from its plaintext slice (`plan.plainRange(c)` of the file). */
-export async function sealChunk(keys, plan, c, slice) {
+/**
+ * Chunk `c` of the stream from its plaintext slice (`plan.plainRange(c)` of the file), written
+ * into `out` when given (exactly `plan.chunkLength(c)` bytes). Every record is handed to
+ * WebCrypto at once and copied to its fixed place as it comes back: one await per record in
+ * turn left the crypto thread idle between round trips.
+ */
+export async function sealChunk(keys, plan, c, slice, out = new Uint8Array(plan.chunkLength(c))) {
   const rs = plan.recordSize;
   const first = c * plan.recordsPerChunk;
   const count = Math.min(plan.records, first + plan.recordsPerChunk) - first;
-  const out = new Uint8Array(plan.chunkLength(c));
-  let at = 0;
-  if (c === 0) {
-    out.set(keys.header.bytes, 0);
-    at = HEADER_LENGTH;
-  }
+  if (out.length !== plan.chunkLength(c)) throw new Error(`chunk ${c} takes ${plan.chunkLength(c)} bytes, not ${out.length}`);
+  const at = c === 0 ? HEADER_LENGTH : 0;
+  if (c === 0) out.set(keys.header.bytes, 0);
+  const sealing = [];
   for (let j = 0; j < count; j++) {
     const i = first + j;
     const plain = slice.subarray(j * rs, Math.min(slice.length, (j + 1) * rs));
-    const sealed = await sealRecord(keys, i, i === plan.records - 1, plain);
-    out.set(sealed, at);
-    at += sealed.length;
+    sealing.push(sealRecord(keys, i, i === plan.records - 1, plain).then((sealed) => out.set(sealed, at + j * (rs + TAG_LENGTH))));
   }
+  await Promise.all(sealing);
   return out;
 }
 
