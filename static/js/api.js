@@ -131,7 +131,7 @@ export async function withRetries(fn, { attempts = 6, onRetry = () => {}, retryO
 }
 
 /** Chunks a sending worker posts before it is replaced (see send-worker.js for why). */
-export const SEND_RECYCLE = 1;
+export const SEND_RECYCLE = 2;
 
 /** How long a chunk upload may go without progress before it counts as a dropped connection. */
 export const STALL_MS = 60000;

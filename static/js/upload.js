@@ -383,7 +383,7 @@ export async function shareFile(file, options, config, hooks) {
 /** Sealing workers per upload, side by side; each holds about one chunk (plaintext and sealed). */
 const SEAL_WORKERS = 2;
 /** Chunks a sealing worker makes before it is replaced (see seal-worker.js for why). */
-const SEAL_RECYCLE = 2;
+const SEAL_RECYCLE = 4;
 
 /**
  * `makeChunk(c)` for a V4 file: chunk `c` sealed, with its SHA-256, made by a pool of `workers`
