@@ -17,12 +17,15 @@
 //   (b) ui-up:    the UI in Chromium driven over a bare DevTools-protocol pipe (no Network domain,
 //                 no request capture): the file set on #file, the share button clicked, timed to
 //                 the result screen's link; the summed RSS of every Chromium process is sampled
-//                 every 100 ms (growth = peak - RSS just before the click);
+//                 every 100 ms (growth = peak - RSS just before the click), and their CPU time
+//                 (user + system, /proc) is reported per MiB, a figure a loaded machine bends less;
 //   (c) api-down: POST /api/file/{id} of the clip made in (b) from Node, streamed and discarded;
 //   (d) ui-down:  the open screen (/file/{id}#secret) in a fresh browser context, Download
 //                 clicked, timed to both the page's "Saved" message and the download manager's
 //                 completion (Browser.setDownloadBehavior to a temp dir); the saved file's size
-//                 and SHA-256 are checked after the clock stops.
+//                 and SHA-256 are checked after the clock stops; Chromium's CPU per MiB as in (b).
+// Before (b) and (d) the script waits for the browser to be idle (a new window starts Chromium's
+// own WebUI renderers, a second or more of CPU that must not land in a measurement).
 // Then --playwright N rounds (default 1) of (b) and (d) through Playwright's normal page
 // (playwright-core, whose Network instrumentation copies request bodies): reported apart,
 // never in the ratios. MiB/s is file MiB (2^20 plaintext bytes) per second, in every column.
@@ -385,6 +388,7 @@ async function uiUploadCdp(browser, url, path) {
   await page.setFile('#file', path);
   await whenTrue(page, `document.getElementById('chosen') && !document.getElementById('chosen').hidden`);
   await settle(browser.pid);
+  const cpu0 = treeCpu(browser.pid);
   const measured = await sampledRss(
     () => treeRss(browser.pid),
     async () => {
@@ -397,8 +401,9 @@ async function uiUploadCdp(browser, url, path) {
       return { seconds, link };
     },
   );
+  const cpu = treeCpu(browser.pid) - cpu0;
   await browser.send('Target.disposeBrowserContext', { browserContextId: page.browserContextId });
-  return { ...measured.result, base: measured.base, peak: measured.peak };
+  return { ...measured.result, base: measured.base, peak: measured.peak, cpu };
 }
 
 async function uiDownloadCdp(browser, link, downloads, expected) {
@@ -408,12 +413,14 @@ async function uiDownloadCdp(browser, link, downloads, expected) {
   await whenTrue(page, `!document.getElementById('open-go').hidden`);
   await settle(browser.pid);
   const begin = browser.waitEvent('Browser.downloadWillBegin', () => true, 1800000);
+  const cpu0 = treeCpu(browser.pid);
   const t0 = performance.now();
   await page.click('#open-go');
   const { guid } = await begin;
   const progress = await browser.waitEvent('Browser.downloadProgress', (p) => p.guid === guid && p.state !== 'inProgress', 1800000);
   await whenTrue(page, `document.getElementById('open-done')?.textContent.startsWith('Saved')`);
   const seconds = (performance.now() - t0) / 1000;
+  const cpu = treeCpu(browser.pid) - cpu0;
   await browser.send('Target.disposeBrowserContext', { browserContextId: page.browserContextId });
   const saved = join(downloads, guid);
   if (progress.state !== 'completed') throw new Error(`download ${progress.state}`);
@@ -421,7 +428,7 @@ async function uiDownloadCdp(browser, link, downloads, expected) {
   const sha = await sha256File(saved);
   rmSync(saved, { force: true });
   if (size !== expected.size || sha !== expected.sha256) throw new Error(`downloaded ${size} bytes, sha ${sha}: not the file`);
-  return { seconds };
+  return { seconds, cpu };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -506,11 +513,13 @@ async function main() {
         uiDown: opts.size / d.seconds,
         rssBase: b.base / MIB,
         rssGrowth: (b.peak - b.base) / MIB,
+        upCpu: (b.cpu * 1000) / opts.size,
+        downCpu: (d.cpu * 1000) / opts.size,
         load,
       };
       rows.push(row);
       console.log(
-        `round ${r}: api-up ${f1(row.apiUp)} MiB/s, ui-up ${f1(row.uiUp)} MiB/s (${b.seconds.toFixed(2)} s), api-down ${f1(row.apiDown)} MiB/s, ui-down ${f1(row.uiDown)} MiB/s (${d.seconds.toFixed(2)} s), browser RSS ${f1(row.rssBase)} MiB + ${f1(row.rssGrowth)} MiB peak growth, load ${load.toFixed(2)}`,
+        `round ${r}: api-up ${f1(row.apiUp)} MiB/s, ui-up ${f1(row.uiUp)} MiB/s (${b.seconds.toFixed(2)} s), api-down ${f1(row.apiDown)} MiB/s, ui-down ${f1(row.uiDown)} MiB/s (${d.seconds.toFixed(2)} s), browser RSS ${f1(row.rssBase)} MiB + ${f1(row.rssGrowth)} MiB peak growth, Chromium CPU ${f1(row.upCpu)} / ${f1(row.downCpu)} ms per MiB up / down, load ${load.toFixed(2)}`,
       );
     }
     await browser.close();
@@ -523,12 +532,12 @@ async function main() {
     const down = med('uiDown') / med('apiDown');
     const growth = Math.max(...rows.map((x) => x.rssGrowth));
     console.log('');
-    console.log(`| round | API upload | UI upload (CDP) | API download | UI download (CDP) | browser RSS growth during UI upload | load avg |`);
-    console.log(`|---|---|---|---|---|---|---|`);
-    for (const x of rows) console.log(`| ${x.round} | ${f1(x.apiUp)} MiB/s | ${f1(x.uiUp)} MiB/s | ${f1(x.apiDown)} MiB/s | ${f1(x.uiDown)} MiB/s | ${f1(x.rssGrowth)} MiB | ${x.load.toFixed(2)} |`);
-    console.log(`| median | ${f1(med('apiUp'))} MiB/s | ${f1(med('uiUp'))} MiB/s | ${f1(med('apiDown'))} MiB/s | ${f1(med('uiDown'))} MiB/s | ${f1(med('rssGrowth'))} MiB (max ${f1(growth)}) | |`);
+    console.log(`| round | API upload | UI upload (CDP) | API download | UI download (CDP) | browser RSS growth during UI upload | Chromium CPU per MiB up / down | load avg |`);
+    console.log(`|---|---|---|---|---|---|---|---|`);
+    for (const x of rows) console.log(`| ${x.round} | ${f1(x.apiUp)} MiB/s | ${f1(x.uiUp)} MiB/s | ${f1(x.apiDown)} MiB/s | ${f1(x.uiDown)} MiB/s | ${f1(x.rssGrowth)} MiB | ${f1(x.upCpu)} / ${f1(x.downCpu)} ms | ${x.load.toFixed(2)} |`);
+    console.log(`| median | ${f1(med('apiUp'))} MiB/s | ${f1(med('uiUp'))} MiB/s | ${f1(med('apiDown'))} MiB/s | ${f1(med('uiDown'))} MiB/s | ${f1(med('rssGrowth'))} MiB (max ${f1(growth)}) | ${f1(med('upCpu'))} / ${f1(med('downCpu'))} ms | |`);
     for (const [i, p] of pw.entries()) {
-      console.log(`| Playwright page ${i + 1} | | ${f1(opts.size / p.up)} MiB/s | | ${f1(opts.size / p.down)} MiB/s | ${f1(p.upGrowth / MIB)} MiB | |`);
+      console.log(`| Playwright page ${i + 1} | | ${f1(opts.size / p.up)} MiB/s | | ${f1(opts.size / p.down)} MiB/s | ${f1(p.upGrowth / MIB)} MiB | | |`);
     }
     console.log('');
     const verdict = (ok) => (ok ? 'ok' : 'MISSED');
@@ -536,7 +545,7 @@ async function main() {
     console.log(`download ratio ui/api = ${down.toFixed(2)} (target >= ${TARGET.download}) ${verdict(down >= TARGET.download)}`);
     console.log(`browser RSS growth (max over rounds, ${opts.size} MiB upload) = ${f1(growth)} MiB (target < ${TARGET.rssMiB}) ${verdict(growth < TARGET.rssMiB)}`);
     console.log(
-      `RESULT size_mib=${opts.size} rounds=${opts.rounds} api_up=${f1(med('apiUp'))} ui_up=${f1(med('uiUp'))} up_ratio=${up.toFixed(2)} api_down=${f1(med('apiDown'))} ui_down=${f1(med('uiDown'))} down_ratio=${down.toFixed(2)} rss_growth_mib=${f1(growth)}` +
+      `RESULT size_mib=${opts.size} rounds=${opts.rounds} api_up=${f1(med('apiUp'))} ui_up=${f1(med('uiUp'))} up_ratio=${up.toFixed(2)} api_down=${f1(med('apiDown'))} ui_down=${f1(med('uiDown'))} down_ratio=${down.toFixed(2)} rss_growth_mib=${f1(growth)} up_cpu_ms_per_mib=${f1(med('upCpu'))} down_cpu_ms_per_mib=${f1(med('downCpu'))}` +
         (pw.length ? ` pw_ui_up=${f1(median(pw.map((p) => opts.size / p.up)))} pw_ui_down=${f1(median(pw.map((p) => opts.size / p.down)))}` : ''),
     );
     const ok = up >= TARGET.upload && down >= TARGET.download && growth < TARGET.rssMiB;
