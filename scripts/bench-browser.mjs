@@ -36,12 +36,13 @@
 
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import http from 'node:http';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
+import { descendants } from '../tests/ui/procs.mjs';
 
 const ROOT = resolve(new URL('..', import.meta.url).pathname);
 const MIB = 1048576;
@@ -285,34 +286,12 @@ async function apiDownload(url, id, expected) {
 // ---------------------------------------------------------------------------------------------
 // Browser memory
 
-function childrenOf(root) {
-  const parent = new Map();
-  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      parent.set(Number(pid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const out = [];
-  const walk = (p) => {
-    for (const [child, pp] of parent) {
-      if (pp === p) {
-        out.push(child);
-        walk(child);
-      }
-    }
-  };
-  walk(root);
-  return out;
-}
 
 /** Summed RSS (bytes) of `root` and every process below it, except the `skip` subtree. */
 function treeRss(root, skip = null) {
-  const skipped = skip ? new Set([skip, ...childrenOf(skip)]) : new Set();
+  const skipped = skip ? new Set([skip, ...descendants(skip)]) : new Set();
   let rss = 0;
-  for (const pid of [root, ...childrenOf(root)]) {
+  for (const pid of [root, ...descendants(root)]) {
     if (skipped.has(pid)) continue;
     try {
       rss += Number(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8').match(/^Rss:\s+(\d+)/m)[1]) * 1024;
@@ -326,7 +305,7 @@ function treeRss(root, skip = null) {
 /** CPU seconds (user + system) of `root` and every process below it. */
 function treeCpu(root) {
   let cpu = 0;
-  for (const pid of [root, ...childrenOf(root)]) {
+  for (const pid of [root, ...descendants(root)]) {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');

@@ -6,7 +6,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +14,7 @@ import { join } from 'node:path';
 
 import { makeFile, sha256File, startServer } from './harness.mjs';
 import { rawBrowser } from './rawcdp.mjs';
+import { descendants } from './procs.mjs';
 
 const SIZE = 512 * 1024 * 1024;
 const LIMIT = 300 * 1024 * 1024;
@@ -29,29 +30,6 @@ after(async () => {
   await server?.stop();
 });
 
-/** Processes below `root` in the process tree. */
-function descendants(root) {
-  const parent = new Map();
-  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      parent.set(Number(pid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const out = [];
-  const walk = (p) => {
-    for (const [child, pp] of parent) {
-      if (pp === p) {
-        out.push(child);
-        walk(child);
-      }
-    }
-  };
-  walk(root);
-  return out;
-}
 
 /** Summed RSS and PSS (bytes) of the Chromium processes this test started. */
 function browserMemory() {
